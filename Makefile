@@ -1,0 +1,57 @@
+# hasherd: the usual targets. Everything runs from a virtual environment in .venv that
+# `make deps` creates; every other target depends on it, so `make test` and `make run`
+# work on a fresh clone with only python3 (>= 3.11) present.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SECONDS ?= 3
+
+.PHONY: deps build run test test-coverage test-bench format lint typecheck pre-commit lanes clean
+
+deps: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+build: deps
+	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir dist .
+	$(BIN)/python -m hasherd.kernel.lanegen --check
+
+# The main job. For now: the kernel benchmark on generated sample data.
+run: deps
+	$(BIN)/hasherd vectors check tests/data/kernel-v1.json
+	$(BIN)/hasherd bench --seconds $(SECONDS)
+
+test: deps
+	$(BIN)/python -m pytest -q
+
+test-coverage: deps
+	$(BIN)/python -m pytest -q --cov=hasherd --cov-report=term-missing
+
+test-bench: deps
+	$(BIN)/hasherd bench --seconds $(SECONDS) --json
+
+format: deps
+	$(BIN)/ruff format hasherd tests tools
+	$(BIN)/ruff check --fix hasherd tests tools
+
+lint: deps
+	$(BIN)/ruff format --check hasherd tests tools
+	$(BIN)/ruff check hasherd tests tools
+
+typecheck: deps
+	$(BIN)/mypy hasherd
+
+pre-commit: lint typecheck test
+
+lanes: deps
+	$(BIN)/python -m hasherd.kernel.lanegen
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,1 @@
+"""Command-line entry points (``hasherd``, ``hasherctl``). Nothing imports this package."""

@@ -1,0 +1,346 @@
+"""The numba drivers of the CPU evaluator: the pass loop around the generated lane kernels.
+
+Two layouts (docs/kernel.md in the project, "The numba evaluator"):
+
+* k = 0: lanes are candidates. Each chunk of ``LANES`` candidates lives in one flat
+  buffer; ``prep`` computes the pass-invariant work once, then each pass runs
+  ``pass_k0`` (vectorised) and a short scalar step per lane for the jitter lookup and
+  ``apply``. Chunks run in parallel (``prange``).
+* k > 0: lanes are nonces. Each candidate runs its passes alone (candidates in parallel);
+  a pass computes block 1's midstate once and sweeps nonces ``LANES`` at a time with
+  ``scan_h7``, taking the first that meets k in scan order, rolling ntime after a whole
+  nonce space without one.
+
+Import ``hasherd.kernel.numba_setup`` and call ``configure()`` before this module compiles
+anything (the evaluator does).
+"""
+
+# mypy: ignore-errors
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from hasherd.kernel._lanes import LANES, ROW_HDR, ROW_OUT, ROWS, pass_k0, prep, scan_h7
+
+L = LANES
+_K = np.array(
+    [
+        0x428A2F98, 0x71374491, 0xB5C0FBCF, 0xE9B5DBA5, 0x3956C25B, 0x59F111F1, 0x923F82A4,
+        0xAB1C5ED5, 0xD807AA98, 0x12835B01, 0x243185BE, 0x550C7DC3, 0x72BE5D74, 0x80DEB1FE,
+        0x9BDC06A7, 0xC19BF174, 0xE49B69C1, 0xEFBE4786, 0x0FC19DC6, 0x240CA1CC, 0x2DE92C6F,
+        0x4A7484AA, 0x5CB0A9DC, 0x76F988DA, 0x983E5152, 0xA831C66D, 0xB00327C8, 0xBF597FC7,
+        0xC6E00BF3, 0xD5A79147, 0x06CA6351, 0x14292967, 0x27B70A85, 0x2E1B2138, 0x4D2C6DFC,
+        0x53380D13, 0x650A7354, 0x766A0ABB, 0x81C2C92E, 0x92722C85, 0xA2BFE8A1, 0xA81A664B,
+        0xC24B8B70, 0xC76C51A3, 0xD192E819, 0xD6990624, 0xF40E3585, 0x106AA070, 0x19A4C116,
+        0x1E376C08, 0x2748774C, 0x34B0BCB5, 0x391C0CB3, 0x4ED8AA4A, 0x5B9CCA4F, 0x682E6FF3,
+        0x748F82EE, 0x78A5636F, 0x84C87814, 0x8CC70208, 0x90BEFFFA, 0xA4506CEB, 0xBEF9A3F7,
+        0xC67178F2,
+    ],
+    dtype=np.uint32,
+)  # fmt: skip
+_IV = np.array(
+    [0x6A09E667, 0xBB67AE85, 0x3C6EF372, 0xA54FF53A, 0x510E527F, 0x9B05688C, 0x1F83D9AB, 0x5BE0CD19],
+    dtype=np.uint32,
+)
+_U8 = np.uint32(8)
+_U16 = np.uint32(16)
+_U24 = np.uint32(24)
+
+# Header word positions (kernel.md, "The header"): slot i is word 1 + i.
+W_SLOT0, W_SLOT3, W_SLOT4, W_SLOT10 = 1, 4, 5, 11
+W_JITTER = 9  # words 9..12 are slots 8..11, the ones apply() changes
+W_NTIME, W_NONCE = 17, 19
+
+
+@njit(cache=True, nogil=True, inline="always")
+def bswap32(x):  # pragma: no cover - compiled
+    return np.uint32(
+        (x >> _U24) | ((x >> _U8) & np.uint32(0xFF00)) | ((x << _U8) & np.uint32(0xFF0000)) | (x << _U24)
+    )
+
+
+@njit(cache=True, nogil=True, inline="always")
+def rotl32(x, n):  # pragma: no cover - compiled
+    if n == 0:
+        return np.uint32(x)
+    return np.uint32((x << np.uint32(n)) | (x >> np.uint32(32 - n)))
+
+
+@njit(cache=True, nogil=True)
+def compress(state, w16, out):  # pragma: no cover - compiled
+    """One SHA-256 compression of the 16 words ``w16`` onto ``state`` (loop form)."""
+    w = np.empty(64, dtype=np.uint32)
+    for t in range(16):
+        w[t] = w16[t]
+    for t in range(16, 64):
+        x, y = w[t - 15], w[t - 2]
+        s0 = ((x >> np.uint32(7)) | (x << np.uint32(25))) ^ ((x >> np.uint32(18)) | (x << np.uint32(14))) ^ (x >> np.uint32(3))
+        s1 = ((y >> np.uint32(17)) | (y << np.uint32(15))) ^ ((y >> np.uint32(19)) | (y << np.uint32(13))) ^ (y >> np.uint32(10))
+        w[t] = np.uint32(np.uint32(s1) + w[t - 7] + np.uint32(s0) + w[t - 16])
+    a, b, c, d = state[0], state[1], state[2], state[3]
+    e, f, g, h = state[4], state[5], state[6], state[7]
+    for t in range(64):
+        s1 = np.uint32(((e >> np.uint32(6)) | (e << np.uint32(26))) ^ ((e >> np.uint32(11)) | (e << np.uint32(21))) ^ ((e >> np.uint32(25)) | (e << np.uint32(7))))
+        ch = np.uint32(g ^ (e & (f ^ g)))
+        t1 = np.uint32(h + s1 + ch + _K[t] + w[t])
+        s0 = np.uint32(((a >> np.uint32(2)) | (a << np.uint32(30))) ^ ((a >> np.uint32(13)) | (a << np.uint32(19))) ^ ((a >> np.uint32(22)) | (a << np.uint32(10))))
+        mj = np.uint32((a & b) | (c & (a | b)))
+        t2 = np.uint32(s0 + mj)
+        h, g, f, e = g, f, e, np.uint32(d + t1)
+        d, c, b, a = c, b, a, np.uint32(t1 + t2)
+    out[0] = np.uint32(state[0] + a)
+    out[1] = np.uint32(state[1] + b)
+    out[2] = np.uint32(state[2] + c)
+    out[3] = np.uint32(state[3] + d)
+    out[4] = np.uint32(state[4] + e)
+    out[5] = np.uint32(state[5] + f)
+    out[6] = np.uint32(state[6] + g)
+    out[7] = np.uint32(state[7] + h)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def nearest(lo, hi, keys, pos, key):  # pragma: no cover - compiled
+    """Index of the key nearest ``key`` in the sorted ``keys[lo:hi]`` (non-empty range);
+    on equal distance the one with the smaller memory position."""
+    k = np.int64(key)
+    a, b = lo, hi
+    while a < b:  # first index with keys[i] >= key
+        mid = (a + b) >> 1
+        if keys[mid] < k:
+            a = mid + 1
+        else:
+            b = mid
+    if a == lo:
+        return lo
+    if a == hi:
+        return hi - 1
+    below = k - keys[a - 1]
+    above = keys[a] - k
+    if below < above or (below == above and pos[a - 1] < pos[a]):
+        return a - 1
+    return a
+
+
+@njit(cache=True, nogil=True, inline="always")
+def miss(key):  # pragma: no cover - compiled
+    return np.uint32(key ^ np.uint32(0x9E3779B9) ^ (key >> _U16))
+
+
+@njit(cache=True, nogil=True)
+def lookup(p, z1_hit, z1_val, z2_start, z2_keys, z2_vals, z2_pos, s3, s4, s10, key):  # pragma: no cover - compiled
+    """``lookup(S, key, p)`` of kernel.md for one header; zone 1 is resolved per record."""
+    if p <= 7:
+        if z1_hit:
+            return np.uint32(z1_val), True
+    elif p <= 14:
+        g = ((np.int64(s10) >> 12) & 0xF) << 8 | (np.int64(s4) & 0xFF)
+        lo, hi = z2_start[g], z2_start[g + 1]
+        if lo < hi:
+            return z2_vals[nearest(lo, hi, z2_keys, z2_pos, key)], True
+    else:
+        diff = np.uint32(key ^ s3)
+        if (diff >> np.uint32(20)) == 0:
+            return np.uint32(diff ^ np.uint32(0xFEEDFACE)), True
+    return miss(key), False
+
+
+@njit(cache=True, nogil=True, inline="always")
+def xor_lane(buf, j, x):  # pragma: no cover - compiled
+    """apply(H, x) to lane j: XOR rotl32(x, 8w) into header words 9..12."""
+    r = (ROW_HDR + W_JITTER) * L + j
+    buf[r] ^= x
+    buf[r + L] ^= np.uint32((x << _U8) | (x >> _U24))
+    buf[r + 2 * L] ^= np.uint32((x << _U16) | (x >> _U16))
+    buf[r + 3 * L] ^= np.uint32((x << _U24) | (x >> _U8))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def jitter_lanes(p, buf, jit, found, z1_hit, z1_val, z2_range, z2_keys, z2_vals, z2_pos, s3):  # pragma: no cover - compiled
+    """Pass p's jitter for every lane, applied to the lane's header.
+
+    ``z2_range[q]`` / ``z2_range[16 + q]`` bound the zone-2 group of this record for
+    slot 10's top nibble q (slot 4, the rest of the group, is the record's). Zones 1 and 3
+    are branch-free per lane, so LLVM vectorises their loops.
+    """
+    key_row = ROW_OUT * L
+    if p <= 7:
+        if z1_hit:
+            for j in range(L):
+                jit[j] = z1_val
+                found[j] = 1
+                xor_lane(buf, j, z1_val)
+        else:
+            for j in range(L):
+                x = miss(buf[key_row + j])
+                jit[j] = x
+                found[j] = 0
+                xor_lane(buf, j, x)
+    elif p <= 14:
+        s10_row = (ROW_HDR + W_SLOT10) * L
+        for j in range(L):
+            key = buf[key_row + j]
+            q = (buf[s10_row + j] >> np.uint32(12)) & np.uint32(0xF)
+            lo, hi = z2_range[q], z2_range[16 + q]
+            if lo < hi:
+                jit[j] = z2_vals[nearest(lo, hi, z2_keys, z2_pos, key)]
+                found[j] = 1
+            else:
+                jit[j] = miss(key)
+                found[j] = 0
+        for j in range(L):
+            xor_lane(buf, j, jit[j])
+    else:
+        for j in range(L):
+            key = buf[key_row + j]
+            diff = np.uint32(key ^ s3)
+            close = (diff >> np.uint32(20)) == 0
+            x = np.uint32(diff ^ np.uint32(0xFEEDFACE)) if close else miss(key)
+            jit[j] = x
+            found[j] = close
+            xor_lane(buf, j, x)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def apply_words(h, j):  # pragma: no cover - compiled
+    """apply(H, j) on a header held as 20 big-endian words."""
+    for w in range(4):
+        h[W_JITTER + w] = np.uint32(h[W_JITTER + w] ^ rotl32(j, 8 * w))
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def run_k0(
+    hdr, passes, start_pass, start_jitter, z1_hit, z1_val, z2_range, z2_keys, z2_vals, z2_pos,
+    trace, out_digest, out_last_key, tr_keys, tr_jit, tr_found, tr_final,
+):  # pragma: no cover - compiled
+    """k = 0: every candidate's loop; lanes are candidates, chunks run in parallel."""
+    n = hdr.shape[0]
+    nchunks = (n + L - 1) // L
+    for c in prange(nchunks):
+        buf = np.empty(ROWS * L, dtype=np.uint32)
+        jit = np.empty(L, dtype=np.uint32)
+        found = np.empty(L, dtype=np.uint8)
+        base = c * L
+        m = min(L, n - base)
+        for r in range(20):
+            for j in range(L):
+                buf[(ROW_HDR + r) * L + j] = hdr[base + min(j, m - 1), r]
+        if start_jitter != 0:
+            for j in range(L):
+                xor_lane(buf, j, start_jitter)
+        s3 = buf[(ROW_HDR + W_SLOT3) * L]  # slot 3 is the record's, the same in every lane
+        prep(buf)
+        for p in range(start_pass, passes):
+            pass_k0(buf)
+            if p == passes - 1:
+                for j in range(m):
+                    out_last_key[base + j] = buf[ROW_OUT * L + j]
+            jitter_lanes(p, buf, jit, found, z1_hit, z1_val, z2_range, z2_keys, z2_vals, z2_pos, s3)
+            if trace:
+                for j in range(m):
+                    tr_keys[base + j, p] = buf[ROW_OUT * L + j]
+                    tr_jit[base + j, p] = jit[j]
+                    tr_found[base + j, p] = found[j] != 0
+        pass_k0(buf)
+        for j in range(m):
+            for r in range(8):
+                out_digest[base + j, r] = buf[(ROW_OUT + r) * L + j]
+            if trace:
+                for r in range(20):
+                    tr_final[base + j, r] = buf[(ROW_HDR + r) * L + j]
+
+
+@njit(cache=True, nogil=True)
+def first_meeting(mid, w, n0, nonce_space, zero_bits, h7):  # pragma: no cover - compiled
+    """Offset t of the first nonce n0 + t (t < nonce_space) meeting zero_bits, else -1."""
+    shift = np.uint32(32 - zero_bits)
+    t = np.int64(0)
+    while t < nonce_space:
+        scan_h7(mid, w, np.uint32((np.int64(n0) + t) & 0xFFFFFFFF), h7)
+        m = min(np.int64(L), nonce_space - t)
+        for j in range(m):
+            if (bswap32(h7[j]) >> shift) == 0:
+                return t + j
+        t += L
+    return np.int64(-1)
+
+
+@njit(cache=True, nogil=True)
+def golden(h, zero_bits, nonce_space, mid, blk, dig, h7):  # pragma: no cover - compiled
+    """One pass at k > 0 over header words ``h``; digest words to ``dig``.
+
+    Returns (nonce, ntime roll, nonces scanned)."""
+    compress(_IV, h[0:16], mid)
+    n0 = bswap32(h[W_NONCE])
+    ntime0 = bswap32(h[W_NTIME])
+    w = np.empty(3, dtype=np.uint32)
+    w[0] = h[16]
+    w[2] = h[18]
+    roll = np.int64(0)
+    while True:
+        w[1] = bswap32(np.uint32((np.int64(ntime0) + roll) & 0xFFFFFFFF))
+        t = first_meeting(mid, w, n0, nonce_space, zero_bits, h7)
+        if t >= 0:
+            break
+        roll += 1
+    nonce = np.uint32((np.int64(n0) + t) & 0xFFFFFFFF)
+    scanned = roll * nonce_space + t + 1
+    for r in range(16):
+        blk[r] = 0
+    blk[0], blk[1], blk[2], blk[3] = w[0], w[1], w[2], bswap32(nonce)
+    blk[4] = np.uint32(0x80000000)
+    blk[15] = np.uint32(640)
+    d1 = np.empty(8, dtype=np.uint32)
+    compress(mid, blk, d1)
+    for r in range(16):
+        blk[r] = 0
+    for r in range(8):
+        blk[r] = d1[r]
+    blk[8] = np.uint32(0x80000000)
+    blk[15] = np.uint32(256)
+    compress(_IV, blk, dig)
+    return nonce, roll, scanned
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def run_scan(
+    hdr, passes, start_pass, start_jitter, z1_hit, z1_val, z2_start, z2_keys, z2_vals, z2_pos,
+    zero_bits, nonce_space, trace, out_digest, out_nonce, out_roll, out_last_key, out_scanned,
+    tr_keys, tr_nonce, tr_jit, tr_found, tr_final,
+):  # pragma: no cover - compiled
+    """k > 0: lanes are nonces; candidates run in parallel."""
+    n = hdr.shape[0]
+    for i in prange(n):
+        h = hdr[i].copy()
+        if start_jitter != 0:
+            apply_words(h, np.uint32(start_jitter))
+        mid = np.empty(8, dtype=np.uint32)
+        blk = np.empty(16, dtype=np.uint32)
+        dig = np.empty(8, dtype=np.uint32)
+        h7 = np.empty(L, dtype=np.uint32)
+        total = np.int64(0)
+        mids = np.int64(passes - start_pass + 1)
+        for p in range(start_pass, passes):
+            nonce, roll, scanned = golden(h, zero_bits, nonce_space, mid, blk, dig, h7)
+            total += scanned
+            mids += roll
+            key = dig[0]
+            jit, found = lookup(p, z1_hit, z1_val, z2_start, z2_keys, z2_vals, z2_pos, h[W_SLOT3], h[W_SLOT4], h[W_SLOT10], key)
+            apply_words(h, jit)
+            if p == passes - 1:
+                out_last_key[i] = key
+            if trace:
+                tr_keys[i, p] = key
+                tr_nonce[i, p] = nonce
+                tr_jit[i, p] = jit
+                tr_found[i, p] = found
+        nonce, roll, scanned = golden(h, zero_bits, nonce_space, mid, blk, dig, h7)
+        out_scanned[i, 0] = total + scanned
+        out_scanned[i, 1] = mids + roll
+        for r in range(8):
+            out_digest[i, r] = dig[r]
+        out_nonce[i] = nonce
+        out_roll[i] = roll
+        if trace:
+            for r in range(20):
+                tr_final[i, r] = h[r]

@@ -1,0 +1,41 @@
+"""numba code-generation settings, applied once before any kernel is compiled.
+
+LLVM's tuning for recent Intel server cores (Sapphire/Emerald Rapids and others) sets
+``prefer-256-bit``, so numba would emit only 256-bit vectors; the SHA-256 lane kernels run
+about 1.7x faster with 512-bit vectors (docs/perf.md, section 4 item 6). Where the CPU has
+AVX-512F we therefore name the real host CPU and drop that preference. Elsewhere the
+defaults stay. An explicit ``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES`` in the environment
+always wins. numba keys its on-disk cache on these settings, so they must not change
+between the process that compiles and the ones that load.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+LOGGER = logging.getLogger(__name__)
+_DONE = False
+
+
+def configure() -> dict[str, str]:
+    """Apply the settings (idempotent); returns what was decided, for logs and bench."""
+    global _DONE
+    import llvmlite.binding as ll
+    import numba
+
+    info = {"cpu_name": ll.get_host_cpu_name(), "vector_bits": "default"}
+    if _DONE:
+        info["vector_bits"] = "512" if "-prefer-256-bit" in (numba.config.CPU_FEATURES or "") else "default"
+        return info
+    _DONE = True
+    if os.environ.get("NUMBA_CPU_NAME") or os.environ.get("NUMBA_CPU_FEATURES"):
+        info["vector_bits"] = "environment"
+        return info
+    features = ll.get_host_cpu_features()
+    if features.get("avx512f"):
+        numba.config.CPU_NAME = info["cpu_name"]
+        numba.config.CPU_FEATURES = features.flatten() + ",-prefer-256-bit"
+        info["vector_bits"] = "512"
+        LOGGER.debug("numba: 512-bit vectors enabled for %s", info["cpu_name"])
+    return info

@@ -1,0 +1,136 @@
+"""Rewards and the GRPO advantage (kernel.md, "Reward and advantage").
+
+Scalar functions follow the text; ``batch_rewards`` computes the same for a whole group
+with numpy, since training scores every candidate of every generation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from hasherd.errors import InputError
+from hasherd.kernel import spec
+
+STD_EPSILON = 1e-12
+
+
+@dataclass(frozen=True, slots=True)
+class RewardWeights:
+    """The reward's weights; the defaults are kernel v1's."""
+
+    alignment: float = 0.6
+    stability: float = 0.3
+    format: float = 0.1
+    match_scale: float = 0.85
+    winner_bonus: float = 0.10
+
+    def __post_init__(self) -> None:
+        for name in ("alignment", "stability", "format", "match_scale", "winner_bonus"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
+                raise InputError(f"reward.{name}", f"{value!r} is not a finite number >= 0")
+
+
+DEFAULT_WEIGHTS = RewardWeights()
+
+
+@dataclass(frozen=True, slots=True)
+class Reward:
+    target_word: int
+    matching_bits: int
+    prefix_bits: int
+    winner: bool
+    alignment: float
+    stability: float
+    format: float
+    reward: float
+
+
+def reward(
+    output: int,
+    last_pass_key: int,
+    token: int,
+    token_bits: int,
+    difficulty_bits: int,
+    token_map: Iterable[int],
+    weights: RewardWeights = DEFAULT_WEIGHTS,
+) -> Reward:
+    """The reward of one candidate's output for ``token`` at ``difficulty_bits``."""
+    out = spec.check_u32(output, "output")
+    key = spec.check_u32(last_pass_key, "last_pass_key")
+    target = spec.target_word(token, token_bits)
+    matching = spec.matching_bits(out, target)
+    prefix = spec.prefix_bits(out, target)
+    winner = prefix >= difficulty_bits
+    if out == target:
+        alignment = 1.0
+    else:
+        alignment = weights.match_scale * matching / 32 + (weights.winner_bonus if winner else 0.0)
+    stability = 1 - (key ^ out).bit_count() / 32
+    fmt = 1.0 if spec.decode(out, token_bits) in set(token_map) else 0.0
+    total = weights.alignment * alignment + weights.stability * stability + weights.format * fmt
+    return Reward(target, matching, prefix, winner, alignment, stability, fmt, total)
+
+
+def _popcount32(x: np.ndarray) -> np.ndarray:
+    return np.bitwise_count(x.astype(np.uint32)).astype(np.int64)
+
+
+def _clz32(x: np.ndarray) -> np.ndarray:
+    # frexp's exponent is the bit length, exactly, for integers below 2^53 (0 gives 0).
+    _, length = np.frexp(x.astype(np.uint32).astype(np.float64))
+    return (32 - length).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class BatchRewards:
+    """Per-candidate reward parts for one group (arrays of shape (N,))."""
+
+    prefix_bits: np.ndarray
+    matching_bits: np.ndarray
+    winner: np.ndarray
+    reward: np.ndarray
+
+
+def batch_rewards(
+    outputs: np.ndarray,
+    last_keys: np.ndarray,
+    token: int,
+    token_bits: int,
+    difficulty_bits: int,
+    token_set: np.ndarray,
+    weights: RewardWeights = DEFAULT_WEIGHTS,
+) -> BatchRewards:
+    """``reward`` for every candidate of a group; ``token_set`` is a sorted uint32 array."""
+    target = np.uint32(spec.target_word(token, token_bits))
+    out = outputs.astype(np.uint32)
+    xor = out ^ target
+    matching = 32 - _popcount32(xor)
+    prefix = _clz32(xor)
+    winner = prefix >= difficulty_bits
+    alignment = np.where(
+        out == target,
+        1.0,
+        weights.match_scale * matching / 32 + np.where(winner, weights.winner_bonus, 0.0),
+    )
+    stability = 1 - _popcount32(last_keys.astype(np.uint32) ^ out) / 32
+    decoded = out >> np.uint32(32 - token_bits)
+    fmt = np.isin(decoded, token_set).astype(np.float64)
+    total = weights.alignment * alignment + weights.stability * stability + weights.format * fmt
+    return BatchRewards(prefix, matching, winner, total)
+
+
+def advantages(rewards: Sequence[float] | np.ndarray) -> np.ndarray:
+    """GRPO advantage: ``(r - mean) / std`` with the population std; 0 when std < 1e-12."""
+    r = np.asarray(rewards, dtype=np.float64)
+    if r.ndim != 1 or r.size == 0:
+        raise InputError("rewards", "expected a non-empty list of numbers")
+    if not np.all(np.isfinite(r)):
+        raise InputError("rewards", "every reward must be finite")
+    std = r.std()
+    if std < STD_EPSILON:
+        return np.zeros_like(r)
+    return (r - r.mean()) / std
