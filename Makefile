@@ -27,7 +27,7 @@ run: deps
 	$(BIN)/hasherd vectors check tests/data/kernel-v1.json
 	$(BIN)/hasherd bench --seconds $(SECONDS)
 
-test: deps
+test: deps lint typecheck
 	$(BIN)/python -m pytest -q
 
 test-coverage: deps

@@ -31,7 +31,16 @@ K = (
     0x19A4C116, 0x1E376C08, 0x2748774C, 0x34B0BCB5, 0x391C0CB3, 0x4ED8AA4A, 0x5B9CCA4F, 0x682E6FF3,
     0x748F82EE, 0x78A5636F, 0x84C87814, 0x8CC70208, 0x90BEFFFA, 0xA4506CEB, 0xBEF9A3F7, 0xC67178F2,
 )  # fmt: skip
-IV = (0x6A09E667, 0xBB67AE85, 0x3C6EF372, 0xA54FF53A, 0x510E527F, 0x9B05688C, 0x1F83D9AB, 0x5BE0CD19)
+IV = (
+    0x6A09E667,
+    0xBB67AE85,
+    0x3C6EF372,
+    0xA54FF53A,
+    0x510E527F,
+    0x9B05688C,
+    0x1F83D9AB,
+    0x5BE0CD19,
+)
 
 # Row layout of a chunk's flat buffer (rows of LANES uint32 each).
 ROW_HDR = 0  # 20 rows: the header as big-endian words
@@ -126,9 +135,7 @@ class Emitter:
 
     def schedule(self, w: list[Value], t: int) -> Value:
         """W[t] for t >= 16, appended to ``w``."""
-        v = self.add(
-            self.small_sigma1(w[t - 2]), w[t - 7], self.small_sigma0(w[t - 15]), w[t - 16]
-        )
+        v = self.add(self.small_sigma1(w[t - 2]), w[t - 7], self.small_sigma0(w[t - 15]), w[t - 16])
         w.append(v)
         return v
 

@@ -42,7 +42,7 @@ def group_index(slot4: int, slot10: int) -> int:
 class JitterMemory:
     """An immutable jitter memory with its zone indices."""
 
-    __slots__ = ("frames", "__dict__")
+    __slots__ = ("__dict__", "frames")
 
     def __init__(self, frames: np.ndarray) -> None:
         arr = np.ascontiguousarray(frames, dtype=np.uint32)

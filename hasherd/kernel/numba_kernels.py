@@ -40,7 +40,16 @@ _K = np.array(
     dtype=np.uint32,
 )  # fmt: skip
 _IV = np.array(
-    [0x6A09E667, 0xBB67AE85, 0x3C6EF372, 0xA54FF53A, 0x510E527F, 0x9B05688C, 0x1F83D9AB, 0x5BE0CD19],
+    [
+        0x6A09E667,
+        0xBB67AE85,
+        0x3C6EF372,
+        0xA54FF53A,
+        0x510E527F,
+        0x9B05688C,
+        0x1F83D9AB,
+        0x5BE0CD19,
+    ],
     dtype=np.uint32,
 )
 _U8 = np.uint32(8)
@@ -56,7 +65,10 @@ W_NTIME, W_NONCE = 17, 19
 @njit(cache=True, nogil=True, inline="always")
 def bswap32(x):  # pragma: no cover - compiled
     return np.uint32(
-        (x >> _U24) | ((x >> _U8) & np.uint32(0xFF00)) | ((x << _U8) & np.uint32(0xFF0000)) | (x << _U24)
+        (x >> _U24)
+        | ((x >> _U8) & np.uint32(0xFF00))
+        | ((x << _U8) & np.uint32(0xFF0000))
+        | (x << _U24)
     )
 
 
@@ -75,16 +87,32 @@ def compress(state, w16, out):  # pragma: no cover - compiled
         w[t] = w16[t]
     for t in range(16, 64):
         x, y = w[t - 15], w[t - 2]
-        s0 = ((x >> np.uint32(7)) | (x << np.uint32(25))) ^ ((x >> np.uint32(18)) | (x << np.uint32(14))) ^ (x >> np.uint32(3))
-        s1 = ((y >> np.uint32(17)) | (y << np.uint32(15))) ^ ((y >> np.uint32(19)) | (y << np.uint32(13))) ^ (y >> np.uint32(10))
+        s0 = (
+            ((x >> np.uint32(7)) | (x << np.uint32(25)))
+            ^ ((x >> np.uint32(18)) | (x << np.uint32(14)))
+            ^ (x >> np.uint32(3))
+        )
+        s1 = (
+            ((y >> np.uint32(17)) | (y << np.uint32(15)))
+            ^ ((y >> np.uint32(19)) | (y << np.uint32(13)))
+            ^ (y >> np.uint32(10))
+        )
         w[t] = np.uint32(np.uint32(s1) + w[t - 7] + np.uint32(s0) + w[t - 16])
     a, b, c, d = state[0], state[1], state[2], state[3]
     e, f, g, h = state[4], state[5], state[6], state[7]
     for t in range(64):
-        s1 = np.uint32(((e >> np.uint32(6)) | (e << np.uint32(26))) ^ ((e >> np.uint32(11)) | (e << np.uint32(21))) ^ ((e >> np.uint32(25)) | (e << np.uint32(7))))
+        s1 = np.uint32(
+            ((e >> np.uint32(6)) | (e << np.uint32(26)))
+            ^ ((e >> np.uint32(11)) | (e << np.uint32(21)))
+            ^ ((e >> np.uint32(25)) | (e << np.uint32(7)))
+        )
         ch = np.uint32(g ^ (e & (f ^ g)))
         t1 = np.uint32(h + s1 + ch + _K[t] + w[t])
-        s0 = np.uint32(((a >> np.uint32(2)) | (a << np.uint32(30))) ^ ((a >> np.uint32(13)) | (a << np.uint32(19))) ^ ((a >> np.uint32(22)) | (a << np.uint32(10))))
+        s0 = np.uint32(
+            ((a >> np.uint32(2)) | (a << np.uint32(30)))
+            ^ ((a >> np.uint32(13)) | (a << np.uint32(19)))
+            ^ ((a >> np.uint32(22)) | (a << np.uint32(10)))
+        )
         mj = np.uint32((a & b) | (c & (a | b)))
         t2 = np.uint32(s0 + mj)
         h, g, f, e = g, f, e, np.uint32(d + t1)
@@ -104,13 +132,15 @@ def nearest(lo, hi, keys, pos, key):  # pragma: no cover - compiled
     """Index of the key nearest ``key`` in the sorted ``keys[lo:hi]`` (non-empty range);
     on equal distance the one with the smaller memory position."""
     k = np.int64(key)
-    a, b = lo, hi
-    while a < b:  # first index with keys[i] >= key
-        mid = (a + b) >> 1
-        if keys[mid] < k:
-            a = mid + 1
-        else:
-            b = mid
+    # Branch-free lower bound (first index with keys[i] >= key): the trip count depends
+    # only on the range size, and the step is a conditional move, so random keys cost no
+    # branch mispredictions.
+    base, n = lo, hi - lo
+    while n > 1:
+        half = n >> 1
+        base = base + half if np.int64(keys[base + half - 1]) < k else base
+        n -= half
+    a = base + 1 if np.int64(keys[base]) < k else base
     if a == lo:
         return lo
     if a == hi:
@@ -128,7 +158,9 @@ def miss(key):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def lookup(p, z1_hit, z1_val, z2_start, z2_keys, z2_vals, z2_pos, s3, s4, s10, key):  # pragma: no cover - compiled
+def lookup(
+    p, z1_hit, z1_val, z2_start, z2_keys, z2_vals, z2_pos, s3, s4, s10, key
+):  # pragma: no cover - compiled
     """``lookup(S, key, p)`` of kernel.md for one header; zone 1 is resolved per record."""
     if p <= 7:
         if z1_hit:
@@ -156,7 +188,9 @@ def xor_lane(buf, j, x):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, inline="always")
-def jitter_lanes(p, buf, jit, found, z1_hit, z1_val, z2_range, z2_keys, z2_vals, z2_pos, s3):  # pragma: no cover - compiled
+def jitter_lanes(
+    p, buf, jit, found, z1_hit, z1_val, z2_range, z2_keys, z2_vals, z2_pos, s3
+):  # pragma: no cover - compiled
     """Pass p's jitter for every lane, applied to the lane's header.
 
     ``z2_range[q]`` / ``z2_range[16 + q]`` bound the zone-2 group of this record for
@@ -210,8 +244,23 @@ def apply_words(h, j):  # pragma: no cover - compiled
 
 @njit(cache=True, nogil=True, parallel=True)
 def run_k0(
-    hdr, passes, start_pass, start_jitter, z1_hit, z1_val, z2_range, z2_keys, z2_vals, z2_pos,
-    trace, out_digest, out_last_key, tr_keys, tr_jit, tr_found, tr_final,
+    hdr,
+    passes,
+    start_pass,
+    start_jitter,
+    z1_hit,
+    z1_val,
+    z2_range,
+    z2_keys,
+    z2_vals,
+    z2_pos,
+    trace,
+    out_digest,
+    out_last_key,
+    tr_keys,
+    tr_jit,
+    tr_found,
+    tr_final,
 ):  # pragma: no cover - compiled
     """k = 0: every candidate's loop; lanes are candidates, chunks run in parallel."""
     n = hdr.shape[0]
@@ -304,9 +353,29 @@ def golden(h, zero_bits, nonce_space, mid, blk, dig, h7):  # pragma: no cover - 
 
 @njit(cache=True, nogil=True, parallel=True)
 def run_scan(
-    hdr, passes, start_pass, start_jitter, z1_hit, z1_val, z2_start, z2_keys, z2_vals, z2_pos,
-    zero_bits, nonce_space, trace, out_digest, out_nonce, out_roll, out_last_key, out_scanned,
-    tr_keys, tr_nonce, tr_jit, tr_found, tr_final,
+    hdr,
+    passes,
+    start_pass,
+    start_jitter,
+    z1_hit,
+    z1_val,
+    z2_start,
+    z2_keys,
+    z2_vals,
+    z2_pos,
+    zero_bits,
+    nonce_space,
+    trace,
+    out_digest,
+    out_nonce,
+    out_roll,
+    out_last_key,
+    out_scanned,
+    tr_keys,
+    tr_nonce,
+    tr_jit,
+    tr_found,
+    tr_final,
 ):  # pragma: no cover - compiled
     """k > 0: lanes are nonces; candidates run in parallel."""
     n = hdr.shape[0]
@@ -325,7 +394,19 @@ def run_scan(
             total += scanned
             mids += roll
             key = dig[0]
-            jit, found = lookup(p, z1_hit, z1_val, z2_start, z2_keys, z2_vals, z2_pos, h[W_SLOT3], h[W_SLOT4], h[W_SLOT10], key)
+            jit, found = lookup(
+                p,
+                z1_hit,
+                z1_val,
+                z2_start,
+                z2_keys,
+                z2_vals,
+                z2_pos,
+                h[W_SLOT3],
+                h[W_SLOT4],
+                h[W_SLOT10],
+                key,
+            )
             apply_words(h, jit)
             if p == passes - 1:
                 out_last_key[i] = key

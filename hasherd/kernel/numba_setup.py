@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 LOGGER = logging.getLogger(__name__)
 _DONE = False
@@ -22,11 +23,15 @@ def configure() -> dict[str, str]:
     """Apply the settings (idempotent); returns what was decided, for logs and bench."""
     global _DONE
     import llvmlite.binding as ll
-    import numba
+    from numba.core import config as numba_config
+
+    config: Any = numba_config  # settings are set at run time; numba ships no stubs for them
 
     info = {"cpu_name": ll.get_host_cpu_name(), "vector_bits": "default"}
     if _DONE:
-        info["vector_bits"] = "512" if "-prefer-256-bit" in (numba.config.CPU_FEATURES or "") else "default"
+        info["vector_bits"] = (
+            "512" if "-prefer-256-bit" in (config.CPU_FEATURES or "") else "default"
+        )
         return info
     _DONE = True
     if os.environ.get("NUMBA_CPU_NAME") or os.environ.get("NUMBA_CPU_FEATURES"):
@@ -34,8 +39,8 @@ def configure() -> dict[str, str]:
         return info
     features = ll.get_host_cpu_features()
     if features.get("avx512f"):
-        numba.config.CPU_NAME = info["cpu_name"]
-        numba.config.CPU_FEATURES = features.flatten() + ",-prefer-256-bit"
+        config.CPU_NAME = info["cpu_name"]
+        config.CPU_FEATURES = features.flatten() + ",-prefer-256-bit"
         info["vector_bits"] = "512"
         LOGGER.debug("numba: 512-bit vectors enabled for %s", info["cpu_name"])
     return info

@@ -130,7 +130,8 @@ def advantages(rewards: Sequence[float] | np.ndarray) -> np.ndarray:
         raise InputError("rewards", "expected a non-empty list of numbers")
     if not np.all(np.isfinite(r)):
         raise InputError("rewards", "every reward must be finite")
-    std = r.std()
+    std = float(r.std())
     if std < STD_EPSILON:
         return np.zeros_like(r)
-    return (r - r.mean()) / std
+    out: np.ndarray = (r - r.mean()) / std
+    return out

@@ -69,10 +69,10 @@ def check_seed(seed: Any, field: str = "seed") -> bytes:
             raise InputError(field, "not a hex string") from None
     if not isinstance(seed, (bytes, bytearray, memoryview)):
         raise InputError(field, f"expected {SEED_BYTES} bytes, got {type(seed).__name__}")
-    seed = bytes(seed)
-    if len(seed) != SEED_BYTES:
-        raise InputError(field, f"expected {SEED_BYTES} bytes, got {len(seed)}")
-    return seed
+    raw = bytes(seed)
+    if len(raw) != SEED_BYTES:
+        raise InputError(field, f"expected {SEED_BYTES} bytes, got {len(raw)}")
+    return raw
 
 
 def check_passes(passes: Any, field: str = "passes") -> int:

@@ -56,11 +56,7 @@ def kinds() -> list[str]:
 
 def available() -> list[str]:
     """Names of the evaluators that can run here without an argument."""
-    return [
-        k
-        for k in _FACTORIES
-        if k not in _NEEDS_ARGUMENT and _AVAILABLE.get(k, lambda: True)()
-    ]
+    return [k for k in _FACTORIES if k not in _NEEDS_ARGUMENT and _AVAILABLE.get(k, lambda: True)()]
 
 
 def create(name: str) -> Evaluator:

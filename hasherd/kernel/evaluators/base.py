@@ -72,7 +72,8 @@ def as_seed_array(seeds: Any, field: str = "seeds") -> np.ndarray:
     if isinstance(seeds, np.ndarray):
         if seeds.dtype != np.uint8 or seeds.ndim != 2 or seeds.shape[1] != spec.SEED_BYTES:
             raise InputError(
-                field, f"expected an (N, {spec.SEED_BYTES}) uint8 array, got {seeds.dtype} {seeds.shape}"
+                field,
+                f"expected an (N, {spec.SEED_BYTES}) uint8 array, got {seeds.dtype} {seeds.shape}",
             )
         arr = np.ascontiguousarray(seeds)
     else:
@@ -95,7 +96,11 @@ def make_request(
     trace: bool = False,
     nonce_space: int = spec.NONCE_SPACE,
 ) -> EvalRequest:
-    if isinstance(slots, np.ndarray) and slots.dtype == np.uint32 and slots.shape == (spec.N_SLOTS,):
+    if (
+        isinstance(slots, np.ndarray)
+        and slots.dtype == np.uint32
+        and slots.shape == (spec.N_SLOTS,)
+    ):
         s = slots.copy()  # in range by construction
     else:
         s = np.array(spec.check_slots(slots), dtype=np.uint32)

@@ -63,7 +63,7 @@ class NumbaEvaluator(Evaluator):
     def __init__(self, threads: int | None = None) -> None:
         import numba
 
-        limit = numba.config.NUMBA_NUM_THREADS
+        limit = int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
         want = threads if threads is not None else (os.cpu_count() or 1)
         if want < 1:
             raise EvaluatorError(self.name, f"threads must be >= 1, got {want}")

@@ -1,0 +1,570 @@
+"""Conformance vectors (kernel.md, "Conformance vectors"): load, validate and check them.
+
+``load`` turns a vectors file into frozen cases, or raises a ``VectorsError`` naming the
+place (``loop[3].seed: expected 32 bytes, got 31``). ``check`` runs the kernel sections
+against the kernel module (under the name ``kernel``) and the ``loop`` section against
+each evaluator, with and without a trace, since evaluators may take shortcuts only when no
+trace is asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
+
+from hasherd.errors import InputError, VectorsError
+from hasherd.kernel import spec
+from hasherd.kernel.evaluators.base import EvalResult, Evaluator
+from hasherd.kernel.memory import JitterMemory
+from hasherd.kernel.reward import advantages, reward
+
+KERNEL = "kernel"
+SECTIONS = ("header", "apply_jitter", "jitter", "loop", "reward", "advantage", "dds")
+KERNEL_SECTIONS = tuple(s for s in SECTIONS if s != "loop")
+INFO_KEYS = frozenset({"spec", "generator_rng_seed", "note"})
+FLOAT_TOLERANCE = 1e-9
+
+_HEX = re.compile(r"(?:[0-9a-f]{2})*")
+_MEMORY_ID = re.compile(r"[0-9a-f]{64}")
+
+Converter = Callable[[Any, str], Any]
+Diff = tuple[str, object, object]  # field, expected, got
+T = TypeVar("T")
+
+
+# -- field converters: (JSON value, place) -> value, or an InputError naming the place ---
+
+
+def _list(value: Any, place: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise InputError(place, f"expected a list, got {type(value).__name__}")
+    return value
+
+
+def _int_in(lo: int, hi: int) -> Converter:
+    def convert(value: Any, place: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InputError(place, f"expected an integer, got {type(value).__name__}")
+        if not lo <= value <= hi:
+            raise InputError(place, f"{value} is outside {lo}..{hi}")
+        return value
+
+    return convert
+
+
+def _bool(value: Any, place: str) -> bool:
+    if not isinstance(value, bool):
+        raise InputError(place, f"expected true or false, got {type(value).__name__}")
+    return value
+
+
+def _float(value: Any, place: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(place, f"expected a number, got {type(value).__name__}")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise InputError(place, f"{value} is not a finite number")
+    return number
+
+
+def _text(value: Any, place: str) -> str:
+    if not isinstance(value, str):
+        raise InputError(place, f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _hex(size: int | None) -> Converter:
+    def convert(value: Any, place: str) -> bytes:
+        if not isinstance(value, str) or not _HEX.fullmatch(value):
+            raise InputError(place, "expected a lowercase hex string of whole bytes")
+        raw = bytes.fromhex(value)
+        if size is not None and len(raw) != size:
+            raise InputError(place, f"expected {size} bytes, got {len(raw)}")
+        return raw
+
+    return convert
+
+
+def _seed(value: Any, place: str) -> bytes:
+    return spec.check_seed(_hex(None)(value, place), place)
+
+
+def _slots(value: Any, place: str) -> tuple[int, ...]:
+    return spec.check_slots(_list(value, place), place)
+
+
+def _memory_id(value: Any, place: str) -> str:
+    if not isinstance(value, str) or not _MEMORY_ID.fullmatch(value):
+        raise InputError(place, "expected 64 lowercase hex digits")
+    return value
+
+
+def _each(item: Converter) -> Converter:
+    def convert(value: Any, place: str) -> tuple[Any, ...]:
+        return tuple(item(v, f"{place}[{i}]") for i, v in enumerate(_list(value, place)))
+
+    return convert
+
+
+def _memory(value: Any, place: str) -> JitterMemory:
+    return JitterMemory.from_frames(_each(_slots)(value, place), place)
+
+
+_u32: Converter = spec.check_u32
+
+
+def _json(convert: Converter, name: str | None = None) -> dict[str, Any]:
+    """Case-field metadata: JSON key ``name`` (default: the attribute's name)."""
+    return {"convert": convert, "json": name}
+
+
+def _build(cls: type[T], value: Any, prefix: str) -> T:
+    """``cls`` from a JSON object with exactly its ``_json`` fields (and maybe a note)."""
+    if not isinstance(value, dict):
+        raise InputError(prefix, f"expected an object, got {type(value).__name__}")
+    dot = f"{prefix}." if prefix else ""
+    schema = {f.metadata.get("json") or f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    for key in value:
+        if key not in schema:
+            raise InputError(f"{dot}{key}", "unknown field")
+    kwargs = {}
+    for key, f in schema.items():
+        if key in value:
+            convert = f.metadata.get("convert", _text)
+            kwargs[f.name] = convert(value[key], f"{dot}{key}")
+        elif "convert" in f.metadata:
+            raise InputError(f"{dot}{key}", "missing")
+    try:
+        return cls(**kwargs)
+    except InputError as exc:  # a cross-field rule from __post_init__
+        raise InputError(f"{dot}{exc.field}", exc.problem) from None
+
+
+# -- cases ----------------------------------------------------------------------------------
+
+_BITS = _int_in(0, 32)
+_HEADER = _hex(spec.HEADER_BYTES)
+_U32S = _each(_u32)
+
+
+@dataclass(frozen=True)
+class HeaderCase:
+    slots: tuple[int, ...] = field(metadata=_json(_slots))
+    seed: bytes = field(metadata=_json(_seed))
+    header: bytes = field(metadata=_json(_HEADER))
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class ApplyJitterCase:
+    header: bytes = field(metadata=_json(_HEADER))
+    jitter: int = field(metadata=_json(_u32))
+    result: bytes = field(metadata=_json(_HEADER))
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class JitterCase:
+    memory: JitterMemory = field(metadata=_json(_memory))
+    memory_id: str = field(metadata=_json(_memory_id))
+    slots: tuple[int, ...] = field(metadata=_json(_slots))
+    key: int = field(metadata=_json(_u32))
+    pass_no: int = field(metadata=_json(_int_in(0, spec.MAX_PASSES - 1), "pass"))
+    jitter: int = field(metadata=_json(_u32))
+    found: bool = field(metadata=_json(_bool))
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class LoopCase:
+    memory: JitterMemory = field(metadata=_json(_memory))
+    memory_id: str = field(metadata=_json(_memory_id))
+    slots: tuple[int, ...] = field(metadata=_json(_slots))
+    seed: bytes = field(metadata=_json(_seed))
+    passes: int = field(metadata=_json(spec.check_passes))
+    zero_bits: int = field(metadata=_json(spec.check_zero_bits))
+    output: int = field(metadata=_json(_u32))
+    golden_nonce: int = field(metadata=_json(_u32))
+    final_digest: bytes = field(metadata=_json(_hex(32)))
+    final_header: bytes = field(metadata=_json(_HEADER))
+    pass_keys: tuple[int, ...] = field(metadata=_json(_U32S))
+    pass_nonces: tuple[int, ...] = field(metadata=_json(_U32S))
+    jitters: tuple[int, ...] = field(metadata=_json(_U32S))
+    jitter_found: tuple[bool, ...] = field(metadata=_json(_each(_bool)))
+    note: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("pass_keys", "pass_nonces", "jitters", "jitter_found"):
+            got = len(getattr(self, name))
+            if got != self.passes:
+                raise InputError(name, f"expected {self.passes} values (one a pass), got {got}")
+
+
+@dataclass(frozen=True)
+class ExpectedReward:
+    target_word: int = field(metadata=_json(_u32))
+    matching_bits: int = field(metadata=_json(_BITS))
+    prefix_bits: int = field(metadata=_json(_BITS))
+    winner: bool = field(metadata=_json(_bool))
+    alignment: float = field(metadata=_json(_float))
+    stability: float = field(metadata=_json(_float))
+    format: float = field(metadata=_json(_float))
+    reward: float = field(metadata=_json(_float))
+
+
+@dataclass(frozen=True)
+class RewardCase:
+    output: int = field(metadata=_json(_u32))
+    last_pass_key: int = field(metadata=_json(_u32))
+    token: int = field(metadata=_json(_u32))
+    token_bits: int = field(metadata=_json(spec.check_token_bits))
+    difficulty_bits: int = field(metadata=_json(_BITS))
+    token_map: tuple[int, ...] = field(metadata=_json(_U32S))
+    expect: ExpectedReward = field(
+        metadata=_json(lambda value, place: _build(ExpectedReward, value, place))
+    )
+    note: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.token >> self.token_bits:
+            raise InputError("token", f"{self.token} does not fit in {self.token_bits} bits")
+
+
+@dataclass(frozen=True)
+class AdvantageCase:
+    rewards: tuple[float, ...] = field(metadata=_json(_each(_float)))
+    advantages: tuple[float, ...] = field(metadata=_json(_each(_float)))
+    note: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.rewards:
+            raise InputError("rewards", "expected at least one reward")
+        if len(self.advantages) != len(self.rewards):
+            n, got = len(self.rewards), len(self.advantages)
+            raise InputError("advantages", f"expected {n} values (one a reward), got {got}")
+
+
+@dataclass(frozen=True)
+class DdsCase:
+    epoch: int = field(metadata=_json(_int_in(1, 1 << 32)))
+    difficulty_bits: int = field(metadata=_json(_int_in(1, 32)))
+    note: str | None = None
+
+
+_CASES: dict[str, type] = {
+    "header": HeaderCase,
+    "apply_jitter": ApplyJitterCase,
+    "jitter": JitterCase,
+    "loop": LoopCase,
+    "reward": RewardCase,
+    "advantage": AdvantageCase,
+    "dds": DdsCase,
+}
+
+
+@dataclass(frozen=True)
+class Vectors:
+    """A validated vectors file: one tuple of cases per section."""
+
+    path: str
+    header: tuple[HeaderCase, ...]
+    apply_jitter: tuple[ApplyJitterCase, ...]
+    jitter: tuple[JitterCase, ...]
+    loop: tuple[LoopCase, ...]
+    reward: tuple[RewardCase, ...]
+    advantage: tuple[AdvantageCase, ...]
+    dds: tuple[DdsCase, ...]
+
+    def cases(self, section: str) -> tuple[Any, ...]:
+        cases: tuple[Any, ...] = getattr(self, section)
+        return cases
+
+    def __len__(self) -> int:
+        return sum(len(self.cases(s)) for s in SECTIONS)
+
+
+# -- loading --------------------------------------------------------------------------------
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def load(path: str | os.PathLike[str]) -> Vectors:
+    """Read and validate a vectors file; any problem is a ``VectorsError``."""
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        raise VectorsError(name, f"cannot read: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(raw, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise VectorsError(name, f"not JSON: {exc}") from None
+    return parse(data, name)
+
+
+def parse(data: Any, path: str = "<vectors>") -> Vectors:
+    """Validate already decoded JSON ``data``; ``path`` only names it in errors."""
+    if not isinstance(data, dict):
+        raise VectorsError(path, f"expected a JSON object, got {type(data).__name__}")
+    for key in data:
+        if key not in SECTIONS and key not in INFO_KEYS:
+            raise VectorsError(path, f"unknown top-level key {key!r}")
+    if data.get("spec") != spec.SPEC:
+        raise VectorsError(path, f"spec: expected {spec.SPEC!r}, got {data.get('spec')!r}")
+    sections = {s: _parse_section(data, s, path) for s in SECTIONS}
+    return Vectors(path, **sections)
+
+
+def _parse_section(data: dict[str, Any], section: str, path: str) -> tuple[Any, ...]:
+    if section not in data:
+        raise VectorsError(path, f"missing section {section!r}")
+    cases = data[section]
+    if not isinstance(cases, list):
+        raise VectorsError(path, f"{section}: expected a list of cases, got {type(cases).__name__}")
+    out: list[Any] = []
+    for i, case in enumerate(cases):
+        try:
+            out.append(_build(_CASES[section], case, ""))
+        except InputError as exc:
+            place = f"{section}[{i}].{exc.field}" if exc.field else f"{section}[{i}]"
+            raise VectorsError(path, f"{place}: {exc.problem}") from None
+    return tuple(out)
+
+
+# -- results --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """The first disagreement found in a section."""
+
+    section: str
+    case: int
+    note: str | None
+    field: str
+    expected: object
+    got: object
+
+
+@dataclass(frozen=True)
+class SectionResult:
+    section: str
+    passed: int
+    failed: int
+    skipped: int
+    first_mismatch: Mismatch | None
+
+    def to_json(self) -> dict[str, int]:
+        out = {"passed": self.passed, "failed": self.failed}
+        if self.skipped:
+            out["skipped"] = self.skipped
+        return out
+
+
+@dataclass(frozen=True)
+class EvaluatorResult:
+    evaluator: str
+    sections: tuple[SectionResult, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(s.failed == 0 for s in self.sections)
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    path: str
+    evaluators: tuple[EvaluatorResult, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(e.ok for e in self.evaluators)
+
+    def failures(self) -> list[tuple[str, SectionResult]]:
+        return [(e.evaluator, s) for e in self.evaluators for s in e.sections if s.failed]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "evaluators": {
+                e.evaluator: {s.section: s.to_json() for s in e.sections} for e in self.evaluators
+            }
+        }
+
+
+# -- checking -------------------------------------------------------------------------------
+
+
+def _same(expected: object, got: object) -> bool:
+    numbers = isinstance(expected, (int, float)) and isinstance(got, (int, float))
+    if numbers and (isinstance(expected, float) or isinstance(got, float)):
+        return abs(float(expected) - float(got)) <= FLOAT_TOLERANCE  # type: ignore[arg-type]
+    return expected == got
+
+
+def _first_diff(diffs: Iterable[Diff]) -> Diff | None:
+    return next((d for d in diffs if not _same(d[1], d[2])), None)
+
+
+def _run_section(
+    section: str,
+    cases: Sequence[Any],
+    diffs: Callable[[Any], Iterable[Diff]],
+    applies: Callable[[Any], bool] = lambda case: True,
+) -> SectionResult:
+    passed = failed = skipped = 0
+    first: Mismatch | None = None
+    for i, case in enumerate(cases):
+        if not applies(case):
+            skipped += 1
+            continue
+        try:
+            diff = _first_diff(diffs(case))
+        except Exception as exc:  # an evaluator's crash is that case's failure, not ours
+            diff = ("exception", "no exception", f"{type(exc).__name__}: {exc}")
+        if diff is None:
+            passed += 1
+            continue
+        failed += 1
+        if first is None:
+            first = Mismatch(section, i, case.note, *diff)
+    return SectionResult(section, passed, failed, skipped, first)
+
+
+def _header_diffs(case: HeaderCase) -> Iterator[Diff]:
+    yield "header", case.header, spec.build_header(case.slots, case.seed)
+
+
+def _apply_jitter_diffs(case: ApplyJitterCase) -> Iterator[Diff]:
+    yield "result", case.result, spec.apply_jitter(case.header, case.jitter)
+
+
+def _jitter_diffs(case: JitterCase) -> Iterator[Diff]:
+    yield "memory_id", case.memory_id, case.memory.memory_id
+    frames = case.memory.frames.tolist()
+    linear = spec.lookup_linear(frames, case.slots, case.key, case.pass_no)
+    yield "jitter (spec.lookup_linear)", case.jitter, linear[0]
+    yield "found (spec.lookup_linear)", case.found, linear[1]
+    indexed = case.memory.lookup(case.slots, case.key, case.pass_no)
+    yield "jitter (JitterMemory.lookup)", case.jitter, indexed[0]
+    yield "found (JitterMemory.lookup)", case.found, indexed[1]
+
+
+def _reward_diffs(case: RewardCase) -> Iterator[Diff]:
+    got = reward(
+        case.output,
+        case.last_pass_key,
+        case.token,
+        case.token_bits,
+        case.difficulty_bits,
+        case.token_map,
+    )
+    for f in fields(ExpectedReward):
+        yield f"expect.{f.name}", getattr(case.expect, f.name), getattr(got, f.name)
+
+
+def _advantage_diffs(case: AdvantageCase) -> Iterator[Diff]:
+    yield from _seq_diffs("advantages", case.advantages, advantages(case.rewards).tolist())
+
+
+def _dds_diffs(case: DdsCase) -> Iterator[Diff]:
+    yield "difficulty_bits", case.difficulty_bits, spec.difficulty_bits(case.epoch)
+
+
+def _seq_diffs(name: str, expected: Sequence[object], got: Sequence[object]) -> Iterator[Diff]:
+    if len(expected) != len(got):
+        yield f"{name} length", len(expected), len(got)
+        return
+    for i, (e, g) in enumerate(zip(expected, got, strict=True)):
+        yield f"{name}[{i}]", e, g
+
+
+_KERNEL_DIFFS: dict[str, Callable[[Any], Iterable[Diff]]] = {
+    "header": _header_diffs,
+    "apply_jitter": _apply_jitter_diffs,
+    "jitter": _jitter_diffs,
+    "reward": _reward_diffs,
+    "advantage": _advantage_diffs,
+    "dds": _dds_diffs,
+}
+
+
+def _evaluate(evaluator: Evaluator, case: LoopCase, trace: bool) -> EvalResult:
+    return evaluator.evaluate(
+        case.slots, [case.seed], case.memory, case.passes, case.zero_bits, trace=trace
+    )
+
+
+def _loop_diffs(evaluator: Evaluator, case: LoopCase) -> Iterator[Diff]:
+    yield "memory_id", case.memory_id, case.memory.memory_id
+    res = _evaluate(evaluator, case, trace=True)
+    if res.trace is None:
+        yield "trace", "a trace", None
+        return
+    t = res.trace
+    # Pass by pass, so the first mismatch is where the loop starts to diverge.
+    columns = (t.pass_keys, t.pass_nonces, t.jitters, t.jitter_found)
+    names = ("pass_keys", "pass_nonces", "jitters", "jitter_found")
+    for name, got in zip(names, columns, strict=True):
+        if got.shape != (1, case.passes):
+            yield f"{name} shape", (1, case.passes), got.shape
+    for p in range(case.passes):
+        for name, expected, got in zip(names, _expected_columns(case), columns, strict=True):
+            yield f"{name}[{p}]", expected[p], got[0][p].item()
+    yield "final_header", case.final_header, t.final_header[0].tobytes()
+    yield from _result_diffs(case, res, "")
+    yield from _result_diffs(case, _evaluate(evaluator, case, trace=False), " (no trace)")
+
+
+def _expected_columns(case: LoopCase) -> tuple[tuple[Any, ...], ...]:
+    return case.pass_keys, case.pass_nonces, case.jitters, case.jitter_found
+
+
+def _result_diffs(case: LoopCase, res: EvalResult, mode: str) -> Iterator[Diff]:
+    yield f"final_digest{mode}", case.final_digest, res.final_digest[0].tobytes()
+    yield f"golden_nonce{mode}", case.golden_nonce, res.golden_nonce[0].item()
+    yield f"output{mode}", case.output, res.output[0].item()
+    yield f"last_key{mode}", case.pass_keys[-1], res.last_key[0].item()
+
+
+def check_kernel(vectors: Vectors) -> EvaluatorResult:
+    """The kernel sections against the kernel module, reported as evaluator ``kernel``."""
+    results = [_run_section(s, vectors.cases(s), _KERNEL_DIFFS[s]) for s in KERNEL_SECTIONS]
+    return EvaluatorResult(KERNEL, tuple(results))
+
+
+def check_loop(vectors: Vectors, name: str, evaluator: Evaluator) -> EvaluatorResult:
+    """The ``loop`` section against one evaluator; zero_bits it cannot serve are skipped."""
+    result = _run_section(
+        "loop",
+        vectors.loop,
+        lambda case: _loop_diffs(evaluator, case),
+        lambda case: evaluator.supports(case.zero_bits),
+    )
+    return EvaluatorResult(name, (result,))
+
+
+def check(vectors: Vectors, evaluators: Mapping[str, Evaluator]) -> CheckReport:
+    """The kernel sections once, then the loop section for each named evaluator."""
+    results = [check_kernel(vectors)]
+    results += [check_loop(vectors, name, ev) for name, ev in evaluators.items()]
+    return CheckReport(vectors.path, tuple(results))
