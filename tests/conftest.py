@@ -16,7 +16,7 @@ VECTORS = DATA / "kernel-v1.json"
 
 
 @pytest.fixture(scope="session")
-def vectors() -> dict[str, Any]:
+def kernel_vectors() -> dict[str, Any]:
     data: dict[str, Any] = json.loads(VECTORS.read_text())
     return data
 

@@ -1,15 +1,130 @@
-"""Placeholder: `hasherd bench` is being written."""
+"""``hasherd bench``: measure the kernel evaluators against the plain-Python baseline.
+
+The measurement is ``hasherd.kernel.bench``; this module parses arguments and prints a
+table (or, with ``--json``, the report as one JSON object).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
+
+from hasherd.kernel import bench
+
+EPILOG = """\
+Each figure is the median round of a round-robin run (docs/perf.md, section 3).
+Rates count the work each evaluator reports doing: a 'miss' record hashes all 22
+double SHA-256 per candidate at k = 0; a 'zone-1 hit' record lets the numba evaluator
+skip passes 0..7. Large --zero-bits take long: each pass scans about 2^k nonces."""
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("bench", help="(not yet available)")
+    p = sub.add_parser(
+        "bench",
+        help="measure the kernel evaluators (candidates/s, double SHA-256/s)",
+        description="Measure the kernel evaluators on a generated workload.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--seconds", type=float, default=3.0, help="per measurement (default 3)")
+    p.add_argument(
+        "--population", type=int, default=256, help="candidates per call, 1..4096 (default 256)"
+    )
+    p.add_argument("--zero-bits", type=int, default=0, help="k, 0..32 (default 0)")
+    p.add_argument(
+        "--evaluator",
+        action="append",
+        metavar="NAME",
+        help="evaluator to measure, repeatable (default: numba:1 and numba)",
+    )
+    p.add_argument(
+        "--memory-frames", type=int, default=1000, help="jitter memory size (default 1000)"
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    raise SystemExit("hasherd bench: not yet available")
+    cfg = bench.BenchConfig(
+        seconds=args.seconds,
+        population=args.population,
+        zero_bits=args.zero_bits,
+        evaluators=tuple(args.evaluator or bench.DEFAULT_EVALUATORS),
+        memory_frames=args.memory_frames,
+    )
+    report = bench.run(cfg).to_dict()
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_table(report))
+    return 0
+
+
+def _si(x: float) -> str:
+    for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(x) >= div:
+            return f"{x / div:.3g} {unit}"
+    return f"{x:.3g}"
+
+
+STEAL_WARN = 5.0  # percent
+COLUMNS = ("evaluator", "thr", "startup", "record", "cand/s", "dsha/s", "compr/s", "dsha/cand")
+
+
+def _rows(name: str, entry: dict[str, Any], nonces: bool) -> list[list[str]]:
+    startup = f"{entry['startup_s']:.2f} s {entry['startup_kind']}"
+    rows = []
+    for label, fig in (("miss", entry), ("zone-1 hit", entry["zone1_hit"])):
+        ratio = fig.get("ratio_to_baseline")
+        row = [
+            name,
+            str(entry["threads"]),
+            startup,
+            label,
+            _si(fig["candidates_per_s"]),
+            _si(fig["dsha_per_s"]),
+            _si(fig["compressions_per_s"]),
+            f"{fig['dsha_per_candidate']:.1f}",
+            "1 (baseline)" if ratio is None else f"{ratio:.1f}x",
+        ]
+        if nonces:
+            row.append(_si(fig["nonces_per_s"]))
+        rows.append(row)
+        name, startup = "", ""
+    return rows
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The report as a readable text table."""
+    conf, cpu = report["config"], report["cpu"]
+    nonces = conf["zero_bits"] > 0
+    head = [*COLUMNS, "vs baseline", *(["nonces/s"] if nonces else [])]
+    rows = _rows(conf["baseline"], report["baseline"], nonces)
+    for name, entry in report["evaluators"].items():
+        rows += _rows(name, entry, nonces)
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    lines = [
+        f"hasherd bench: {conf['rounds']} rounds of {conf['round_s']:.2f} s per measurement, "
+        f"round-robin, median round; population {conf['population']}, "
+        f"zero_bits {conf['zero_bits']}, passes {conf['passes']}",
+        f"memory: {conf['memory_frames']} generated frames (id {conf['memory_id'][:12]})",
+        f"cpu: {cpu.get('cpu_name')}, {cpu['cpu_count']} cores, "
+        f"numba vector bits: {cpu.get('vector_bits', 'n/a')}, "
+        f"load average at start: {cpu['load_avg_1m_at_start']:.2f}",
+        f"record 'miss': {conf['records']['miss']}",
+        f"record 'zone-1 hit': {conf['records']['zone1_hit']}",
+        f"baseline population: {report['baseline']['population']} "
+        "(cut so one call is about a tenth of a round)",
+        "",
+        "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)).rstrip(),
+    ]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines += ["", f"peak RSS: {report['peak_rss_mib']:.1f} MiB"]
+    steal = cpu.get("steal_percent")
+    if steal is not None:
+        lines.append(f"CPU steal during the measurements: {steal:.1f} %")
+        if steal > STEAL_WARN:
+            lines.append("warning: the hypervisor ran other guests on these CPUs; multi-thread")
+            lines.append("figures (and all ratios) are unreliable, run again when it is quieter")
+    return "\n".join(lines)

@@ -15,13 +15,11 @@ timed) and primed with untimed calls. Then ``rounds`` rounds run; in each round 
 (at least once). A case's figures come from its median round by candidates/s. Rates count
 the work the results report (``dsha``, ``compressions``), not the nominal work.
 
-Seeds are fresh for every call without paying the RNG inside the timed loop: a pool of
-random seeds is drawn before timing and each call takes the next window of N rows of it
-(windows move by N + 7 rows, so consecutive batches share no seed).
-
-The baseline is the plain-Python ``reference`` evaluator on one core. Its population is cut
-(from a timed probe) so that one call takes about a tenth of a round; per-candidate rates
-do not depend on the population there.
+Seeds are fresh for every call without RNG cost in the timed loop: each call takes the
+next window of N rows of a seed pool drawn before timing (consecutive windows disjoint).
+The baseline (``reference``, one core) gets a population cut, from a timed probe, so that
+one call takes about a tenth of a round. The CPU steal time of the timed part is reported:
+on a shared VM a stolen vCPU stalls every multi-thread parallel region.
 """
 
 from __future__ import annotations
@@ -320,7 +318,10 @@ def _prime(case: _Case, wl: Workload, cfg: BenchConfig, adapt: bool) -> None:
 
 
 def cpu_info() -> dict[str, Any]:
-    info: dict[str, Any] = {"cpu_count": os.cpu_count() or 1}
+    info: dict[str, Any] = {
+        "cpu_count": os.cpu_count() or 1,
+        "load_avg_1m_at_start": os.getloadavg()[0],  # other work on the machine skews figures
+    }
     try:
         from hasherd.kernel import numba_setup
 
@@ -328,6 +329,26 @@ def cpu_info() -> dict[str, Any]:
     except ImportError:
         info["cpu_name"] = "unknown (numba not installed)"
     return info
+
+
+def cpu_ticks() -> tuple[int, int] | None:
+    """(steal, total) jiffies of all CPUs from /proc/stat; None where there is none."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if len(fields) < 9 or fields[0] != "cpu":
+        return None
+    ticks = [int(x) for x in fields[1:9]]  # user nice system idle iowait irq softirq steal
+    return ticks[7], sum(ticks)
+
+
+def steal_percent(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """Share of the machine's CPU time the hypervisor gave to others between two readings."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return 100.0 * (after[0] - before[0]) / (after[1] - before[1])
 
 
 def peak_rss_mib() -> float:
@@ -399,6 +420,7 @@ def run(cfg: BenchConfig) -> BenchReport:
     wl = make_workload(cfg)
     evs, startup, cases = _prepare(cfg, wl)
     budget = cfg.seconds / cfg.rounds
+    ticks = cpu_ticks()
     for r in range(cfg.rounds):
         LOGGER.info("bench: round %d of %d", r + 1, cfg.rounds)
         for case in cases.values():
@@ -409,6 +431,7 @@ def run(cfg: BenchConfig) -> BenchReport:
         )
         for n, ev in evs.items()
     }
+    cpu["steal_percent"] = steal_percent(ticks, cpu_ticks())  # high: 2-thread figures suffer
     baseline = reports.pop(BASELINE)
     wanted = {n: reports.get(n, baseline) for n in _unique(cfg.evaluators)}
     return BenchReport(cfg, baseline, wanted, cpu, wl.memory.memory_id, peak_rss_mib())

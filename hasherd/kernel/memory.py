@@ -215,8 +215,6 @@ def as_memory(memory: Any, field: str = "memory") -> JitterMemory:
         if memory.size and (memory.min() < 0 or memory.max() > spec.MASK32):
             raise InputError(field, "values outside 0..4294967295")
         return JitterMemory(memory)
-    if memory is None:
-        return JitterMemory.empty()
     if isinstance(memory, (str, bytes)) or not hasattr(memory, "__iter__"):
         raise InputError(field, "expected a list of frames")
     return JitterMemory.from_frames(memory, field)

@@ -2,11 +2,12 @@
 
 LLVM's tuning for recent Intel server cores (Sapphire/Emerald Rapids and others) sets
 ``prefer-256-bit``, so numba would emit only 256-bit vectors; the SHA-256 lane kernels run
-about 1.7x faster with 512-bit vectors (docs/perf.md, section 4 item 6). Where the CPU has
-AVX-512F we therefore name the real host CPU and drop that preference. Elsewhere the
-defaults stay. An explicit ``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES`` in the environment
-always wins. numba keys its on-disk cache on these settings, so they must not change
-between the process that compiles and the ones that load.
+about 1.7x faster with 512-bit vectors (measured: 24 M against 41-48 M compressions/s per
+core). Where the CPU has AVX-512F we therefore name the real host CPU and drop that
+preference. Elsewhere the defaults stay. An explicit ``NUMBA_CPU_NAME`` or
+``NUMBA_CPU_FEATURES`` in the environment always wins. numba keys its on-disk cache on
+these settings, so they must not change between the process that compiles and the ones
+that load.
 """
 
 from __future__ import annotations
@@ -16,31 +17,25 @@ import os
 from typing import Any
 
 LOGGER = logging.getLogger(__name__)
-_DONE = False
+_DECISION: dict[str, str] | None = None
 
 
 def configure() -> dict[str, str]:
-    """Apply the settings (idempotent); returns what was decided, for logs and bench."""
-    global _DONE
+    """Apply the settings once; returns what was decided (the same dict on every call)."""
+    global _DECISION
+    if _DECISION is not None:
+        return dict(_DECISION)
     import llvmlite.binding as ll
     from numba.core import config as numba_config
 
     config: Any = numba_config  # settings are set at run time; numba ships no stubs for them
-
     info = {"cpu_name": ll.get_host_cpu_name(), "vector_bits": "default"}
-    if _DONE:
-        info["vector_bits"] = (
-            "512" if "-prefer-256-bit" in (config.CPU_FEATURES or "") else "default"
-        )
-        return info
-    _DONE = True
     if os.environ.get("NUMBA_CPU_NAME") or os.environ.get("NUMBA_CPU_FEATURES"):
         info["vector_bits"] = "environment"
-        return info
-    features = ll.get_host_cpu_features()
-    if features.get("avx512f"):
+    elif ll.get_host_cpu_features().get("avx512f"):
         config.CPU_NAME = info["cpu_name"]
-        config.CPU_FEATURES = features.flatten() + ",-prefer-256-bit"
+        config.CPU_FEATURES = ll.get_host_cpu_features().flatten() + ",-prefer-256-bit"
         info["vector_bits"] = "512"
         LOGGER.debug("numba: 512-bit vectors enabled for %s", info["cpu_name"])
-    return info
+    _DECISION = info
+    return dict(info)

@@ -8,6 +8,7 @@ executable form, and the oracle the fast evaluators are tested against. The fast
 from __future__ import annotations
 
 import hashlib
+import re
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ NONCE_SPACE = 1 << 32
 DEFAULT_PASSES = 21
 MAX_PASSES = 1 << 16
 MAX_ZERO_BITS = 32
+_HEX = re.compile(r"[0-9a-fA-F]*")
 
 # Pass boundaries of the three jitter zones (kernel.md, "The jitter memory").
 ZONE1_LAST_PASS = 7
@@ -63,10 +65,9 @@ def check_slots(slots: Any, field: str = "slots") -> tuple[int, ...]:
 def check_seed(seed: Any, field: str = "seed") -> bytes:
     """A 32-byte seed (bytes, bytearray or lowercase/uppercase hex)."""
     if isinstance(seed, str):
-        try:
-            seed = bytes.fromhex(seed)
-        except ValueError:
-            raise InputError(field, "not a hex string") from None
+        if len(seed) != 2 * SEED_BYTES or not _HEX.fullmatch(seed):
+            raise InputError(field, f"expected {2 * SEED_BYTES} hex digits")
+        seed = bytes.fromhex(seed)
     if not isinstance(seed, (bytes, bytearray, memoryview)):
         raise InputError(field, f"expected {SEED_BYTES} bytes, got {type(seed).__name__}")
     raw = bytes(seed)

@@ -53,9 +53,11 @@ def test_registry() -> None:
 
 
 @pytest.mark.parametrize("name", ["reference", "numba"])
-def test_loop_vectors(name: str, vectors: dict[str, Any], request: pytest.FixtureRequest) -> None:
+def test_loop_vectors(
+    name: str, kernel_vectors: dict[str, Any], request: pytest.FixtureRequest
+) -> None:
     ev: Evaluator = request.getfixturevalue("numba_eval" if name == "numba" else "reference")
-    for i, case in enumerate(vectors["loop"]):
+    for i, case in enumerate(kernel_vectors["loop"]):
         mem = JitterMemory.from_frames(case["memory"])
         for trace in (False, True):
             r = ev.evaluate(

@@ -20,8 +20,8 @@ small = st.sampled_from([0, 1, 2, 3, 0x1000, 0x2003, 2**32 - 1])
 frame = st.tuples(small, st.integers(0, 40), u32, small, small, u32, u32, u32, u32, u32, small, u32)
 
 
-def test_jitter_vectors(vectors: dict[str, Any]) -> None:
-    for case in vectors["jitter"]:
+def test_jitter_vectors(kernel_vectors: dict[str, Any]) -> None:
+    for case in kernel_vectors["jitter"]:
         mem = JitterMemory.from_frames(case["memory"])
         assert mem.memory_id == case["memory_id"]
         want = (case["jitter"], case["found"])
@@ -71,6 +71,8 @@ def test_bad_frames_name_the_frame() -> None:
         as_memory(np.zeros((2, 11), dtype=np.uint32))
     with pytest.raises(InputError, match="frames"):
         as_memory("frames")
+    with pytest.raises(InputError, match="frames"):
+        as_memory(None)  # a missing memory is an error, not an empty one
 
 
 def test_memory_is_read_only() -> None:

@@ -13,8 +13,8 @@ from hasherd.errors import InputError
 from hasherd.kernel import reward as R
 
 
-def test_reward_vectors(vectors: dict[str, Any]) -> None:
-    for case in vectors["reward"]:
+def test_reward_vectors(kernel_vectors: dict[str, Any]) -> None:
+    for case in kernel_vectors["reward"]:
         got = R.reward(
             case["output"],
             case["last_pass_key"],
@@ -27,8 +27,8 @@ def test_reward_vectors(vectors: dict[str, Any]) -> None:
             assert getattr(got, field) == pytest.approx(want, abs=1e-9), field
 
 
-def test_advantage_vectors(vectors: dict[str, Any]) -> None:
-    for case in vectors["advantage"]:
+def test_advantage_vectors(kernel_vectors: dict[str, Any]) -> None:
+    for case in kernel_vectors["advantage"]:
         got = R.advantages(case["rewards"])
         np.testing.assert_allclose(got, case["advantages"], atol=1e-9, rtol=0)
 

@@ -18,14 +18,14 @@ slots_st = st.lists(u32, min_size=12, max_size=12)
 seed_st = st.binary(min_size=32, max_size=32)
 
 
-def test_header_vectors(vectors: dict[str, Any]) -> None:
-    for case in vectors["header"]:
+def test_header_vectors(kernel_vectors: dict[str, Any]) -> None:
+    for case in kernel_vectors["header"]:
         header = spec.build_header(case["slots"], bytes.fromhex(case["seed"]))
         assert header.hex() == case["header"]
 
 
-def test_apply_jitter_vectors(vectors: dict[str, Any]) -> None:
-    for case in vectors["apply_jitter"]:
+def test_apply_jitter_vectors(kernel_vectors: dict[str, Any]) -> None:
+    for case in kernel_vectors["apply_jitter"]:
         out = spec.apply_jitter(bytes.fromhex(case["header"]), case["jitter"])
         assert out.hex() == case["result"]
 
@@ -125,7 +125,9 @@ def test_bad_slots_name_the_field(slots: Any, field: str) -> None:
     assert field in str(err.value)
 
 
-@pytest.mark.parametrize("seed", [bytes(31), bytes(33), "zz" * 32, "00" * 31, 12, None])
+@pytest.mark.parametrize(
+    "seed", [bytes(31), bytes(33), "zz" * 32, "00" * 31, "00 " * 31 + "00", 12, None]
+)
 def test_bad_seeds(seed: Any) -> None:
     with pytest.raises(InputError) as err:
         spec.check_seed(seed)
@@ -160,8 +162,8 @@ def test_target_word_decode_prefix() -> None:
         spec.target_word(1, 0)
 
 
-def test_dds_vectors_and_schedule(vectors: dict[str, Any]) -> None:
-    for case in vectors["dds"]:
+def test_dds_vectors_and_schedule(kernel_vectors: dict[str, Any]) -> None:
+    for case in kernel_vectors["dds"]:
         assert spec.difficulty_bits(case["epoch"]) == case["difficulty_bits"]
     assert [spec.difficulty_bits(e) for e in range(1, 6)] == [12, 13, 14, 15, 17]
     assert spec.difficulty_bits(10_000) == 32
