@@ -30,7 +30,7 @@ import os, sys, time
 import numpy as np
 from hasherd.kernel.evaluators import create
 ev = create("numba")
-ev.evaluate([0] * 12, np.zeros((64, 32), dtype=np.uint8), None)
+ev.evaluate([0] * 12, np.zeros((64, 32), dtype=np.uint8), [])
 elapsed = time.time() - float(os.environ["BENCH_T0"])
 mod = sys.modules["hasherd.kernel.numba_kernels"]
 st = mod.run_k0.stats
