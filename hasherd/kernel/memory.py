@@ -146,6 +146,10 @@ class JitterMemory:
         start = self.z2_start
         return np.concatenate([start[g], start[g + 1]])
 
+    def set_record_cache_size(self, size: int) -> None:
+        """How many records' ``record_view`` answers to keep (``simulator.cache_size``)."""
+        self.__dict__["record_cache_size"] = max(1, size)
+
     def record_view(self, slot0: int, slot4: int) -> tuple[int, bool, np.ndarray]:
         """Zone 1's answer and ``zone2_ranges`` for a record, cached: a scheduler evaluates
         the same record generation after generation."""
@@ -154,7 +158,7 @@ class JitterMemory:
         )
         hit = cache.get((slot0, slot4))
         if hit is None:
-            if len(cache) >= RECORD_CACHE_SIZE:
+            if len(cache) >= self.__dict__.get("record_cache_size", RECORD_CACHE_SIZE):
                 cache.clear()
             value, found = self.zone1(slot0)
             hit = (value, found, self.zone2_ranges(slot4))

@@ -118,7 +118,8 @@ def batch_rewards(
     )
     stability = 1 - _popcount32(last_keys.astype(np.uint32) ^ out) / 32
     decoded = out >> np.uint32(32 - token_bits)
-    fmt = np.isin(decoded, token_set).astype(np.float64)
+    at = np.minimum(np.searchsorted(token_set, decoded), max(len(token_set) - 1, 0))
+    fmt = (token_set[at] == decoded).astype(np.float64) if len(token_set) else np.zeros(len(out))
     total = weights.alignment * alignment + weights.stability * stability + weights.format * fmt
     return BatchRewards(prefix, matching, winner, total)
 

@@ -1,0 +1,124 @@
+"""``hasherd export``: stored weights to layer files (CSV, Parquet or JSON).
+
+A layer holds ``storage.layer_size`` tokens (layer = token_id // layer_size). The columns
+are the prototype's (token_id, best_seed as hex, fitness_score, generation, context_key)
+plus ours. Files are written atomically: a temporary file in the same directory, fsync,
+then rename, so a reader never sees half a layer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from hasherd import config as config_mod
+from hasherd.cli.common import add_config_args
+from hasherd.errors import HasherError
+from hasherd.storage import Store
+from hasherd.storage.rows import WeightRow
+
+FORMATS = ("csv", "parquet", "json")
+COLUMNS = (
+    "token_id", "best_seed", "fitness_score", "generation", "context_key",
+    "slots", "seed", "output", "golden_nonce", "prefix_bits", "difficulty_bits", "fitness",
+    "epoch", "memory_id", "layer", "validation",
+)  # fmt: skip
+
+
+class ExportError(HasherError):
+    pass
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("export", help="write stored weights as layer files",
+                       description=__doc__.splitlines()[0] if __doc__ else None)  # fmt: skip
+    p.add_argument("--db", required=True, metavar="PATH", help="the training database")
+    p.add_argument("--format", required=True, choices=FORMATS, help="file format")
+    p.add_argument("--layer", type=int, metavar="N", help="only this layer (--out is a file); "
+                   "without it every layer is written into the --out directory")  # fmt: skip
+    p.add_argument("--out", required=True, metavar="PATH", help="output file or directory")
+    add_config_args(p)
+    p.set_defaults(handler=run_export)
+
+
+def row_of(w: WeightRow, layer_size: int) -> dict[str, Any]:
+    slots = [int.from_bytes(w.slots[i : i + 4], "little") for i in range(0, 48, 4)]
+    return {
+        "token_id": w.token_id, "best_seed": w.seed.hex(), "fitness_score": w.fitness,
+        "generation": w.generation, "context_key": w.context_key, "slots": slots,
+        "seed": w.seed.hex(), "output": w.output, "golden_nonce": w.golden_nonce,
+        "prefix_bits": w.prefix_bits, "difficulty_bits": w.difficulty_bits,
+        "fitness": w.fitness, "epoch": w.epoch, "memory_id": w.memory_id,
+        "layer": w.token_id // layer_size, "validation": w.validation,
+    }  # fmt: skip
+
+
+def encode(rows: list[dict[str, Any]], fmt: str) -> bytes:
+    if fmt == "json":
+        return (json.dumps(rows, indent=1) + "\n").encode()
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({**r, "slots": " ".join(str(s) for s in r["slots"])})
+        return buf.getvalue().encode()
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pylist(rows) if rows else pa.table({c: [] for c in COLUMNS})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    out: bytes = sink.getvalue().to_pybytes()
+    return out
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+async def _weights(db: Path) -> list[WeightRow]:
+    if not db.exists():
+        raise ExportError(f"{db}: no such database")
+    async with await Store.open(db, create=False) as store:
+        return await store.weights()
+
+
+def run_export(args: argparse.Namespace) -> int:
+    cfg = config_mod.load(args.config)
+    size = cfg.storage.layer_size
+    weights = anyio.run(_weights, Path(args.db))
+    layers: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for w in sorted(weights, key=lambda w: (w.token_id, w.context_key, w.record_id)):
+        layers[w.token_id // size].append(row_of(w, size))
+    out = Path(args.out)
+    if args.layer is not None:
+        write_atomic(out, encode(layers.get(args.layer, []), args.format))
+        print(f"layer {args.layer}: {len(layers.get(args.layer, []))} weights -> {out}")
+        return 0
+    for layer in sorted(layers):
+        target = out / f"layer_{layer}.{args.format}"
+        write_atomic(target, encode(layers[layer], args.format))
+        print(f"layer {layer}: {len(layers[layer])} weights -> {target}")
+    if not layers:
+        print("no weights stored")
+    return 0

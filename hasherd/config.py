@@ -1,0 +1,264 @@
+"""Configuration: the original trainer's JSON file format, or the same keys in TOML.
+
+Sections and keys are those of the prototype's config file (simulator, storage, training,
+deployment, validation, logging); docs/configuration.md says what each does in hasherd.
+Parsing happens once, at the boundary, into frozen dataclasses; every default lives here;
+an unknown or malformed key is a ``ConfigError`` naming ``section.key`` and the file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from hasherd.errors import ConfigError
+
+DEVICE_TYPES = ("cpu", "numba", "reference", "vhasher", "gpu", "cuda", "asic")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: Any, key: str) -> float:
+    """Seconds from ``30``, ``2.5``, ``"30s"``, ``"5m"``, ``"250ms"`` or ``"1h"``."""
+    if isinstance(value, bool):
+        raise ConfigError(key, 'expected a duration such as 30 or "30s"')
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    else:
+        raise ConfigError(key, f'{value!r} is not a duration such as 30 or "30s"')
+    if seconds < 0:
+        raise ConfigError(key, "must not be negative")
+    return seconds
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    device_type: str = "cpu"  # cpu (numba) | reference | vhasher (= cpu) | gpu | asic
+    max_concurrency: int = 0  # CPU threads for the evaluator; 0 = every core
+    target_hash_rate: float = 0.0  # double SHA-256/s expected; below it a warning is logged
+    cache_size: int = 10000  # records whose zone-1/zone-2 answers an evaluator keeps
+    gpu_device: int = 0
+    timeout: float = 30.0  # seconds one evaluation batch may take before it fails
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    base_path: str = "data/weights"  # where the database and exported layers live
+    layer_size: int = 1000  # tokens per layer: layer = token_id // layer_size
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    population_size: int = 128
+    max_generations: int = 2000  # per record per epoch
+    elite_ratio: float = 0.25
+    mutation_rate: float = 0.05  # share of each generation that is fresh random seeds
+    target_fitness: float = 0.95  # share of records that must win at the final difficulty
+    validation_split: float = 0.1  # share of new weights re-run on the reference evaluator
+    epochs: int = 2  # the sample trains in about a minute on 2 cores; raise for harder runs
+    difficulty_bits: int = 12  # base of the difficulty schedule
+    token_bits: int = 17
+    passes: int = 21
+    zero_bits: int = 0
+    seed: int | None = None  # RNG seed; None draws one (it is recorded with the run)
+
+
+@dataclass(frozen=True)
+class DeploymentConfig:
+    bpf_map_path: str = "/sys/fs/bpf/hasher_weights"
+    openwrt_endpoint: str = ""
+    deployment_timeout: float = 300.0
+    max_retries: int = 3
+    retry_delay: float = 5.0
+    validation_mode: str = "strict"  # strict: only validated weights | lenient
+    backup_enabled: bool = True
+    backup_path: str = "data/backups"
+    rollback_enabled: bool = True
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    timeout: float = 30.0  # seconds per weight re-evaluation
+    max_concurrency: int = 10
+    retry_attempts: int = 3
+    tolerance_threshold: float = 0.01  # share of mismatching weights tolerated
+    enable_asic: bool = False
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = "info"
+    format: str = "text"  # text | json
+    output: str = "stderr"  # stdout | stderr | a file path
+    max_size: int = 100  # MiB before a log file is rotated
+    max_backups: int = 10
+    max_age: int = 30  # days a rotated file is kept
+
+
+@dataclass(frozen=True)
+class Config:
+    simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    deployment: DeploymentConfig = field(default_factory=DeploymentConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    source: str = "<defaults>"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            f.name: {
+                k.name: getattr(getattr(self, f.name), k.name)
+                for k in fields(getattr(self, f.name))
+            }
+            for f in fields(self)
+            if f.name != "source"
+        }
+
+    def with_training(self, **changes: Any) -> Config:
+        """A copy with training keys replaced (command-line options), re-validated."""
+        merged = {**self.to_dict()["training"], **changes}
+        return replace(self, training=_section(TrainingConfig, merged, "training", self.source))
+
+
+_SECTIONS: dict[str, type] = {
+    "simulator": SimulatorConfig,
+    "storage": StorageConfig,
+    "training": TrainingConfig,
+    "deployment": DeploymentConfig,
+    "validation": ValidationConfig,
+    "logging": LoggingConfig,
+}
+_DURATIONS = {
+    "simulator.timeout",
+    "deployment.deployment_timeout",
+    "deployment.retry_delay",
+    "validation.timeout",
+}
+
+
+def _typed(value: Any, default: Any, key: str, annotation: str) -> Any:
+    if key in _DURATIONS:
+        return parse_duration(value, key)
+    if annotation.startswith("int") and value is None and "None" in annotation:
+        return None
+    if isinstance(default, bool) or annotation == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(key, f"expected true or false, got {value!r}")
+        return value
+    if annotation.startswith("int"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, f"expected an integer, got {value!r}")
+        return value
+    if annotation == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(key, f"expected a number, got {value!r}")
+        return float(value)
+    if not isinstance(value, str):
+        raise ConfigError(key, f"expected a string, got {value!r}")
+    return value
+
+
+def _section(cls: type, raw: Any, name: str, source: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(name, "expected a table of keys", source)
+    known = {f.name: f for f in fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise ConfigError(f"{name}.{key}", f"unknown key (known: {', '.join(known)})", source)
+        f = known[key]
+        try:
+            values[key] = _typed(value, f.default, f"{name}.{key}", str(f.type))
+        except ConfigError as exc:
+            raise ConfigError(exc.key, exc.problem, source) from None
+    obj = cls(**values)
+    for problem_key, problem in _checks(name, obj):
+        raise ConfigError(problem_key, problem, source)
+    return obj
+
+
+def _checks(name: str, obj: Any) -> list[tuple[str, str]]:
+    """Range checks: (key, problem) for every value out of its domain."""
+    out: list[tuple[str, str]] = []
+
+    def need(ok: bool, key: str, problem: str) -> None:
+        if not ok:
+            out.append((f"{name}.{key}", problem))
+
+    if isinstance(obj, SimulatorConfig):
+        need(obj.device_type in DEVICE_TYPES, "device_type",
+             f"{obj.device_type!r} is not one of {', '.join(DEVICE_TYPES)}")  # fmt: skip
+        need(obj.max_concurrency >= 0, "max_concurrency", "must be >= 0 (0 = every core)")
+        need(obj.target_hash_rate >= 0, "target_hash_rate", "must be >= 0")
+        need(obj.cache_size >= 1, "cache_size", "must be >= 1")
+        need(obj.gpu_device >= 0, "gpu_device", "must be >= 0")
+        need(obj.timeout > 0, "timeout", "must be > 0")
+    elif isinstance(obj, StorageConfig):
+        need(obj.layer_size >= 1, "layer_size", "must be >= 1")
+        need(bool(obj.base_path), "base_path", "must not be empty")
+    elif isinstance(obj, TrainingConfig):
+        need(1 <= obj.population_size <= 4096, "population_size", "must be in 1..4096")
+        need(obj.max_generations >= 1, "max_generations", "must be >= 1")
+        need(0 < obj.elite_ratio < 1, "elite_ratio", "must be in (0, 1)")
+        need(0 <= obj.mutation_rate < 1, "mutation_rate", "must be in [0, 1)")
+        need(0 <= obj.target_fitness <= 1, "target_fitness", "must be in [0, 1]")
+        need(0 <= obj.validation_split <= 1, "validation_split", "must be in [0, 1]")
+        need(obj.epochs >= 1, "epochs", "must be >= 1")
+        need(1 <= obj.difficulty_bits <= 32, "difficulty_bits", "must be in 1..32")
+        need(1 <= obj.token_bits <= 32, "token_bits", "must be in 1..32")
+        need(1 <= obj.passes <= 65536, "passes", "must be in 1..65536")
+        need(0 <= obj.zero_bits <= 32, "zero_bits", "must be in 0..32")
+        need(obj.seed is None or 0 <= obj.seed < 2**63, "seed", "must be in 0..2^63-1")
+    elif isinstance(obj, DeploymentConfig):
+        need(obj.validation_mode in ("strict", "lenient"), "validation_mode",
+             "must be strict or lenient")  # fmt: skip
+        need(obj.max_retries >= 0, "max_retries", "must be >= 0")
+    elif isinstance(obj, ValidationConfig):
+        need(obj.max_concurrency >= 1, "max_concurrency", "must be >= 1")
+        need(obj.retry_attempts >= 0, "retry_attempts", "must be >= 0")
+        need(0 <= obj.tolerance_threshold <= 1, "tolerance_threshold", "must be in [0, 1]")
+    elif isinstance(obj, LoggingConfig):
+        need(obj.level.lower() in ("debug", "info", "warn", "warning", "error"), "level",
+             "must be debug, info, warning or error")  # fmt: skip
+        need(obj.format in ("text", "json"), "format", "must be text or json")
+        need(obj.max_size >= 1, "max_size", "must be >= 1 (MiB)")
+        need(obj.max_backups >= 0, "max_backups", "must be >= 0")
+        need(obj.max_age >= 0, "max_age", "must be >= 0 (days)")
+    return out
+
+
+def from_mapping(raw: Any, source: str = "<config>") -> Config:
+    """A Config from parsed JSON/TOML; missing sections and keys take their defaults."""
+    if not isinstance(raw, dict):
+        raise ConfigError("<top>", "expected a table of sections", source)
+    sections: dict[str, Any] = {}
+    for name, value in raw.items():
+        if name not in _SECTIONS:
+            raise ConfigError(name, f"unknown section (known: {', '.join(_SECTIONS)})", source)
+        sections[name] = _section(_SECTIONS[name], value, name, source)
+    return Config(**sections, source=source)
+
+
+def load(path: str | Path | None) -> Config:
+    """Read a config file (``.json`` as the prototype wrote it, or ``.toml``)."""
+    if path is None:
+        return Config()
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("<file>", f"cannot read: {exc.strerror}", str(p)) from None
+    try:
+        raw = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            "<file>", f"not valid {p.suffix.lstrip('.') or 'JSON'}: {exc}", str(p)
+        ) from None
+    return from_mapping(raw, str(p))

@@ -1,0 +1,10 @@
+"""Training data: frame files (JSON, JSON Lines, Arrow, Parquet, CSV), raw text, Markdown
+and PDF, read into a ``Dataset`` whose feature vectors are also the jitter memory.
+
+See docs/data.md for the formats, the feature words of text records and error handling.
+"""
+
+from hasherd.data.dataset import Dataset, load_dataset
+from hasherd.data.report import DataError, IngestReport, RowError
+
+__all__ = ["DataError", "Dataset", "IngestReport", "RowError", "load_dataset"]

@@ -1,0 +1,399 @@
+"""The GRPO training scheduler: datasets in, weights out, one population per record.
+
+``Trainer.run()`` stores the dataset, creates the run (or resumes the unfinished run with
+the same dataset and configuration), then walks the difficulty schedule: epoch e trains
+every record whose best stored seed has fewer than D(e) prefix bits, for up to
+``max_generations`` generations per record. Records are trained by a few concurrent lanes
+so that the Python work of one (scoring, breeding, the database write) overlaps the
+evaluation of another. Every generation is persisted in one transaction (checkpoint, the
+seeds evaluated, a better weight, events), so a kill at any instant loses at most the
+generation in flight, and the same command resumes from the last finished one.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import numpy as np
+
+from hasherd import __version__
+from hasherd.config import Config
+from hasherd.data import Dataset
+from hasherd.kernel import spec
+from hasherd.kernel.evaluators.base import EvalResult, Evaluator, make_request
+from hasherd.kernel.spec import DifficultySchedule
+from hasherd.storage import GenerationWrite, Store
+from hasherd.storage.rows import Checkpoint, Event, RecordRow, RunRow, Validation, WeightRow
+from hasherd.training.search import Generation, RecordSearch, SearchParams, record_rng
+
+LOGGER = logging.getLogger(__name__)
+DEFAULT_LANES = 3
+
+
+@dataclass
+class Progress:
+    """What a progress display needs; updated after every generation."""
+
+    run_id: int = 0
+    records_total: int = 0
+    records_won: int = 0  # records holding a winner at the current difficulty
+    epoch: int = 0
+    epochs: int = 0
+    difficulty: int = 0
+    todo: int = 0  # records this epoch still has to train
+    done: int = 0  # records this epoch has finished (won or out of generations)
+    candidates: int = 0
+    dsha: int = 0
+    generations: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def candidates_per_s(self) -> float:
+        return self.candidates / max(1e-9, time.monotonic() - self.started)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: int
+    status: str
+    resumed: bool
+    epochs_done: int
+    final_difficulty: int
+    records: int
+    winners: int  # records with a winner at the final difficulty
+    converged: bool
+    candidates: int
+    dsha: int
+    seconds: float
+    validated: int
+    non_deterministic: int
+
+
+def records_digest(ds: Dataset) -> str:
+    h = hashlib.sha256()
+    h.update(ds.token_bits.to_bytes(1, "little"))
+    h.update(ds.slots.astype("<u4").tobytes())
+    h.update(ds.targets.astype("<u4").tobytes())
+    return h.hexdigest()
+
+
+def config_digest(cfg: Config, ds: Dataset) -> str:
+    """What makes two invocations the same run (the RNG seed only when one is given)."""
+    t = cfg.training
+    key = {k: v for k, v in cfg.to_dict()["training"].items() if k not in ("seed", "epochs")}
+    key.update(seed=t.seed, memory_id=ds.memory_id, spec=spec.SPEC)
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+class _Pending:
+    __slots__ = ("done", "error", "stored", "write")
+
+    def __init__(self, write: GenerationWrite) -> None:
+        self.write, self.done, self.stored = write, False, False
+        self.error: BaseException | None = None
+
+
+class GroupCommit:
+    """Leader-based group commit: a lane that finds the writer busy queues its generation,
+    and whoever holds the writer next commits everything queued in one transaction. Each
+    lane returns only once its own generation is committed, so a generation reported
+    finished is on disk; under load several lanes share one transaction."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.lock = anyio.Lock()
+        self.queue: list[_Pending] = []
+
+    async def save(self, write: GenerationWrite) -> bool:
+        mine = _Pending(write)
+        self.queue.append(mine)
+        async with self.lock:
+            if not mine.done:
+                batch, self.queue = self.queue, []
+                try:
+                    stored = await self.store.save_generations([p.write for p in batch])
+                except Exception as exc:
+                    for p in batch:
+                        p.error = exc
+                else:
+                    for p, ok in zip(batch, stored, strict=True):
+                        p.stored = ok
+                finally:
+                    for p in batch:
+                        p.done = True
+        if mine.error is not None:
+            raise mine.error
+        return mine.stored
+
+
+class Trainer:
+    """One training job over one dataset (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: Store,
+        dataset: Dataset,
+        config: Config,
+        evaluator: Evaluator,
+        *,
+        on_progress: Callable[[Progress], None] | None = None,
+        lanes: int = DEFAULT_LANES,
+    ) -> None:
+        self.store, self.ds, self.cfg, self.evaluator = store, dataset, config, evaluator
+        t = config.training
+        self.params = SearchParams(
+            population=t.population_size,
+            elite_ratio=t.elite_ratio,
+            mutation_rate=t.mutation_rate,
+            passes=t.passes,
+            zero_bits=t.zero_bits,
+            token_bits=t.token_bits,
+        )
+        self.schedule = DifficultySchedule(base=t.difficulty_bits)
+        self.on_progress = on_progress or (lambda p: None)
+        self.lanes = max(1, lanes)
+        self.stop = anyio.Event()
+        self.progress = Progress(epochs=t.epochs)
+        self.best: dict[int, tuple[int, float]] = {}
+        self.checkpoints: dict[int, Checkpoint] = {}
+        self.writer = GroupCommit(store)
+        self.memory = dataset.memory
+        self.memory.set_record_cache_size(config.simulator.cache_size)
+        self.token_set = dataset.token_set
+
+    # -- the run ---------------------------------------------------------------------------
+
+    async def run(self) -> RunSummary:
+        t0 = time.monotonic()
+        dataset_id, records = await self._store_dataset()
+        run, resumed = await self._open_run(dataset_id)
+        self.progress.run_id = run.id
+        self.progress.records_total = len(records)
+        self.best = {r: (p, f) for r, (p, f) in (await self._best(dataset_id)).items()}
+        self.checkpoints = await self.store.checkpoints(run.id)
+        first_epoch = max(1, run.epoch) if resumed else 1
+        epoch = first_epoch - 1
+        for epoch in range(first_epoch, self.cfg.training.epochs + 1):
+            d = self.schedule.bits(epoch)
+            await self.store.set_run_progress(run.id, epoch, d)
+            todo = [r for r in records if self.best.get(r.id, (-1, 0.0))[0] < d]
+            self._start_epoch(epoch, d, todo, records)
+            t_epoch, dsha0 = time.monotonic(), self.progress.dsha
+            await self._train_epoch(run, epoch, d, todo)
+            self._check_hash_rate(
+                (self.progress.dsha - dsha0) / max(1e-9, time.monotonic() - t_epoch)
+            )
+            if self.stop.is_set():
+                break
+        return await self._finish(run, resumed, records, epoch, t0)
+
+    def _start_epoch(
+        self, epoch: int, d: int, todo: list[RecordRow], records: list[RecordRow]
+    ) -> None:
+        p = self.progress
+        p.epoch, p.difficulty, p.todo, p.done = epoch, d, len(todo), 0
+        p.records_won = sum(1 for r in records if self.best.get(r.id, (-1, 0.0))[0] >= d)
+        LOGGER.info("epoch %d: difficulty %d bits, %d of %d records to train",
+                    epoch, d, len(todo), len(records))  # fmt: skip
+        self.on_progress(p)
+
+    def _check_hash_rate(self, rate: float) -> None:
+        target = self.cfg.simulator.target_hash_rate
+        if target and rate < target:
+            LOGGER.warning("hash rate %.3g double SHA-256/s is below simulator.target_hash_rate "
+                           "%.3g", rate, target)  # fmt: skip
+
+    async def _train_epoch(self, run: RunRow, epoch: int, d: int, todo: list[RecordRow]) -> None:
+        queue = list(reversed(todo))
+
+        async def lane() -> None:
+            while queue and not self.stop.is_set():
+                rec = queue.pop()
+                await self._train_record(run, rec, epoch, d, self.checkpoints.get(rec.id))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(self.lanes):
+                tg.start_soon(lane)
+
+    async def _train_record(
+        self, run: RunRow, rec: RecordRow, epoch: int, d: int, ck: Checkpoint | None
+    ) -> None:
+        slots = np.frombuffer(rec.slots, dtype="<u4").astype(np.uint32)
+        seen = await self.store.seen(run.id, rec.id) if ck else set()
+        search = RecordSearch(
+            slots, rec.token_id, self.params, record_rng(run.rng_seed, rec.idx), seen
+        )
+        epoch_start = 0
+        if ck is not None:
+            state = json.loads(ck.rng_state)
+            search.restore(ck.population, ck.results, json.dumps(state["search"]))
+            epoch_start = state["epoch_start"] if ck.epoch == epoch else search.generation
+        limit = self.cfg.training.max_generations
+        while search.generation - epoch_start < limit and not self.stop.is_set():
+            res = await self._evaluate(slots, search.pending())
+            gen = search.absorb(res, d, self.token_set)
+            await self._persist(run, rec, search, gen, epoch, d, epoch_start)
+            if gen.best.prefix_bits >= d:
+                self.progress.records_won += 1
+                break
+        if not self.stop.is_set():
+            self.progress.done += 1
+            self.on_progress(self.progress)
+
+    async def _evaluate(self, slots: np.ndarray, seeds: np.ndarray) -> EvalResult:
+        t = self.cfg.training
+        req = make_request(slots, seeds, self.memory, t.passes, t.zero_bits)
+        with anyio.fail_after(self.cfg.simulator.timeout):
+            return await anyio.to_thread.run_sync(self.evaluator.evaluate_request, req)
+
+    async def _persist(
+        self, run: RunRow, rec: RecordRow, search: RecordSearch, gen: Generation,
+        epoch: int, d: int, epoch_start: int,
+    ) -> None:  # fmt: skip
+        population, results, rng_state = search.state()
+        state = json.dumps({"search": json.loads(rng_state), "epoch_start": epoch_start})
+        best = gen.best
+        ck = Checkpoint(epoch, search.generation, d, population, results, state, best.prefix_bits)
+        weight, events = None, []
+        if (best.prefix_bits, best.reward) > self.best.get(rec.id, (-1, -1.0)):
+            self.best[rec.id] = (best.prefix_bits, best.reward)
+            weight = self._weight(run, rec, best, gen, epoch, d)
+            if best.prefix_bits >= d:
+                found = {"prefix_bits": best.prefix_bits, "difficulty": d, "generation": gen.number}
+                events.append(Event("winner", found, run.id, rec.id))
+        await self.writer.save(GenerationWrite(run.id, rec.id, ck, gen.new_hashes, weight, events))
+        self.checkpoints[rec.id] = ck  # a later epoch continues this search, as a resume would
+        p = self.progress
+        p.candidates += gen.evaluated
+        p.dsha += gen.dsha
+        p.generations += 1
+        if p.generations % 16 == 0:
+            self.on_progress(p)
+
+    def _weight(
+        self, run: RunRow, rec: RecordRow, best: Any, gen: Generation, epoch: int, d: int
+    ) -> WeightRow:
+        return WeightRow(
+            record_id=rec.id, run_id=run.id, token_id=rec.token_id, context_key=rec.context_key,
+            slots=rec.slots, seed=best.seed, output=best.output, golden_nonce=best.golden_nonce,
+            prefix_bits=best.prefix_bits, difficulty_bits=d, fitness=best.reward,
+            generation=gen.number, epoch=epoch, memory_id=self.ds.memory_id,
+            layer=rec.token_id // self.cfg.storage.layer_size,
+        )  # fmt: skip
+
+    # -- setup and teardown -------------------------------------------------------------------
+
+    async def _store_dataset(self) -> tuple[int, list[RecordRow]]:
+        ds = self.ds
+        rows = [
+            (int(ds.targets[i]), int(ds.context_keys[i]), ds.slots[i].astype("<u4").tobytes())
+            for i in range(len(ds))
+        ]
+        dataset_id = await self.store.add_dataset(
+            ds.name, ds.source, ds.memory_id, ds.token_bits, records_digest(ds), rows
+        )
+        return dataset_id, await self.store.records(dataset_id)
+
+    async def _open_run(self, dataset_id: int) -> tuple[RunRow, bool]:
+        digest = config_digest(self.cfg, self.ds)
+        old = await self.store.resumable_run(dataset_id, digest)
+        if old is not None:
+            await self.store.set_run_status(old.id, "running")
+            await self.store.add_event("run_resumed", {"epoch": old.epoch}, run_id=old.id)
+            LOGGER.info("resuming run %d at epoch %d", old.id, old.epoch)
+            return await self.store.run(old.id), True
+        seed = self.cfg.training.seed
+        if seed is None:
+            seed = int(np.random.SeedSequence().entropy % 2**63)  # type: ignore[operator]
+        versions = json.dumps(
+            {"hasherd": __version__, "kernel": spec.SPEC, "numpy": np.__version__}
+        )
+        config_json = json.dumps(self.cfg.to_dict(), sort_keys=True)
+        run_id = await self.store.create_run(dataset_id, config_json, digest, seed, versions)
+        await self.store.add_event("run_started", {"rng_seed": seed}, run_id=run_id)
+        return await self.store.run(run_id), False
+
+    async def _best(self, dataset_id: int) -> dict[int, tuple[int, float]]:
+        return {
+            w.record_id: (w.prefix_bits, w.fitness) for w in await self.store.weights(dataset_id)
+        }
+
+    async def _finish(
+        self, run: RunRow, resumed: bool, records: list[RecordRow], epoch: int, t0: float
+    ) -> RunSummary:
+        d = self.schedule.bits(max(1, epoch))
+        winners = sum(1 for r in records if self.best.get(r.id, (-1, 0.0))[0] >= d)
+        converged = winners >= self.cfg.training.target_fitness * len(records)
+        validated = bad = 0
+        if self.stop.is_set():
+            status = "stopped"
+        else:
+            status = "finished"
+            validated, bad = await self._validate_sample(run)
+        await self.store.set_run_status(run.id, status)
+        await self.store.add_event(
+            "run_" + status,
+            {"winners": winners, "records": len(records), "difficulty": d, "converged": converged},
+            run_id=run.id,
+        )
+        p = self.progress
+        return RunSummary(run.id, status, resumed, epoch, d, len(records), winners, converged,
+                          p.candidates, p.dsha, time.monotonic() - t0, validated, bad)  # fmt: skip
+
+    async def _validate_sample(self, run: RunRow) -> tuple[int, int]:
+        """Re-run ``validation_split`` of this run's weights on the reference evaluator,
+        ``validation.max_concurrency`` at a time, each within ``validation.timeout`` and
+        retried ``validation.retry_attempts`` times; a weight that cannot be re-run stays
+        unvalidated (an event says why)."""
+        mine = [w for w in await self.store.weights() if w.run_id == run.id and w.id is not None]
+        k = round(self.cfg.training.validation_split * len(mine))
+        if k == 0:
+            return 0, 0
+        rng = np.random.default_rng(run.rng_seed)
+        pick = [mine[i] for i in rng.choice(len(mine), size=k, replace=False)]
+        limiter = anyio.CapacityLimiter(self.cfg.validation.max_concurrency)
+        counts = {"validated": 0, "non-deterministic": 0}
+
+        async def one(w: WeightRow) -> None:
+            state = await self._validate_one(run, w, limiter)
+            if state is not None and w.id is not None:
+                await self.store.set_validation(w.id, state)
+                counts[state] += 1
+
+        async with anyio.create_task_group() as tg:
+            for w in pick:
+                tg.start_soon(one, w)
+        return counts["validated"], counts["non-deterministic"]
+
+    async def _validate_one(
+        self, run: RunRow, w: WeightRow, limiter: anyio.CapacityLimiter
+    ) -> Validation | None:
+        from hasherd.kernel.evaluators.reference import ReferenceEvaluator
+
+        t, vc = self.cfg.training, self.cfg.validation
+        slots = np.frombuffer(w.slots, dtype="<u4").astype(np.uint32)
+        call = functools.partial(
+            ReferenceEvaluator().evaluate, slots, [w.seed], self.memory, t.passes, t.zero_bits
+        )
+        for attempt in range(vc.retry_attempts + 1):
+            try:
+                with anyio.fail_after(vc.timeout):
+                    res = await anyio.to_thread.run_sync(
+                        call, limiter=limiter, abandon_on_cancel=True
+                    )
+            except TimeoutError:
+                LOGGER.warning("validation of weight %s timed out (attempt %d)", w.id, attempt + 1)
+                continue
+            same = int(res.output[0]) == w.output and int(res.golden_nonce[0]) == w.golden_nonce
+            return "validated" if same else "non-deterministic"
+        await self.store.add_event("validation_failed", {"weight": w.id, "reason": "timeout"},
+                                   run_id=run.id, record_id=w.record_id)  # fmt: skip
+        return None

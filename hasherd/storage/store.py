@@ -1,0 +1,69 @@
+"""The SQLite store: one file, one connection, one writer."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from types import TracebackType
+
+from hasherd.storage.catalog import CatalogMixin
+from hasherd.storage.opening import open_connection
+from hasherd.storage.training import TrainingMixin
+
+DEFAULT_BUSY_TIMEOUT_S = 5.0
+
+
+class Store(CatalogMixin, TrainingMixin):
+    """hasherd's database: datasets, runs, checkpoints, seen seeds, weights and events.
+
+    Build it with ``await Store.open(path)`` (then ``close()``, or ``async with``) or
+    ``async with Store.connect(path) as store``. All methods are coroutines that take the
+    store's one connection in turn; each write is one transaction.
+    """
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        create: bool = True,
+        busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
+    ) -> Store:
+        """Open (or, with ``create``, create) the database at ``path``.
+
+        Refuses, with StorageError and without changing the file, a file that is not a
+        SQLite database, fails ``integrity_check``, or has a newer schema than this
+        hasherd knows; otherwise switches on WAL and applies pending migrations.
+        """
+        file = Path(path)
+        conn = await open_connection(file, create=create, busy_timeout_s=busy_timeout_s)
+        return cls(conn, str(file))
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        create: bool = True,
+        busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
+    ) -> AsyncIterator[Store]:
+        """``Store.open`` as a context manager that closes the store on the way out."""
+        store = await cls.open(path, create=create, busy_timeout_s=busy_timeout_s)
+        try:
+            yield store
+        finally:
+            await store.close()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

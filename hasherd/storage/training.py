@@ -1,0 +1,208 @@
+"""What the search writes each generation: checkpoints, seen seeds, best weights."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import aiosqlite
+import numpy as np
+
+from hasherd.errors import InputError
+from hasherd.storage.catalog import EVENT_INSERT, event_params
+from hasherd.storage.core import StoreCore, changes, execute_many
+from hasherd.storage.errors import StorageError
+from hasherd.storage.rows import VALIDATIONS, Checkpoint, Event, WeightRow
+
+_U64 = 1 << 64
+_I64_MIN = -(1 << 63)
+
+_CHECKPOINT_COLS = (
+    "epoch, generation, difficulty, population, results, rng_state, best_prefix, updated_at"
+)
+_CHECKPOINT_UPSERT = f"""
+INSERT INTO checkpoints (run_id, record_id, {_CHECKPOINT_COLS})
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (run_id, record_id) DO UPDATE SET
+    epoch = excluded.epoch, generation = excluded.generation,
+    difficulty = excluded.difficulty, population = excluded.population,
+    results = excluded.results, rng_state = excluded.rng_state,
+    best_prefix = excluded.best_prefix, updated_at = excluded.updated_at
+"""
+
+_WEIGHT_VALUES = (
+    "record_id, run_id, token_id, context_key, slots, seed, output, golden_nonce, prefix_bits,"
+    " difficulty_bits, fitness, generation, epoch, memory_id, layer, validation, created_at"
+)
+_WEIGHT_COLS = _WEIGHT_VALUES.replace("created_at", "id, created_at")  # WeightRow's order
+_WEIGHT_REPLACED = ", ".join(
+    f"{col} = excluded.{col}" for col in _WEIGHT_VALUES.split(", ") if col != "record_id"
+)
+# Only a better seed replaces the stored one: more prefix bits, then a higher fitness.
+_WEIGHT_UPSERT = f"""
+INSERT INTO weights ({_WEIGHT_VALUES}) VALUES ({", ".join("?" * 17)})
+ON CONFLICT (record_id) DO UPDATE SET {_WEIGHT_REPLACED}
+WHERE excluded.prefix_bits > weights.prefix_bits
+   OR (excluded.prefix_bits = weights.prefix_bits AND excluded.fitness > weights.fitness)
+"""
+
+
+def to_signed64(h: int) -> int:
+    """A 64-bit hash (given unsigned, or already signed) as SQLite's signed INTEGER."""
+    h = int(h)
+    if not _I64_MIN <= h < _U64:
+        raise InputError("seen_hashes", f"{h} is not a 64-bit value")
+    return h - _U64 if h >= 1 << 63 else h
+
+
+def _weight_params(w: WeightRow, now: float) -> tuple[Any, ...]:
+    return (
+        *(w.record_id, w.run_id, w.token_id, w.context_key, bytes(w.slots), bytes(w.seed)),
+        *(w.output, w.golden_nonce, w.prefix_bits, w.difficulty_bits, float(w.fitness)),
+        *(w.generation, w.epoch, w.memory_id, w.layer, w.validation, now),
+    )
+
+
+def _checkpoint_params(run_id: int, record_id: int, c: Checkpoint, now: float) -> tuple[Any, ...]:
+    return (
+        *(run_id, record_id, c.epoch, c.generation, c.difficulty),
+        *(bytes(c.population), bytes(c.results), c.rng_state, c.best_prefix, now),
+    )
+
+
+@dataclass(frozen=True)
+class GenerationWrite:
+    """One record's generation, as ``save_generations`` commits it."""
+
+    run_id: int
+    record_id: int
+    checkpoint: Checkpoint
+    seen_hashes: Sequence[int] | np.ndarray
+    weight: WeightRow | None
+    events: Sequence[Event]
+
+
+def _hash_blob(hashes: Sequence[int] | np.ndarray) -> bytes:
+    if isinstance(hashes, np.ndarray) and hashes.dtype == np.uint64:
+        return hashes.astype("<u8").tobytes()
+    return np.array([to_signed64(h) for h in hashes], dtype="<i8").tobytes()
+
+
+def _prepare(w: GenerationWrite, now: float) -> tuple[Any, Any, list[Any]]:
+    if w.weight is not None and (w.weight.record_id, w.weight.run_id) != (w.record_id, w.run_id):
+        raise InputError("weight", f"is for record {w.weight.record_id} of run {w.weight.run_id}")
+    ck = _checkpoint_params(w.run_id, w.record_id, w.checkpoint, now)
+    seen = (w.run_id, w.record_id, w.checkpoint.generation, _hash_blob(w.seen_hashes))
+    # Built before the transaction, so a payload that is not JSON fails early.
+    events = [event_params(_place(e, w.run_id, w.record_id), now) for e in w.events]
+    return ck, seen, events
+
+
+class TrainingMixin(StoreCore):
+    """The per-generation write and the reads a resumed run needs."""
+
+    async def save_generation(
+        self,
+        run_id: int,
+        record_id: int,
+        checkpoint: Checkpoint,
+        seen_hashes: Sequence[int] | np.ndarray,
+        weight: WeightRow | None,
+        events: Sequence[Event],
+    ) -> bool:
+        """Commit one generation in one transaction: all of it is stored, or none.
+
+        Upserts the checkpoint, adds the seen hashes (as the generation's row), stores
+        ``weight`` when it beats the stored one, and logs ``events`` (a missing
+        run_id/record_id is this generation's). Returns whether ``weight`` was stored.
+        """
+        write = GenerationWrite(run_id, record_id, checkpoint, seen_hashes, weight, events)
+        return (await self.save_generations([write]))[0]
+
+    async def save_generations(self, writes: Sequence[GenerationWrite]) -> list[bool]:
+        """Commit several records' generations in one transaction (group commit): each
+        generation is stored whole or not at all, and so is the group."""
+        now = time.time()
+        prepared = [_prepare(w, now) for w in writes]
+        stored: list[bool] = []
+        async with self.transaction() as conn:
+            await execute_many(conn, _CHECKPOINT_UPSERT, [p[0] for p in prepared])
+            await execute_many(
+                conn,
+                "INSERT OR REPLACE INTO seen (run_id, record_id, generation, hashes)"
+                " VALUES (?, ?, ?, ?)",
+                [p[1] for p in prepared],
+            )
+            for w in writes:
+                stored.append(w.weight is not None and await _upsert_weight(conn, w.weight, now))
+            await execute_many(conn, EVENT_INSERT, [row for p in prepared for row in p[2]])
+        return stored
+
+    async def checkpoints(self, run_id: int) -> dict[int, Checkpoint]:
+        """The run's checkpoints by record id."""
+        rows = await self._fetchall(
+            f"SELECT record_id, {_CHECKPOINT_COLS} FROM checkpoints WHERE run_id = ?", (run_id,)
+        )
+        return {int(row[0]): Checkpoint(*row[1:]) for row in rows}
+
+    async def seen(self, run_id: int, record_id: int) -> set[int]:
+        """Hashes of the seeds evaluated for the record in the run, as unsigned 64-bit."""
+        rows = await self._fetchall(
+            "SELECT hashes FROM seen WHERE run_id = ? AND record_id = ?", (run_id, record_id)
+        )
+        out: set[int] = set()
+        for row in rows:
+            out.update(np.frombuffer(row[0], dtype="<u8").tolist())
+        return out
+
+    async def weights(
+        self, dataset_id: int | None = None, layer: int | None = None
+    ) -> list[WeightRow]:
+        """The best seed per record, in record order, optionally of a dataset and/or layer."""
+        where: list[str] = []
+        params: list[Any] = []
+        if dataset_id is not None:
+            where.append("r.dataset_id = ?")
+            params.append(dataset_id)
+        if layer is not None:
+            where.append("w.layer = ?")
+            params.append(layer)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        cols = ", ".join(f"w.{c}" for c in _WEIGHT_COLS.split(", "))
+        sql = (
+            f"SELECT {cols} FROM weights w JOIN records r ON r.id = w.record_id{clause}"
+            " ORDER BY r.dataset_id, r.idx"
+        )
+        return [WeightRow(*row) for row in await self._fetchall(sql, params)]
+
+    async def best_prefix_by_record(self, dataset_id: int) -> dict[int, int]:
+        """prefix_bits of the stored weight of each record of the dataset that has one."""
+        rows = await self._fetchall(
+            "SELECT w.record_id, w.prefix_bits FROM weights w"
+            " JOIN records r ON r.id = w.record_id WHERE r.dataset_id = ?",
+            (dataset_id,),
+        )
+        return {int(rec): int(bits) for rec, bits in rows}
+
+    async def set_validation(self, weight_id: int, state: str) -> None:
+        """Mark a weight 'unvalidated', 'validated' or 'non-deterministic'."""
+        if state not in VALIDATIONS:
+            raise InputError("validation", f"{state!r} is not one of {sorted(VALIDATIONS)}")
+        async with self.transaction() as conn:
+            sql = "UPDATE weights SET validation = ? WHERE id = ?"
+            if await changes(conn, sql, (state, weight_id)) != 1:
+                raise StorageError(self.path, f"no weight {weight_id}")
+
+
+def _place(event: Event, run_id: int, record_id: int) -> Event:
+    return replace(
+        event,
+        run_id=run_id if event.run_id is None else event.run_id,
+        record_id=record_id if event.record_id is None else event.record_id,
+    )
+
+
+async def _upsert_weight(conn: aiosqlite.Connection, weight: WeightRow, now: float) -> bool:
+    return await changes(conn, _WEIGHT_UPSERT, _weight_params(weight, now)) > 0

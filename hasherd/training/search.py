@@ -1,0 +1,251 @@
+"""The evolutionary search for one record: a population, its carried results, selection.
+
+Pure and synchronous: the caller evaluates ``pending()`` with any evaluator and hands the
+result to ``absorb``; the search scores the whole group (kernel.md rewards and the GRPO
+advantage), checks every member for a win, keeps the elite with their results (the kernel
+is deterministic, so an elite is never evaluated again), and breeds the next generation:
+bit-flip mutants of the elite, fewer flips the larger the parent's |advantage|
+(``clamp(10 / (|A| + 1), 1, 10)``), about 70 % of the flips in the nonce bytes
+``seed[28:32]``, plus fresh random seeds. A seed is never evaluated twice for one record
+in a run: every evaluated seed's 64-bit hash is remembered (and persisted by the caller).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from hasherd.kernel import spec
+from hasherd.kernel.evaluators.base import EvalResult
+from hasherd.kernel.reward import DEFAULT_WEIGHTS, RewardWeights, advantages, batch_rewards
+
+NONCE_SHARE = 0.7  # share of mutation flips that land in seed[28:32]
+MAX_FLIPS = 10
+_NONCE_BITS = np.arange(224, 256)
+_OTHER_BITS = np.arange(0, 224)
+_HASH_MULT = np.array(
+    [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93],
+    dtype=np.uint64,
+)
+RESULT_FIELDS = 4  # output, last_key, golden_nonce, ntime_roll per member
+
+
+def seed_hashes(seeds: np.ndarray) -> np.ndarray:
+    """64-bit hashes (uint64) of (N, 32) seeds; a collision only ever makes the search skip
+    a seed, never evaluate one twice."""
+    words = np.ascontiguousarray(seeds).view(np.uint64)
+    mixed = words * _HASH_MULT
+    h = mixed[:, 0] ^ mixed[:, 1] ^ mixed[:, 2] ^ mixed[:, 3]
+    h ^= h >> np.uint64(31)
+    h *= np.uint64(0xBF58476D1CE4E5B9)
+    h ^= h >> np.uint64(29)
+    out: np.ndarray = h
+    return out
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    population: int = 128
+    elite_ratio: float = 0.25
+    mutation_rate: float = 0.05  # share of each generation that is fresh random seeds
+    passes: int = spec.DEFAULT_PASSES
+    zero_bits: int = 0
+    token_bits: int = 17
+    weights: RewardWeights = DEFAULT_WEIGHTS
+
+    @property
+    def n_elite(self) -> int:
+        return max(1, min(self.population - 1, math.ceil(self.elite_ratio * self.population)))
+
+    @property
+    def n_fresh(self) -> int:
+        return min(self.population - self.n_elite, round(self.mutation_rate * self.population))
+
+
+@dataclass(frozen=True)
+class Member:
+    """The best member of a generation: what a weight is made of."""
+
+    seed: bytes
+    output: int
+    last_key: int
+    golden_nonce: int
+    prefix_bits: int
+    reward: float
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What one generation found."""
+
+    number: int
+    evaluated: int  # candidates evaluated this generation (the rest were carried)
+    dsha: int
+    best: Member
+    winners: int  # members with prefix_bits >= difficulty
+    mean_reward: float
+    new_hashes: np.ndarray  # uint64 hashes of the seeds evaluated this generation
+
+
+class RecordSearch:
+    """One record's population across generations (see the module docstring)."""
+
+    def __init__(
+        self,
+        slots: np.ndarray,
+        token: int,
+        params: SearchParams,
+        rng: np.random.Generator,
+        seen: set[int] | None = None,
+    ) -> None:
+        self.slots = np.asarray(slots, dtype=np.uint32)
+        self.token = spec.check_u32(token, "token")
+        spec.target_word(token, params.token_bits)  # the token must fit token_bits
+        self.params = params
+        self.rng = rng
+        self.seen: set[int] = set() if seen is None else seen
+        self.generation = 0
+        n = params.population
+        self.seeds = np.zeros((n, spec.SEED_BYTES), dtype=np.uint8)
+        self.results = np.zeros((n, RESULT_FIELDS), dtype=np.uint32)
+        self.carried = np.zeros(n, dtype=bool)
+        self.seeds[:] = self._fresh(n)
+
+    # -- evaluation ------------------------------------------------------------------------
+
+    def pending(self) -> np.ndarray:
+        """The seeds that still need an evaluation (every member not carried)."""
+        return self.seeds[~self.carried]
+
+    def absorb(self, res: EvalResult, difficulty: int, token_set: np.ndarray) -> Generation:
+        """Take the evaluation of ``pending()``, score the group, breed the next one."""
+        todo = ~self.carried
+        if len(res) != int(todo.sum()):
+            raise ValueError(f"expected {int(todo.sum())} results, got {len(res)}")
+        self.results[todo] = np.stack(
+            [res.output, res.last_key, res.golden_nonce, res.ntime_roll], axis=1
+        )
+        new_hashes = seed_hashes(self.seeds[todo])
+        self.seen.update(new_hashes.tolist())
+        scores = batch_rewards(
+            self.results[:, 0], self.results[:, 1], self.token, self.params.token_bits,
+            difficulty, token_set, self.params.weights,
+        )  # fmt: skip
+        adv = advantages(scores.reward)
+        best_i = int(np.lexsort((-np.arange(len(adv)), scores.reward, scores.prefix_bits))[-1])
+        best = Member(
+            seed=self.seeds[best_i].tobytes(),
+            output=int(self.results[best_i, 0]),
+            last_key=int(self.results[best_i, 1]),
+            golden_nonce=int(self.results[best_i, 2]),
+            prefix_bits=int(scores.prefix_bits[best_i]),
+            reward=float(scores.reward[best_i]),
+        )
+        gen = Generation(
+            number=self.generation,
+            evaluated=int(todo.sum()),
+            dsha=res.dsha,
+            best=best,
+            winners=int(scores.winner.sum()),
+            mean_reward=float(scores.reward.mean()),
+            new_hashes=new_hashes,
+        )
+        self._breed(scores.reward, adv)
+        self.generation += 1
+        return gen
+
+    # -- breeding -------------------------------------------------------------------------
+
+    def _breed(self, reward: np.ndarray, adv: np.ndarray) -> None:
+        p = self.params
+        order = np.argsort(-reward, kind="stable")
+        elite = order[: p.n_elite]
+        n_child = p.population - p.n_elite - p.n_fresh
+        parents = elite[self.rng.integers(0, p.n_elite, size=n_child)]
+        flips = np.clip(MAX_FLIPS / (np.abs(adv[parents]) + 1), 1, MAX_FLIPS).astype(np.int64)
+        seeds = np.empty_like(self.seeds)
+        results = np.zeros_like(self.results)
+        carried = np.zeros_like(self.carried)
+        seeds[: p.n_elite] = self.seeds[elite]
+        results[: p.n_elite] = self.results[elite]
+        carried[: p.n_elite] = True
+        seeds[p.n_elite : p.n_elite + n_child] = self._mutants(self.seeds[parents], flips)
+        seeds[p.n_elite + n_child :] = self.rng.integers(
+            0, 256, size=(p.n_fresh, spec.SEED_BYTES), dtype=np.uint8
+        )
+        self._dedup(seeds, p.n_elite)
+        self.seeds, self.results, self.carried = seeds, results, carried
+
+    def _mutants(self, parents: np.ndarray, flips: np.ndarray) -> np.ndarray:
+        """Each parent with ``flips[i]`` random bits flipped (about 70 % in the nonce)."""
+        n = len(parents)
+        k = np.arange(MAX_FLIPS)[None, :] < flips[:, None]  # which of the 10 slots are used
+        in_nonce = self.rng.random((n, MAX_FLIPS)) < NONCE_SHARE
+        bits = np.where(
+            in_nonce,
+            self.rng.choice(_NONCE_BITS, size=(n, MAX_FLIPS)),
+            self.rng.choice(_OTHER_BITS, size=(n, MAX_FLIPS)),
+        )
+        mask = np.zeros((n, 256), dtype=np.uint8)
+        rows = np.broadcast_to(np.arange(n)[:, None], bits.shape)
+        np.bitwise_xor.at(mask, (rows[k], bits[k]), 1)  # a bit drawn twice flips back
+        return parents ^ np.packbits(mask, axis=1)
+
+    def _dedup(self, seeds: np.ndarray, start: int) -> None:
+        """Replace, from ``start`` on, every seed already seen (in this run or this batch)
+        or equal to its parent, by a further mutant or, failing that, a fresh seed."""
+        taken = set(seed_hashes(seeds[:start]).tolist())
+        for i, h in enumerate(seed_hashes(seeds[start:]).tolist(), start):
+            tries = 0
+            while h in self.seen or h in taken:
+                tries += 1
+                if tries < 64:
+                    seeds[i] = self._mutants(seeds[i][None, :], np.array([1]))[0]
+                else:
+                    seeds[i] = self.rng.integers(0, 256, size=spec.SEED_BYTES, dtype=np.uint8)
+                h = int(seed_hashes(seeds[i][None, :])[0])
+            taken.add(h)
+
+    def _fresh(self, n: int) -> np.ndarray:
+        out = self.rng.integers(0, 256, size=(n, spec.SEED_BYTES), dtype=np.uint8)
+        self._dedup(out, 0)
+        return out
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def state(self) -> tuple[bytes, bytes, str]:
+        """(population bytes, carried results bytes, RNG state JSON) for a checkpoint."""
+        carried = np.concatenate(
+            [self.results.astype("<u4"), self.carried.astype("<u4")[:, None]], axis=1
+        )
+        rng = json.dumps({"generation": self.generation, "bit_generator": _jsonable(self.rng)})
+        return self.seeds.tobytes(), carried.tobytes(), rng
+
+    def restore(self, population: bytes, results: bytes, rng_state: str) -> None:
+        """Continue from a checkpoint written by ``state``."""
+        n = self.params.population
+        seeds = np.frombuffer(population, dtype=np.uint8)
+        carried = np.frombuffer(results, dtype="<u4")
+        if seeds.size != n * spec.SEED_BYTES or carried.size != n * (RESULT_FIELDS + 1):
+            raise ValueError("checkpoint population size differs from the configuration")
+        self.seeds = seeds.reshape(n, spec.SEED_BYTES).copy()
+        table = carried.reshape(n, RESULT_FIELDS + 1).astype(np.uint32)
+        self.results = table[:, :RESULT_FIELDS].copy()
+        self.carried = table[:, RESULT_FIELDS] != 0
+        state = json.loads(rng_state)
+        self.generation = int(state["generation"])
+        self.rng.bit_generator.state = state["bit_generator"]
+
+
+def _jsonable(rng: np.random.Generator) -> Any:
+    state: Any = rng.bit_generator.state
+    return state
+
+
+def record_rng(run_seed: int, record_idx: int) -> np.random.Generator:
+    """The RNG stream of one record in a run: reproducible whatever the record order."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([run_seed, record_idx])))
