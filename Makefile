@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SECONDS ?= 3
 
-.PHONY: deps build run test test-coverage test-bench format lint typecheck pre-commit lanes clean
+.PHONY: bench deps build run test test-coverage test-bench format lint typecheck pre-commit lanes clean
 
 deps: $(STAMP)
 
@@ -22,10 +22,11 @@ build: deps
 	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir dist .
 	$(BIN)/python -m hasherd.kernel.lanegen --check
 
-# The main job. For now: the kernel benchmark on generated sample data.
+# The main job: train the sample corpus shipped in the package (resumes if interrupted),
+# then check every stored weight on the reference evaluator.
 run: deps
-	$(BIN)/hasherd vectors check tests/data/kernel-v1.json
-	$(BIN)/hasherd bench --seconds $(SECONDS)
+	$(BIN)/hasherd train
+	$(BIN)/hasherd verify --db data/weights/hasherd.db
 
 test: deps lint typecheck
 	$(BIN)/python -m pytest -q
@@ -33,8 +34,12 @@ test: deps lint typecheck
 test-coverage: deps
 	$(BIN)/python -m pytest -q --cov=hasherd --cov-report=term-missing
 
+bench: deps
+	$(BIN)/hasherd bench --seconds $(SECONDS)
+
 test-bench: deps
 	$(BIN)/hasherd bench --seconds $(SECONDS) --json
+	$(BIN)/python tools/bench_train.py --quick
 
 format: deps
 	$(BIN)/ruff format hasherd tests tools

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
 from hasherd.cli.main import main
 from hasherd.kernel.evaluators.base import Evaluator
@@ -168,3 +169,23 @@ def test_bad_config_and_data_are_clear_errors(tmp_path: Path, capsys: Any) -> No
     )
     assert "missing.json" in capsys.readouterr().err
     assert not (tmp_path / "h.db").exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_persists_and_exits_130(tmp_path: Path, numba_eval: Evaluator, sig: int) -> None:
+    data, db = _dataset(tmp_path / "frames.json", 30), tmp_path / "h.db"
+    cmd = [*_train_cmd(data, db)[: -len(ARGS)], "--epochs", "1", "--population", "64",
+           "--difficulty-bits", "12", "--seed", "3"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while _generations(db) < 5 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "stopping after the current generation" in err and "stopped" in out
+    assert _rows(db, "SELECT status FROM runs") == [("stopped",)]
+    kept = _generations(db)
+    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode in (0, 1), resumed.stderr
+    assert "(resumed)" in resumed.stdout and _generations(db) > kept

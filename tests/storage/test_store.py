@@ -226,6 +226,9 @@ async def test_runs(store: Store) -> None:
     old, new, done = [await _run(store, ds) for _ in range(3)]
     await store.set_run_status(old, "stopped")
     await store.set_run_status(done, "finished")
+    # The newest run that did not fail: a finished one continues (more epochs, or nothing).
+    assert (await store.resumable_run(ds, "c1")).id == done  # type: ignore[union-attr]
+    await store.set_run_status(done, "failed")
     assert (await store.resumable_run(ds, "c1")).id == new  # type: ignore[union-attr]
     await store.set_run_status(new, "failed")
     assert (await store.resumable_run(ds, "c1")).id == old  # type: ignore[union-attr]
