@@ -25,8 +25,7 @@ from hasherd.kernel.reward import DEFAULT_WEIGHTS, RewardWeights, advantages, ba
 
 NONCE_SHARE = 0.7  # share of mutation flips that land in seed[28:32]
 MAX_FLIPS = 10
-_NONCE_BITS = np.arange(224, 256)
-_OTHER_BITS = np.arange(0, 224)
+NONCE_FIRST_BIT = 224  # seed[28:32] holds bits 224..255 (bit 0 = the first byte's MSB)
 _HASH_MULT = np.array(
     [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93],
     dtype=np.uint64,
@@ -181,18 +180,19 @@ class RecordSearch:
         self.seeds, self.results, self.carried = seeds, results, carried
 
     def _mutants(self, parents: np.ndarray, flips: np.ndarray) -> np.ndarray:
-        """Each parent with ``flips[i]`` random bits flipped (about 70 % in the nonce)."""
+        """Each parent with ``flips[i]`` random bits flipped (about 70 % in the nonce; a bit
+        drawn twice is flipped once)."""
         n = len(parents)
-        k = np.arange(MAX_FLIPS)[None, :] < flips[:, None]  # which of the 10 slots are used
+        used = np.arange(MAX_FLIPS)[None, :] < flips[:, None]
         in_nonce = self.rng.random((n, MAX_FLIPS)) < NONCE_SHARE
         bits = np.where(
             in_nonce,
-            self.rng.choice(_NONCE_BITS, size=(n, MAX_FLIPS)),
-            self.rng.choice(_OTHER_BITS, size=(n, MAX_FLIPS)),
+            self.rng.integers(NONCE_FIRST_BIT, 256, size=(n, MAX_FLIPS)),
+            self.rng.integers(0, NONCE_FIRST_BIT, size=(n, MAX_FLIPS)),
         )
         mask = np.zeros((n, 256), dtype=np.uint8)
         rows = np.broadcast_to(np.arange(n)[:, None], bits.shape)
-        np.bitwise_xor.at(mask, (rows[k], bits[k]), 1)  # a bit drawn twice flips back
+        mask[rows[used], bits[used]] = 1
         return parents ^ np.packbits(mask, axis=1)
 
     def _dedup(self, seeds: np.ndarray, start: int) -> None:
