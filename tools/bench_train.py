@@ -98,10 +98,10 @@ def rss_1000(tmp: Path) -> float:
     data.write_text(json.dumps(frames))
     args = ["train", "--data", str(data), "--db", str(tmp / "k.db"), "--epochs", "1",
             "--difficulty-bits", "8", "--seed", "1"]  # fmt: skip
-    # The child reports its own peak: RUSAGE_CHILDREN would count the pages a fork shares
-    # with this (larger) process before exec.
-    code = ("import resource, sys; from hasherd.cli.main import main; main(sys.argv[1:]); "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")  # fmt: skip
+    # The child reports VmHWM, the peak of its own address space: ru_maxrss would carry the
+    # pages its fork shared with this (larger) process over the exec.
+    code = ("import re, sys; from hasherd.cli.main import main; main(sys.argv[1:]); "
+            "print(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1])")  # fmt: skip
     done = subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True)
     return int(done.stdout.decode().split()[-1]) / 1024
 
