@@ -100,8 +100,10 @@ def rss_1000(tmp: Path) -> float:
             "--difficulty-bits", "8", "--seed", "1"]  # fmt: skip
     # The child reports VmHWM, the peak of its own address space: ru_maxrss would carry the
     # pages its fork shared with this (larger) process over the exec.
-    code = ("import re, sys; from hasherd.cli.main import main; main(sys.argv[1:]); "
-            "print(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1])")  # fmt: skip
+    code = (
+        "import re, sys; from hasherd.cli.main import main; main(sys.argv[1:]); "
+        "print(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1])"
+    )
     done = subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True)
     return int(done.stdout.decode().split()[-1]) / 1024
 
