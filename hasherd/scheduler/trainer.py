@@ -3,11 +3,11 @@
 ``Trainer.run()`` stores the dataset, creates the run (or resumes the unfinished run with
 the same dataset and configuration), then walks the difficulty schedule: epoch e trains
 every record whose best stored seed has fewer than D(e) prefix bits, for up to
-``max_generations`` generations per record. Records are trained by a few concurrent lanes
-so that the Python work of one (scoring, breeding, the database write) overlaps the
-evaluation of another. Every generation is persisted in one transaction (checkpoint, the
-seeds evaluated, a better weight, events), so a kill at any instant loses at most the
-generation in flight, and the same command resumes from the last finished one.
+``max_generations`` generations per record. Records are trained in lockstep batches: one
+step evaluates a generation of each active record in one worker-thread call, and commits
+those generations (checkpoint, the seeds evaluated, a better weight, events) in one
+transaction, so a kill at any instant loses at most the step in flight, and the same
+command resumes from the last committed generation.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from hasherd.storage.rows import Checkpoint, Event, RecordRow, RunRow, Validatio
 from hasherd.training.search import Generation, RecordSearch, SearchParams, record_rng
 
 LOGGER = logging.getLogger(__name__)
-DEFAULT_LANES = 3
+DEFAULT_BATCH = 16  # records trained in lockstep: one evaluation call, one transaction
 
 
 @dataclass
@@ -93,45 +93,15 @@ def config_digest(cfg: Config, ds: Dataset) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
-class _Pending:
-    __slots__ = ("done", "error", "stored", "write")
+@dataclass
+class _Active:
+    """A record being trained this epoch."""
 
-    def __init__(self, write: GenerationWrite) -> None:
-        self.write, self.done, self.stored = write, False, False
-        self.error: BaseException | None = None
-
-
-class GroupCommit:
-    """Leader-based group commit: a lane that finds the writer busy queues its generation,
-    and whoever holds the writer next commits everything queued in one transaction. Each
-    lane returns only once its own generation is committed, so a generation reported
-    finished is on disk; under load several lanes share one transaction."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.lock = anyio.Lock()
-        self.queue: list[_Pending] = []
-
-    async def save(self, write: GenerationWrite) -> bool:
-        mine = _Pending(write)
-        self.queue.append(mine)
-        async with self.lock:
-            if not mine.done:
-                batch, self.queue = self.queue, []
-                try:
-                    stored = await self.store.save_generations([p.write for p in batch])
-                except Exception as exc:
-                    for p in batch:
-                        p.error = exc
-                else:
-                    for p, ok in zip(batch, stored, strict=True):
-                        p.stored = ok
-                finally:
-                    for p in batch:
-                        p.done = True
-        if mine.error is not None:
-            raise mine.error
-        return mine.stored
+    rec: RecordRow
+    slots: np.ndarray
+    search: RecordSearch
+    epoch_start: int  # the search's generation when this epoch began for the record
+    done: bool = False
 
 
 class Trainer:
@@ -145,7 +115,7 @@ class Trainer:
         evaluator: Evaluator,
         *,
         on_progress: Callable[[Progress], None] | None = None,
-        lanes: int = DEFAULT_LANES,
+        batch: int = DEFAULT_BATCH,
     ) -> None:
         self.store, self.ds, self.cfg, self.evaluator = store, dataset, config, evaluator
         t = config.training
@@ -159,12 +129,11 @@ class Trainer:
         )
         self.schedule = DifficultySchedule(base=t.difficulty_bits)
         self.on_progress = on_progress or (lambda p: None)
-        self.lanes = max(1, lanes)
+        self.batch = max(1, batch)
         self.stop = anyio.Event()
         self.progress = Progress(epochs=t.epochs)
         self.best: dict[int, tuple[int, float]] = {}
         self.checkpoints: dict[int, Checkpoint] = {}
-        self.writer = GroupCommit(store)
         self.memory = dataset.memory
         self.memory.set_record_cache_size(config.simulator.cache_size)
         self.token_set = dataset.token_set
@@ -212,54 +181,67 @@ class Trainer:
                            "%.3g", rate, target)  # fmt: skip
 
     async def _train_epoch(self, run: RunRow, epoch: int, d: int, todo: list[RecordRow]) -> None:
+        """Train ``todo`` in lockstep batches of ``self.batch`` records: each step evaluates
+        one generation of every active record in one worker-thread call, then commits all
+        of them in one transaction; finished records make room for the next ones."""
         queue = list(reversed(todo))
+        active: list[_Active] = []
+        limit = self.cfg.training.max_generations
+        while (queue or active) and not self.stop.is_set():
+            while queue and len(active) < self.batch:
+                active.append(await self._begin(run, queue.pop(), epoch))
+            results = await self._evaluate(
+                [a.slots for a in active], [a.search.pending() for a in active]
+            )
+            writes = []
+            for a, res in zip(active, results, strict=True):
+                gen = a.search.absorb(res, d, self.token_set)
+                writes.append(self._generation(run, a, gen, epoch, d))
+                won = gen.best.prefix_bits >= d
+                a.done = won or a.search.generation - a.epoch_start >= limit
+                self.progress.records_won += won
+            await self.store.save_generations(writes)
+            for w in writes:
+                self.checkpoints[w.record_id] = w.checkpoint  # a later epoch continues here
+            self._count(writes, results, sum(a.done for a in active))
+            active = [a for a in active if not a.done]
 
-        async def lane() -> None:
-            while queue and not self.stop.is_set():
-                rec = queue.pop()
-                await self._train_record(run, rec, epoch, d, self.checkpoints.get(rec.id))
-
-        async with anyio.create_task_group() as tg:
-            for _ in range(self.lanes):
-                tg.start_soon(lane)
-
-    async def _train_record(
-        self, run: RunRow, rec: RecordRow, epoch: int, d: int, ck: Checkpoint | None
-    ) -> None:
+    async def _begin(self, run: RunRow, rec: RecordRow, epoch: int) -> _Active:
+        """The record's search: fresh, or continued from its last checkpoint."""
         slots = np.frombuffer(rec.slots, dtype="<u4").astype(np.uint32)
+        ck = self.checkpoints.get(rec.id)
         seen = await self.store.seen(run.id, rec.id) if ck else set()
-        search = RecordSearch(
-            slots, rec.token_id, self.params, record_rng(run.rng_seed, rec.idx), seen
-        )
+        rng = record_rng(run.rng_seed, rec.idx)
+        search = RecordSearch(slots, rec.token_id, self.params, rng, seen)
         epoch_start = 0
         if ck is not None:
             state = json.loads(ck.rng_state)
             search.restore(ck.population, ck.results, json.dumps(state["search"]))
             epoch_start = state["epoch_start"] if ck.epoch == epoch else search.generation
-        limit = self.cfg.training.max_generations
-        while search.generation - epoch_start < limit and not self.stop.is_set():
-            res = await self._evaluate(slots, search.pending())
-            gen = search.absorb(res, d, self.token_set)
-            await self._persist(run, rec, search, gen, epoch, d, epoch_start)
-            if gen.best.prefix_bits >= d:
-                self.progress.records_won += 1
-                break
-        if not self.stop.is_set():
-            self.progress.done += 1
-            self.on_progress(self.progress)
+        return _Active(rec, slots, search, epoch_start)
 
-    async def _evaluate(self, slots: np.ndarray, seeds: np.ndarray) -> EvalResult:
+    async def _evaluate(self, slots: list[np.ndarray], seeds: list[np.ndarray]) -> list[EvalResult]:
+        """One batch of generations, evaluated in one worker-thread call (the loop stays free),
+        within ``simulator.timeout``."""
         t = self.cfg.training
-        req = make_request(slots, seeds, self.memory, t.passes, t.zero_bits)
-        with anyio.fail_after(self.cfg.simulator.timeout):
-            return await anyio.to_thread.run_sync(self.evaluator.evaluate_request, req)
+        reqs = [
+            make_request(s, b, self.memory, t.passes, t.zero_bits)
+            for s, b in zip(slots, seeds, strict=True)
+        ]
 
-    async def _persist(
-        self, run: RunRow, rec: RecordRow, search: RecordSearch, gen: Generation,
-        epoch: int, d: int, epoch_start: int,
-    ) -> None:  # fmt: skip
+        def run_all() -> list[EvalResult]:
+            return [self.evaluator.evaluate_request(r) for r in reqs]
+
+        with anyio.fail_after(self.cfg.simulator.timeout):
+            return await anyio.to_thread.run_sync(run_all, abandon_on_cancel=True)
+
+    def _generation(
+        self, run: RunRow, a: _Active, gen: Generation, epoch: int, d: int
+    ) -> GenerationWrite:
+        """What the store keeps of one record's generation (a better weight included)."""
+        rec, search = a.rec, a.search
         population, results, rng_state = search.state()
-        state = json.dumps({"search": json.loads(rng_state), "epoch_start": epoch_start})
+        state = json.dumps({"search": json.loads(rng_state), "epoch_start": a.epoch_start})
         best = gen.best
         ck = Checkpoint(epoch, search.generation, d, population, results, state, best.prefix_bits)
         weight, events = None, []
@@ -269,14 +251,15 @@ class Trainer:
             if best.prefix_bits >= d:
                 found = {"prefix_bits": best.prefix_bits, "difficulty": d, "generation": gen.number}
                 events.append(Event("winner", found, run.id, rec.id))
-        await self.writer.save(GenerationWrite(run.id, rec.id, ck, gen.new_hashes, weight, events))
-        self.checkpoints[rec.id] = ck  # a later epoch continues this search, as a resume would
+        return GenerationWrite(run.id, rec.id, ck, gen.new_hashes, weight, events)
+
+    def _count(self, writes: list[GenerationWrite], results: list[EvalResult], done: int) -> None:
         p = self.progress
-        p.candidates += gen.evaluated
-        p.dsha += gen.dsha
-        p.generations += 1
-        if p.generations % 16 == 0:
-            self.on_progress(p)
+        p.candidates += sum(len(r) for r in results)
+        p.dsha += sum(r.dsha for r in results)
+        p.generations += len(writes)
+        p.done += done
+        self.on_progress(p)
 
     def _weight(
         self, run: RunRow, rec: RecordRow, best: Any, gen: Generation, epoch: int, d: int

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -56,11 +57,11 @@ class SearchParams:
     token_bits: int = 17
     weights: RewardWeights = DEFAULT_WEIGHTS
 
-    @property
+    @cached_property
     def n_elite(self) -> int:
         return max(1, min(self.population - 1, math.ceil(self.elite_ratio * self.population)))
 
-    @property
+    @cached_property
     def n_fresh(self) -> int:
         return min(self.population - self.n_elite, round(self.mutation_rate * self.population))
 
@@ -198,16 +199,27 @@ class RecordSearch:
     def _dedup(self, seeds: np.ndarray, start: int) -> None:
         """Replace, from ``start`` on, every seed already seen (in this run or this batch)
         or equal to its parent, by a further mutant or, failing that, a fresh seed."""
+        hashes = seed_hashes(seeds[start:])
         taken = set(seed_hashes(seeds[:start]).tolist())
-        for i, h in enumerate(seed_hashes(seeds[start:]).tolist(), start):
-            tries = 0
-            while h in self.seen or h in taken:
+        seen = self.seen
+        _, first = np.unique(hashes, return_index=True)
+        repeat = np.ones(len(hashes), dtype=bool)
+        repeat[first] = False  # a later copy of a hash earlier in this batch
+        bad = [i for i, h in enumerate(hashes.tolist()) if h in seen or h in taken or repeat[i]]
+        if not bad:
+            return
+        taken.update(hashes.tolist())
+        for i in bad:
+            taken.discard(int(hashes[i]))
+            row, tries = seeds[start + i], 0
+            h = int(hashes[i])
+            while h in seen or h in taken:
                 tries += 1
                 if tries < 64:
-                    seeds[i] = self._mutants(seeds[i][None, :], np.array([1]))[0]
+                    row[:] = self._mutants(row[None, :], np.array([1]))[0]
                 else:
-                    seeds[i] = self.rng.integers(0, 256, size=spec.SEED_BYTES, dtype=np.uint8)
-                h = int(seed_hashes(seeds[i][None, :])[0])
+                    row[:] = self.rng.integers(0, 256, size=spec.SEED_BYTES, dtype=np.uint8)
+                h = int(seed_hashes(row[None, :])[0])
             taken.add(h)
 
     def _fresh(self, n: int) -> np.ndarray:
