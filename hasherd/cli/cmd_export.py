@@ -22,7 +22,6 @@ import anyio
 
 from hasherd import config as config_mod
 from hasherd.cli.common import add_config_args
-from hasherd.errors import HasherError
 from hasherd.storage import Store
 from hasherd.storage.rows import WeightRow
 
@@ -32,10 +31,6 @@ COLUMNS = (
     "slots", "seed", "output", "golden_nonce", "prefix_bits", "difficulty_bits", "fitness",
     "epoch", "memory_id", "layer", "validation",
 )  # fmt: skip
-
-
-class ExportError(HasherError):
-    pass
 
 
 def register(sub: Any) -> None:
@@ -97,8 +92,6 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 async def _weights(db: Path) -> list[WeightRow]:
-    if not db.exists():
-        raise ExportError(f"{db}: no such database")
     async with await Store.open(db, create=False) as store:
         return await store.weights()
 

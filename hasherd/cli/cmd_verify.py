@@ -17,16 +17,11 @@ from typing import Any
 import anyio
 import numpy as np
 
-from hasherd.errors import HasherError
 from hasherd.kernel import spec
 from hasherd.kernel.evaluators.reference import ReferenceEvaluator
 from hasherd.kernel.memory import JitterMemory
 from hasherd.storage import Store
 from hasherd.storage.rows import WeightRow
-
-
-class VerifyError(HasherError):
-    pass
 
 
 def register(sub: Any) -> None:
@@ -39,8 +34,6 @@ def register(sub: Any) -> None:
 async def _load(
     db: Path,
 ) -> tuple[list[WeightRow], dict[int, JitterMemory], dict[int, dict[str, Any]]]:
-    if not db.exists():
-        raise VerifyError(f"{db}: no such database")
     async with await Store.open(db, create=False) as store:
         weights = await store.weights()
         memories: dict[int, JitterMemory] = {}
