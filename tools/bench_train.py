@@ -119,7 +119,7 @@ def main() -> int:
     out: dict[str, Any] = {"records_in_sample": len(ds)}
     # 1. Throughput: training (store, scoring, breeding included) against the bare evaluator,
     # at population 256, on records that cannot win (D = 32) so every generation is full.
-    n_tp = 8 if args.quick else 20
+    n_tp = 32 if args.quick else 64
     tp = train(subset(ds, list(range(n_tp))), ev, population_size=256, max_generations=15,
                difficulty_bits=32)  # fmt: skip
     bare = bare_rate(ds, ev, 256, 3.0)

@@ -94,6 +94,11 @@ class BatchRewards:
     winner: np.ndarray
     reward: np.ndarray
 
+    def row(self, k: int) -> BatchRewards:
+        return BatchRewards(
+            self.prefix_bits[k], self.matching_bits[k], self.winner[k], self.reward[k]
+        )
+
 
 def batch_rewards(
     outputs: np.ndarray,
@@ -105,8 +110,31 @@ def batch_rewards(
     weights: RewardWeights = DEFAULT_WEIGHTS,
 ) -> BatchRewards:
     """``reward`` for every candidate of a group; ``token_set`` is a sorted uint32 array."""
-    target = np.uint32(spec.target_word(token, token_bits))
+    target = np.array([spec.target_word(token, token_bits)], dtype=np.uint32)
+    return group_rewards(
+        outputs[None, :],
+        last_keys[None, :],
+        target,
+        token_bits,
+        difficulty_bits,
+        token_set,
+        weights,
+    ).row(0)
+
+
+def group_rewards(
+    outputs: np.ndarray,
+    last_keys: np.ndarray,
+    targets: np.ndarray,
+    token_bits: int,
+    difficulty_bits: int,
+    token_set: np.ndarray,
+    weights: RewardWeights = DEFAULT_WEIGHTS,
+) -> BatchRewards:
+    """``reward`` for (K, N) candidates of K groups at once; ``targets`` holds each group's
+    target word (K,), ``token_set`` is a sorted uint32 array."""
     out = outputs.astype(np.uint32)
+    target = targets.astype(np.uint32)[:, None]
     xor = out ^ target
     matching = 32 - _popcount32(xor)
     prefix = _clz32(xor)
@@ -118,10 +146,23 @@ def batch_rewards(
     )
     stability = 1 - _popcount32(last_keys.astype(np.uint32) ^ out) / 32
     decoded = out >> np.uint32(32 - token_bits)
-    at = np.minimum(np.searchsorted(token_set, decoded), max(len(token_set) - 1, 0))
-    fmt = (token_set[at] == decoded).astype(np.float64) if len(token_set) else np.zeros(len(out))
+    if len(token_set):
+        at = np.minimum(np.searchsorted(token_set, decoded), len(token_set) - 1)
+        fmt = (token_set[at] == decoded).astype(np.float64)
+    else:
+        fmt = np.zeros(out.shape)
     total = weights.alignment * alignment + weights.stability * stability + weights.format * fmt
     return BatchRewards(prefix, matching, winner, total)
+
+
+def group_advantages(rewards: np.ndarray) -> np.ndarray:
+    """``advantages`` of each row of a (K, N) array (each row is one group)."""
+    std = rewards.std(axis=1, keepdims=True)
+    centred = rewards - rewards.mean(axis=1, keepdims=True)
+    out: np.ndarray = np.where(
+        std < STD_EPSILON, 0.0, centred / np.where(std < STD_EPSILON, 1.0, std)
+    )
+    return out
 
 
 def advantages(rewards: Sequence[float] | np.ndarray) -> np.ndarray:

@@ -32,7 +32,13 @@ from hasherd.kernel.evaluators.base import EvalResult, Evaluator, make_request
 from hasherd.kernel.spec import DifficultySchedule
 from hasherd.storage import GenerationWrite, Store
 from hasherd.storage.rows import Checkpoint, Event, RecordRow, RunRow, Validation, WeightRow
-from hasherd.training.search import Generation, RecordSearch, SearchParams, record_rng
+from hasherd.training.search import (
+    Generation,
+    RecordSearch,
+    SearchParams,
+    absorb_many,
+    record_rng,
+)
 
 LOGGER = logging.getLogger(__name__)
 DEFAULT_BATCH = 16  # records trained in lockstep: one evaluation call, one transaction
@@ -194,8 +200,8 @@ class Trainer:
                 [a.slots for a in active], [a.search.pending() for a in active]
             )
             writes = []
-            for a, res in zip(active, results, strict=True):
-                gen = a.search.absorb(res, d, self.token_set)
+            gens = absorb_many([a.search for a in active], results, d, self.token_set)
+            for a, gen in zip(active, gens, strict=True):
                 writes.append(self._generation(run, a, gen, epoch, d))
                 won = gen.best.prefix_bits >= d
                 a.done = won or a.search.generation - a.epoch_start >= limit

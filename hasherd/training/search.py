@@ -22,7 +22,12 @@ import numpy as np
 
 from hasherd.kernel import spec
 from hasherd.kernel.evaluators.base import EvalResult
-from hasherd.kernel.reward import DEFAULT_WEIGHTS, RewardWeights, advantages, batch_rewards
+from hasherd.kernel.reward import (
+    DEFAULT_WEIGHTS,
+    RewardWeights,
+    group_advantages,
+    group_rewards,
+)
 
 NONCE_SHARE = 0.7  # share of mutation flips that land in seed[28:32]
 MAX_FLIPS = 10
@@ -123,62 +128,41 @@ class RecordSearch:
 
     def absorb(self, res: EvalResult, difficulty: int, token_set: np.ndarray) -> Generation:
         """Take the evaluation of ``pending()``, score the group, breed the next one."""
+        return absorb_many([self], [res], difficulty, token_set)[0]
+
+    def _take(self, res: EvalResult) -> np.ndarray:
+        """Store the results of ``pending()``; returns the evaluated seeds' hashes."""
         todo = ~self.carried
         if len(res) != int(todo.sum()):
             raise ValueError(f"expected {int(todo.sum())} results, got {len(res)}")
         self.results[todo] = np.stack(
             [res.output, res.last_key, res.golden_nonce, res.ntime_roll], axis=1
         )
-        new_hashes = seed_hashes(self.seeds[todo])
-        self.seen.update(new_hashes.tolist())
-        scores = batch_rewards(
-            self.results[:, 0], self.results[:, 1], self.token, self.params.token_bits,
-            difficulty, token_set, self.params.weights,
-        )  # fmt: skip
-        adv = advantages(scores.reward)
-        best_i = int(np.lexsort((-np.arange(len(adv)), scores.reward, scores.prefix_bits))[-1])
-        best = Member(
-            seed=self.seeds[best_i].tobytes(),
-            output=int(self.results[best_i, 0]),
-            last_key=int(self.results[best_i, 1]),
-            golden_nonce=int(self.results[best_i, 2]),
-            prefix_bits=int(scores.prefix_bits[best_i]),
-            reward=float(scores.reward[best_i]),
+        hashes = seed_hashes(self.seeds[todo])
+        self.seen.update(hashes.tolist())
+        return hashes
+
+    def _member(self, i: int, prefix: int, reward: float) -> Member:
+        return Member(
+            seed=self.seeds[i].tobytes(),
+            output=int(self.results[i, 0]),
+            last_key=int(self.results[i, 1]),
+            golden_nonce=int(self.results[i, 2]),
+            prefix_bits=prefix,
+            reward=reward,
         )
-        gen = Generation(
-            number=self.generation,
-            evaluated=int(todo.sum()),
-            dsha=res.dsha,
-            best=best,
-            winners=int(scores.winner.sum()),
-            mean_reward=float(scores.reward.mean()),
-            new_hashes=new_hashes,
-        )
-        self._breed(scores.reward, adv)
-        self.generation += 1
-        return gen
+
+    def _draw(self, n_child: int, n_fresh: int) -> tuple[np.ndarray, ...]:
+        """This record's random draws for one breeding, always in the same order."""
+        rng, p = self.rng, self.params
+        pick = rng.integers(0, p.n_elite, size=n_child)
+        in_nonce = rng.random((n_child, MAX_FLIPS)) < NONCE_SHARE
+        high = rng.integers(NONCE_FIRST_BIT, 256, size=(n_child, MAX_FLIPS))
+        low = rng.integers(0, NONCE_FIRST_BIT, size=(n_child, MAX_FLIPS))
+        fresh = rng.integers(0, 256, size=(n_fresh, spec.SEED_BYTES), dtype=np.uint8)
+        return pick, np.where(in_nonce, high, low), fresh
 
     # -- breeding -------------------------------------------------------------------------
-
-    def _breed(self, reward: np.ndarray, adv: np.ndarray) -> None:
-        p = self.params
-        order = np.argsort(-reward, kind="stable")
-        elite = order[: p.n_elite]
-        n_child = p.population - p.n_elite - p.n_fresh
-        parents = elite[self.rng.integers(0, p.n_elite, size=n_child)]
-        flips = np.clip(MAX_FLIPS / (np.abs(adv[parents]) + 1), 1, MAX_FLIPS).astype(np.int64)
-        seeds = np.empty_like(self.seeds)
-        results = np.zeros_like(self.results)
-        carried = np.zeros_like(self.carried)
-        seeds[: p.n_elite] = self.seeds[elite]
-        results[: p.n_elite] = self.results[elite]
-        carried[: p.n_elite] = True
-        seeds[p.n_elite : p.n_elite + n_child] = self._mutants(self.seeds[parents], flips)
-        seeds[p.n_elite + n_child :] = self.rng.integers(
-            0, 256, size=(p.n_fresh, spec.SEED_BYTES), dtype=np.uint8
-        )
-        self._dedup(seeds, p.n_elite)
-        self.seeds, self.results, self.carried = seeds, results, carried
 
     def _mutants(self, parents: np.ndarray, flips: np.ndarray) -> np.ndarray:
         """Each parent with ``flips[i]`` random bits flipped (about 70 % in the nonce; a bit
@@ -205,7 +189,8 @@ class RecordSearch:
         _, first = np.unique(hashes, return_index=True)
         repeat = np.ones(len(hashes), dtype=bool)
         repeat[first] = False  # a later copy of a hash earlier in this batch
-        bad = [i for i, h in enumerate(hashes.tolist()) if h in seen or h in taken or repeat[i]]
+        flags = zip(hashes.tolist(), repeat.tolist(), strict=True)
+        bad = [i for i, (h, rep) in enumerate(flags) if rep or h in seen or h in taken]
         if not bad:
             return
         taken.update(hashes.tolist())
@@ -261,3 +246,68 @@ def _jsonable(rng: np.random.Generator) -> Any:
 def record_rng(run_seed: int, record_idx: int) -> np.random.Generator:
     """The RNG stream of one record in a run: reproducible whatever the record order."""
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([run_seed, record_idx])))
+
+
+def absorb_many(
+    searches: list[RecordSearch], results: list[EvalResult], difficulty: int, token_set: np.ndarray
+) -> list[Generation]:
+    """``absorb`` for several records at once (same parameters): the scoring and breeding
+    run as (K, N) array operations, while each record keeps its own RNG stream, so a
+    record's search is the same whichever records share its batch."""
+    p = searches[0].params
+    if any(s.params != p for s in searches):
+        raise ValueError("absorb_many needs searches with the same parameters")
+    hashes = [s._take(r) for s, r in zip(searches, results, strict=True)]
+    table = np.stack([s.results for s in searches])
+    targets = np.array([spec.target_word(s.token, p.token_bits) for s in searches], dtype=np.uint32)
+    sc = group_rewards(table[:, :, 0], table[:, :, 1], targets, p.token_bits, difficulty,
+                       token_set, p.weights)  # fmt: skip
+    adv = group_advantages(sc.reward)
+    n = p.population
+    ties = np.broadcast_to(-np.arange(n), sc.reward.shape)
+    best = np.lexsort((ties, sc.reward, sc.prefix_bits), axis=-1)[:, -1]
+    gens = []
+    for k, s in enumerate(searches):
+        i = int(best[k])
+        gens.append(Generation(
+            number=s.generation, evaluated=len(hashes[k]), dsha=results[k].dsha,
+            best=s._member(i, int(sc.prefix_bits[k, i]), float(sc.reward[k, i])),
+            winners=int(sc.winner[k].sum()), mean_reward=float(sc.reward[k].mean()),
+            new_hashes=hashes[k],
+        ))  # fmt: skip
+    _breed_many(searches, sc.reward, adv)
+    return gens
+
+
+def _breed_many(searches: list[RecordSearch], reward: np.ndarray, adv: np.ndarray) -> None:
+    """The next generation of every record: elite (carried), mutants of the elite (fewer
+    flips the larger |advantage|), fresh seeds; then the per-record duplicate check."""
+    p = searches[0].params
+    k_n, n = reward.shape
+    n_child = n - p.n_elite - p.n_fresh
+    elite = np.argsort(-reward, axis=1, kind="stable")[:, : p.n_elite]
+    draws = [s._draw(n_child, p.n_fresh) for s in searches]
+    parents = np.take_along_axis(elite, np.stack([d[0] for d in draws]), axis=1)
+    flips = np.clip(
+        MAX_FLIPS / (np.abs(np.take_along_axis(adv, parents, axis=1)) + 1), 1, MAX_FLIPS
+    )
+    used = np.arange(MAX_FLIPS) < flips.astype(np.int64)[:, :, None]
+    bits = np.stack([d[1] for d in draws])
+    mask = np.zeros((k_n, n_child, 256), dtype=np.uint8)
+    kk, cc = np.indices((k_n, n_child))
+    kk = np.broadcast_to(kk[:, :, None], bits.shape)
+    cc = np.broadcast_to(cc[:, :, None], bits.shape)
+    mask[kk[used], cc[used], bits[used]] = 1  # a bit drawn twice is flipped once
+    flipped = np.packbits(mask, axis=2)
+    for k, s in enumerate(searches):
+        seeds = np.empty_like(s.seeds)
+        results = np.zeros_like(s.results)
+        carried = np.zeros_like(s.carried)
+        seeds[: p.n_elite] = s.seeds[elite[k]]
+        results[: p.n_elite] = s.results[elite[k]]
+        carried[: p.n_elite] = True
+        seeds[p.n_elite : p.n_elite + n_child] = s.seeds[parents[k]] ^ flipped[k]
+        seeds[p.n_elite + n_child :] = draws[k][2]
+        s._dedup(seeds, p.n_elite)
+        s.seeds, s.results, s.carried = seeds, results, carried
+        s.generation += 1
