@@ -253,12 +253,13 @@ def load(path: str | Path | None) -> Config:
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError("<file>", f"not UTF-8 text: {exc}", str(p)) from None
     except OSError as exc:
         raise ConfigError("<file>", f"cannot read: {exc.strerror}", str(p)) from None
     try:
         raw = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            "<file>", f"not valid {p.suffix.lstrip('.') or 'JSON'}: {exc}", str(p)
-        ) from None
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        kind = "TOML" if p.suffix == ".toml" else "JSON"
+        raise ConfigError("<file>", f"not valid {kind}: {exc}", str(p)) from None
     return from_mapping(raw, str(p))

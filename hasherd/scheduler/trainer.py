@@ -152,7 +152,7 @@ class Trainer:
         run, resumed = await self._open_run(dataset_id)
         self.progress.run_id = run.id
         self.progress.records_total = len(records)
-        self.best = {r: (p, f) for r, (p, f) in (await self._best(dataset_id)).items()}
+        self.best = await self._best(dataset_id)
         self.checkpoints = await self.store.checkpoints(run.id)
         first_epoch = max(1, run.epoch) if resumed else 1
         epoch = first_epoch - 1
@@ -163,9 +163,7 @@ class Trainer:
             self._start_epoch(epoch, d, todo, records)
             t_epoch, dsha0 = time.monotonic(), self.progress.dsha
             await self._train_epoch(run, epoch, d, todo)
-            self._check_hash_rate(
-                (self.progress.dsha - dsha0) / max(1e-9, time.monotonic() - t_epoch)
-            )
+            self._check_hash_rate(self.progress.dsha - dsha0, time.monotonic() - t_epoch)
             if self.stop.is_set():
                 break
         return await self._finish(run, resumed, records, epoch, t0)
@@ -180,9 +178,11 @@ class Trainer:
                     epoch, d, len(todo), len(records))  # fmt: skip
         self.on_progress(p)
 
-    def _check_hash_rate(self, rate: float) -> None:
+    def _check_hash_rate(self, dsha: int, seconds: float) -> None:
+        """Warn when an epoch that did hash ran below ``simulator.target_hash_rate``."""
         target = self.cfg.simulator.target_hash_rate
-        if target and rate < target:
+        rate = dsha / max(seconds, 1e-9)
+        if target and dsha and rate < target:
             LOGGER.warning("hash rate %.3g double SHA-256/s is below simulator.target_hash_rate "
                            "%.3g", rate, target)  # fmt: skip
 
@@ -221,9 +221,11 @@ class Trainer:
         search = RecordSearch(slots, rec.token_id, self.params, rng, seen)
         epoch_start = 0
         if ck is not None:
-            state = json.loads(ck.rng_state)
-            search.restore(ck.population, ck.results, json.dumps(state["search"]))
-            epoch_start = state["epoch_start"] if ck.epoch == epoch else search.generation
+            search.restore(ck.population, ck.results, ck.rng_state)
+            if ck.epoch == epoch:
+                epoch_start = int(json.loads(ck.rng_state)["epoch_start"])
+            else:
+                epoch_start = search.generation
         return _Active(rec, slots, search, epoch_start)
 
     async def _evaluate(self, slots: list[np.ndarray], seeds: list[np.ndarray]) -> list[EvalResult]:
@@ -246,8 +248,7 @@ class Trainer:
     ) -> GenerationWrite:
         """What the store keeps of one record's generation (a better weight included)."""
         rec, search = a.rec, a.search
-        population, results, rng_state = search.state()
-        state = json.dumps({"search": json.loads(rng_state), "epoch_start": a.epoch_start})
+        population, results, state = search.state(epoch_start=a.epoch_start)
         best = gen.best
         ck = Checkpoint(epoch, search.generation, d, population, results, state, best.prefix_bits)
         weight, events = None, []

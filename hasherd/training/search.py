@@ -214,16 +214,18 @@ class RecordSearch:
 
     # -- checkpoints ------------------------------------------------------------------------
 
-    def state(self) -> tuple[bytes, bytes, str]:
-        """(population bytes, carried results bytes, RNG state JSON) for a checkpoint."""
+    def state(self, **extra: Any) -> tuple[bytes, bytes, str]:
+        """(population bytes, carried results bytes, state JSON) for a checkpoint; ``extra``
+        keys (the caller's own, such as the epoch's first generation) go into the JSON."""
         carried = np.concatenate(
             [self.results.astype("<u4"), self.carried.astype("<u4")[:, None]], axis=1
         )
-        rng = json.dumps({"generation": self.generation, "bit_generator": _jsonable(self.rng)})
+        state = {"generation": self.generation, "bit_generator": _jsonable(self.rng), **extra}
+        rng = json.dumps(state)
         return self.seeds.tobytes(), carried.tobytes(), rng
 
     def restore(self, population: bytes, results: bytes, rng_state: str) -> None:
-        """Continue from a checkpoint written by ``state``."""
+        """Continue from a checkpoint written by ``state`` (extra keys are ignored)."""
         n = self.params.population
         seeds = np.frombuffer(population, dtype=np.uint8)
         carried = np.frombuffer(results, dtype="<u4")
