@@ -110,7 +110,7 @@ def rss_1000(tmp: Path) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true", help="fewer records (about 1 minute)")
+    ap.add_argument("--quick", action="store_true", help="fewer records (about 30 s)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     ds = load_dataset(None)
