@@ -183,21 +183,14 @@ class RecordSearch:
     def _dedup(self, seeds: np.ndarray, start: int) -> None:
         """Replace, from ``start`` on, every seed already seen (in this run or this batch)
         or equal to its parent, by a further mutant or, failing that, a fresh seed."""
-        hashes = seed_hashes(seeds[start:])
+        hashes = seed_hashes(seeds[start:]).tolist()
         taken = set(seed_hashes(seeds[:start]).tolist())
+        batch = set(hashes)
         seen = self.seen
-        _, first = np.unique(hashes, return_index=True)
-        repeat = np.ones(len(hashes), dtype=bool)
-        repeat[first] = False  # a later copy of a hash earlier in this batch
-        flags = zip(hashes.tolist(), repeat.tolist(), strict=True)
-        bad = [i for i, (h, rep) in enumerate(flags) if rep or h in seen or h in taken]
-        if not bad:
-            return
-        taken.update(hashes.tolist())
-        for i in bad:
-            taken.discard(int(hashes[i]))
+        if len(batch) == len(hashes) and seen.isdisjoint(batch) and taken.isdisjoint(batch):
+            return  # the usual case, decided by set operations in C
+        for i, h in enumerate(hashes):
             row, tries = seeds[start + i], 0
-            h = int(hashes[i])
             while h in seen or h in taken:
                 tries += 1
                 if tries < 64:

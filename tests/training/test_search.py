@@ -102,3 +102,16 @@ def test_mutation_mostly_touches_the_nonce_bytes() -> None:
     assert flipped.sum(axis=1).min() >= 1 and flipped.sum(axis=1).max() <= 10
     share = flipped[:, 28:].sum() / flipped.sum()
     assert 0.6 < share < 0.8
+
+
+def test_duplicates_within_a_batch_are_replaced() -> None:
+    slots, _ = _record()
+    search = RecordSearch(slots, TOKEN, SearchParams(population=8), record_rng(0, 0))
+    seeds = np.zeros((8, 32), dtype=np.uint8)
+    seeds[0, 0] = 1  # the elite
+    seeds[3] = seeds[0]  # a child equal to its parent
+    seeds[5] = seeds[4]  # two equal children
+    search.seen.add(int(seed_hashes(seeds[6:7])[0]))  # a child seen in an earlier generation
+    search._dedup(seeds, 1)
+    hashes = seed_hashes(seeds).tolist()
+    assert len(set(hashes)) == 8 and not (set(hashes[1:]) & {h for h in search.seen})
