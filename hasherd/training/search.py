@@ -168,17 +168,14 @@ class RecordSearch:
         """Each parent with ``flips[i]`` random bits flipped (about 70 % in the nonce; a bit
         drawn twice is flipped once)."""
         n = len(parents)
-        used = np.arange(MAX_FLIPS)[None, :] < flips[:, None]
         in_nonce = self.rng.random((n, MAX_FLIPS)) < NONCE_SHARE
         bits = np.where(
             in_nonce,
             self.rng.integers(NONCE_FIRST_BIT, 256, size=(n, MAX_FLIPS)),
             self.rng.integers(0, NONCE_FIRST_BIT, size=(n, MAX_FLIPS)),
         )
-        mask = np.zeros((n, 256), dtype=np.uint8)
-        rows = np.broadcast_to(np.arange(n)[:, None], bits.shape)
-        mask[rows[used], bits[used]] = 1
-        return parents ^ np.packbits(mask, axis=1)
+        mask: np.ndarray = parents ^ flip_masks(bits, flips)
+        return mask
 
     def _dedup(self, seeds: np.ndarray, start: int) -> None:
         """Replace, from ``start`` on, every seed already seen (in this run or this batch)
@@ -278,7 +275,7 @@ def _breed_many(searches: list[RecordSearch], reward: np.ndarray, adv: np.ndarra
     """The next generation of every record: elite (carried), mutants of the elite (fewer
     flips the larger |advantage|), fresh seeds; then the per-record duplicate check."""
     p = searches[0].params
-    k_n, n = reward.shape
+    n = reward.shape[1]
     n_child = n - p.n_elite - p.n_fresh
     elite = np.argsort(-reward, axis=1, kind="stable")[:, : p.n_elite]
     draws = [s._draw(n_child, p.n_fresh) for s in searches]
@@ -286,14 +283,7 @@ def _breed_many(searches: list[RecordSearch], reward: np.ndarray, adv: np.ndarra
     flips = np.clip(
         MAX_FLIPS / (np.abs(np.take_along_axis(adv, parents, axis=1)) + 1), 1, MAX_FLIPS
     )
-    used = np.arange(MAX_FLIPS) < flips.astype(np.int64)[:, :, None]
-    bits = np.stack([d[1] for d in draws])
-    mask = np.zeros((k_n, n_child, 256), dtype=np.uint8)
-    kk, cc = np.indices((k_n, n_child))
-    kk = np.broadcast_to(kk[:, :, None], bits.shape)
-    cc = np.broadcast_to(cc[:, :, None], bits.shape)
-    mask[kk[used], cc[used], bits[used]] = 1  # a bit drawn twice is flipped once
-    flipped = np.packbits(mask, axis=2)
+    flipped = flip_masks(np.stack([d[1] for d in draws]), flips.astype(np.int64))
     for k, s in enumerate(searches):
         seeds = np.empty_like(s.seeds)
         results = np.zeros_like(s.results)
@@ -306,3 +296,18 @@ def _breed_many(searches: list[RecordSearch], reward: np.ndarray, adv: np.ndarra
         s._dedup(seeds, p.n_elite)
         s.seeds, s.results, s.carried = seeds, results, carried
         s.generation += 1
+
+
+def flip_masks(bits: np.ndarray, flips: np.ndarray) -> np.ndarray:
+    """XOR masks (..., 32 bytes) setting the first ``flips[...]`` of the drawn ``bits[..., f]``
+    (bit 0 is the first byte's most significant bit; a bit drawn twice is set once)."""
+    shape = bits.shape[:-1]
+    rows = bits.reshape(-1, MAX_FLIPS)
+    counts = np.broadcast_to(flips, shape).reshape(-1)
+    out = np.zeros((rows.shape[0], spec.SEED_BYTES), dtype=np.uint8)
+    every = np.arange(rows.shape[0])
+    for f in range(MAX_FLIPS):
+        on = every[counts > f]
+        b = rows[on, f]
+        out[on, b >> 3] |= (0x80 >> (b & 7)).astype(np.uint8)
+    return out.reshape(*shape, spec.SEED_BYTES)
