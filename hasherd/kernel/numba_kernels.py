@@ -221,11 +221,14 @@ def apply_words(h, j):  # pragma: no cover - compiled
 def run_k0(
     hdr,
     passes,
-    start_pass,
-    start_jitter,
-    z1_hit,
-    z1_val,
-    z2_range,
+    chunk_start,
+    chunk_len,
+    chunk_rec,
+    rec_start_pass,
+    rec_start_jitter,
+    rec_z1_hit,
+    rec_z1_val,
+    rec_z2_range,
     z2_keys,
     z2_vals,
     z2_pos,
@@ -237,24 +240,29 @@ def run_k0(
     tr_found,
     tr_final,
 ):  # pragma: no cover - compiled
-    """k = 0: every candidate's loop; lanes are candidates, chunks run in parallel."""
-    n = hdr.shape[0]
-    nchunks = (n + L - 1) // L
-    for c in prange(nchunks):
+    """k = 0: every candidate's loop; lanes are candidates, chunks run in parallel.
+
+    Chunk c holds candidates ``chunk_start[c] .. + chunk_len[c]`` (at most LANES, all of
+    record ``chunk_rec[c]``), so one call can carry several records of one memory; the
+    ``rec_*`` arrays hold each record's zone-1 answer, zone-2 groups and shortcut."""
+    for c in prange(chunk_start.shape[0]):
         buf = np.empty(ROWS * L, dtype=np.uint32)
         jit = np.empty(L, dtype=np.uint32)
         found = np.empty(L, dtype=np.uint8)
-        base = c * L
-        m = min(L, n - base)
+        base = chunk_start[c]
+        m = chunk_len[c]
+        rec = chunk_rec[c]
         for r in range(20):
             for j in range(L):
                 buf[(ROW_HDR + r) * L + j] = hdr[base + min(j, m - 1), r]
+        start_jitter = rec_start_jitter[rec]
         if start_jitter != 0:
             for j in range(L):
                 xor_lane(buf, j, start_jitter)
         s3 = buf[(ROW_HDR + W_SLOT3) * L]  # slot 3 is the record's, the same in every lane
+        z1_hit, z1_val, z2_range = rec_z1_hit[rec], rec_z1_val[rec], rec_z2_range[rec]
         prep(buf)
-        for p in range(start_pass, passes):
+        for p in range(rec_start_pass[rec], passes):
             pass_k0(buf)
             if p == passes - 1:
                 for j in range(m):

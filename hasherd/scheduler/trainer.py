@@ -229,19 +229,19 @@ class Trainer:
         return _Active(rec, slots, search, epoch_start)
 
     async def _evaluate(self, slots: list[np.ndarray], seeds: list[np.ndarray]) -> list[EvalResult]:
-        """One batch of generations, evaluated in one worker-thread call (the loop stays free),
-        within ``simulator.timeout``."""
+        """One batch of generations, evaluated in one worker-thread call (the loop stays free;
+        the numba evaluator runs the whole batch as one kernel launch), within
+        ``simulator.timeout``."""
         t = self.cfg.training
         reqs = [
             make_request(s, b, self.memory, t.passes, t.zero_bits)
             for s, b in zip(slots, seeds, strict=True)
         ]
 
-        def run_all() -> list[EvalResult]:
-            return [self.evaluator.evaluate_request(r) for r in reqs]
-
         with anyio.fail_after(self.cfg.simulator.timeout):
-            return await anyio.to_thread.run_sync(run_all, abandon_on_cancel=True)
+            return await anyio.to_thread.run_sync(
+                self.evaluator.evaluate_many, reqs, abandon_on_cancel=True
+            )
 
     def _generation(
         self, run: RunRow, a: _Active, gen: Generation, epoch: int, d: int

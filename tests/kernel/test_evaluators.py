@@ -223,3 +223,23 @@ def test_fuzzed_requests_raise_only_input_errors(
     except InputError:
         return
     assert req.seeds.shape[1] == 32 and 1 <= req.n <= 4096 and req.slots.shape == (12,)
+
+
+def test_evaluate_many_equals_one_call_each(numba_eval: Evaluator) -> None:
+    """Several records in one kernel launch (chunks never mix records) give what separate
+    calls give, zone-1 shortcut records and odd batch sizes included."""
+    rng = np.random.default_rng(RNG_SEED + 7)
+    frames = rng.integers(0, 2**32, size=(300, 12), dtype=np.uint64).astype(np.uint32)
+    frames[:, 10] = rng.integers(0, 16, size=300, dtype=np.uint32) << 12
+    frames[:, 4] &= 0x3
+    mem = JitterMemory(frames)
+    reqs = []
+    for i, n in enumerate([1, 16, 17, 40, 5, 33]):
+        slots = frames[i * 7].copy()
+        if i % 2:
+            slots[0] = 12345 + i  # no zone-1 hit
+        reqs.append(make_request(slots, rng.integers(0, 256, (n, 32), dtype=np.uint8), mem, 21, 0))
+    many = numba_eval.evaluate_many(reqs)
+    for req, got in zip(reqs, many, strict=True):
+        _same(got, numba_eval.evaluate_request(req))
+        assert got.dsha == numba_eval.evaluate_request(req).dsha

@@ -158,5 +158,10 @@ class Evaluator(ABC):
         """Evaluate an already validated request (hot paths build requests once)."""
         return self._evaluate(req)
 
+    def evaluate_many(self, reqs: Sequence[EvalRequest]) -> list[EvalResult]:
+        """Several validated requests (several records' batches); an evaluator that can
+        run them in one go (one kernel launch) overrides this."""
+        return [self.evaluate_request(r) for r in reqs]
+
     @abstractmethod
     def _evaluate(self, req: EvalRequest) -> EvalResult: ...

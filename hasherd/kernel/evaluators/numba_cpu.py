@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -82,59 +83,130 @@ class NumbaEvaluator(Evaluator):
             self.evaluate([0] * 12, seeds, mem, 2, k, trace=False)
         return time.perf_counter() - t0
 
+    def evaluate_many(self, reqs: Sequence[EvalRequest]) -> list[EvalResult]:
+        """Several records' batches in one kernel call when they share the memory, passes
+        and k = 0 (the trainer's case); otherwise one call each."""
+        if not reqs:
+            return []
+        first = reqs[0]
+        same = all(
+            r.memory is first.memory and r.passes == first.passes and r.zero_bits == 0 for r in reqs
+        )
+        if not same or len(reqs) == 1:
+            return [self.evaluate_request(r) for r in reqs]
+        return self._run_k0(list(reqs))
+
     def _evaluate(self, req: EvalRequest) -> EvalResult:
+        if req.zero_bits == 0:
+            return self._run_k0([req])[0]
+        return self._run_scan(req)
+
+    @staticmethod
+    def _record(req: EvalRequest) -> tuple[int, int, bool, int, np.ndarray]:
+        """(start pass, start jitter, zone-1 hit, zone-1 value, zone-2 groups) of a record;
+        the zone-1 shortcut only without a trace."""
+        z1_val, z1_hit, z2_range = req.memory.record_view(int(req.slots[0]), int(req.slots[4]))
+        start_pass = start_jitter = 0
+        if z1_hit and not req.trace:
+            start_pass = min(8, req.passes - 1)
+            start_jitter = z1_val if start_pass % 2 else 0
+        return start_pass, start_jitter, z1_hit, z1_val, z2_range
+
+    def _run_k0(self, reqs: list[EvalRequest]) -> list[EvalResult]:
         import numba
 
         kn = kernels()
-        mem = req.memory
-        n, p = req.n, req.passes
-        hdr = header_words(req.slots, req.seeds)
-        z1_val, z1_hit, z2_range = mem.record_view(int(req.slots[0]), int(req.slots[4]))
-        start_pass, start_jitter = 0, 0
-        if z1_hit and not req.trace:
-            start_pass = min(8, p - 1)
-            start_jitter = z1_val if start_pass % 2 else 0
+        mem, p, trace = reqs[0].memory, reqs[0].passes, any(r.trace for r in reqs)
+        sizes = [r.n for r in reqs]
+        offsets = np.concatenate([[0], np.cumsum(sizes)])
+        n = int(offsets[-1])
+        hdr = np.concatenate([header_words(r.slots, r.seeds) for r in reqs])
+        records = [self._record(r) for r in reqs]
+        chunk_start, chunk_len, chunk_rec = _chunks(sizes, offsets)
+        rec_start = np.array([x[0] for x in records], dtype=np.int64)
+        rec_jitter = np.array([x[1] for x in records], dtype=np.uint32)
+        rec_hit = np.array([x[2] for x in records], dtype=np.bool_)
+        rec_val = np.array([x[3] for x in records], dtype=np.uint32)
+        rec_z2 = np.stack([x[4] for x in records])
         digest = np.zeros((n, 8), dtype=np.uint32)
         last_key = np.zeros(n, dtype=np.uint32)
-        # Without a trace the kernels never touch these; (1, 1) arrays keep the types.
-        tn, tp = (n, p) if req.trace else (1, 1)
-        tr_keys = np.zeros((tn, tp), dtype=np.uint32)
-        tr_nonce = np.zeros((tn, tp), dtype=np.uint32)
-        tr_jit = np.zeros((tn, tp), dtype=np.uint32)
-        tr_found = np.zeros((tn, tp), dtype=np.bool_)
-        tr_final = np.zeros((tn, 20), dtype=np.uint32)
-        z1 = (z1_hit, np.uint32(z1_val))
-        z2 = (mem.z2_keys, mem.z2_vals, mem.z2_pos)
+        tr = _trace_arrays(n, p, trace)
         with _LOCK:
             numba.set_num_threads(self._threads)
-            if req.zero_bits == 0:
-                kn.run_k0(
-                    hdr, p, start_pass, np.uint32(start_jitter), *z1,
-                    z2_range, *z2, req.trace,
-                    digest, last_key, tr_keys, tr_jit, tr_found, tr_final,
-                )  # fmt: skip
-                nonce = hdr[:, 19].byteswap()
-                roll = np.zeros(n, dtype=np.uint32)
-                dsha = n * (p - start_pass + 1)
-                blocks = 3 * dsha
-                if req.trace:
-                    tr_nonce[:] = nonce[:, None]
-            else:
-                nonce = np.zeros(n, dtype=np.uint32)
-                roll64 = np.zeros(n, dtype=np.int64)
-                scanned = np.zeros((n, 2), dtype=np.int64)  # nonces, midstates
-                kn.run_scan(
-                    hdr, p, start_pass, np.uint32(start_jitter), *z1, mem.z2_start, *z2,
-                    req.zero_bits,
-                    req.nonce_space, req.trace, digest, nonce, roll64, last_key, scanned,
-                    tr_keys, tr_nonce, tr_jit, tr_found, tr_final,
-                )  # fmt: skip
-                roll = (roll64 & 0xFFFFFFFF).astype(np.uint32)
-                dsha = int(scanned[:, 0].sum())
-                blocks = 2 * dsha + int(scanned[:, 1].sum())  # 2 blocks a nonce, 1 a midstate
-        trace = None
-        if req.trace:
-            trace = Trace(tr_keys, tr_nonce, tr_jit, tr_found, words_to_bytes(tr_final))
+            kn.run_k0(
+                hdr, p, chunk_start, chunk_len, chunk_rec, rec_start, rec_jitter, rec_hit,
+                rec_val, rec_z2, mem.z2_keys, mem.z2_vals, mem.z2_pos, trace, digest, last_key,
+                tr[0], tr[2], tr[3], tr[4],
+            )  # fmt: skip
+        nonce = hdr[:, 19].byteswap()
+        if trace:
+            tr[1][:] = nonce[:, None]
+        out = []
+        for i, r in enumerate(reqs):
+            lo, hi = int(offsets[i]), int(offsets[i + 1])
+            dsha = r.n * (p - int(rec_start[i]) + 1)
+            out.append(EvalResult(
+                digest[lo:hi, 0].copy(), nonce[lo:hi], np.zeros(r.n, dtype=np.uint32),
+                words_to_bytes(digest[lo:hi]), last_key[lo:hi], dsha, 3 * dsha,
+                _trace_slice(tr, lo, hi) if r.trace else None,
+            ))  # fmt: skip
+        return out
+
+    def _run_scan(self, req: EvalRequest) -> EvalResult:
+        import numba
+
+        kn = kernels()
+        mem, n, p = req.memory, req.n, req.passes
+        hdr = header_words(req.slots, req.seeds)
+        start_pass, start_jitter, z1_hit, z1_val, _ = self._record(req)
+        digest = np.zeros((n, 8), dtype=np.uint32)
+        last_key = np.zeros(n, dtype=np.uint32)
+        tr = _trace_arrays(n, p, req.trace)
+        nonce = np.zeros(n, dtype=np.uint32)
+        roll64 = np.zeros(n, dtype=np.int64)
+        scanned = np.zeros((n, 2), dtype=np.int64)  # nonces, midstates
+        with _LOCK:
+            numba.set_num_threads(self._threads)
+            kn.run_scan(
+                hdr, p, start_pass, np.uint32(start_jitter), z1_hit, np.uint32(z1_val),
+                mem.z2_start, mem.z2_keys, mem.z2_vals, mem.z2_pos, req.zero_bits,
+                req.nonce_space, req.trace, digest, nonce, roll64, last_key, scanned, *tr,
+            )  # fmt: skip
+        roll = (roll64 & 0xFFFFFFFF).astype(np.uint32)
+        dsha = int(scanned[:, 0].sum())
+        blocks = 2 * dsha + int(scanned[:, 1].sum())  # 2 blocks a nonce, 1 a midstate
+        trace = _trace_slice(tr, 0, n) if req.trace else None
         return EvalResult(
             digest[:, 0].copy(), nonce, roll, words_to_bytes(digest), last_key, dsha, blocks, trace
         )
+
+
+def _chunks(sizes: list[int], offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Chunks of at most LANES candidates, never mixing two records."""
+    lanes = kernels().L
+    starts, lens, recs = [], [], []
+    for i, size in enumerate(sizes):
+        for c in range(0, size, lanes):
+            starts.append(int(offsets[i]) + c)
+            lens.append(min(lanes, size - c))
+            recs.append(i)
+    return (np.array(starts, dtype=np.int64), np.array(lens, dtype=np.int64),
+            np.array(recs, dtype=np.int64))  # fmt: skip
+
+
+def _trace_arrays(n: int, p: int, trace: bool) -> tuple[np.ndarray, ...]:
+    """keys, nonces, jitters, found, final header words; (1, 1) stand-ins without a trace
+    (the kernels never touch them then, and the types stay the same)."""
+    tn, tp = (n, p) if trace else (1, 1)
+    return (
+        np.zeros((tn, tp), dtype=np.uint32),
+        np.zeros((tn, tp), dtype=np.uint32),
+        np.zeros((tn, tp), dtype=np.uint32),
+        np.zeros((tn, tp), dtype=np.bool_),
+        np.zeros((tn, 20), dtype=np.uint32),
+    )
+
+
+def _trace_slice(tr: tuple[np.ndarray, ...], lo: int, hi: int) -> Trace:
+    keys, nonces, jits, found, final = (a[lo:hi] for a in tr)
+    return Trace(keys, nonces, jits, found, words_to_bytes(final))
