@@ -126,7 +126,6 @@ class TrainingMixin(StoreCore):
         generation is stored whole or not at all, and so is the group."""
         now = time.time()
         prepared = [_prepare(w, now) for w in writes]
-        stored: list[bool] = []
         async with self.transaction() as conn:
             await execute_many(conn, _CHECKPOINT_UPSERT, [p[0] for p in prepared])
             await execute_many(
@@ -135,8 +134,7 @@ class TrainingMixin(StoreCore):
                 " VALUES (?, ?, ?, ?)",
                 [p[1] for p in prepared],
             )
-            for w in writes:
-                stored.append(w.weight is not None and await _upsert_weight(conn, w.weight, now))
+            stored = await _upsert_weights(conn, [w.weight for w in writes], now)
             await execute_many(conn, EVENT_INSERT, [row for p in prepared for row in p[2]])
         return stored
 
@@ -206,3 +204,25 @@ def _place(event: Event, run_id: int, record_id: int) -> Event:
 
 async def _upsert_weight(conn: aiosqlite.Connection, weight: WeightRow, now: float) -> bool:
     return await changes(conn, _WEIGHT_UPSERT, _weight_params(weight, now)) > 0
+
+
+async def _upsert_weights(
+    conn: aiosqlite.Connection, weights: Sequence[WeightRow | None], now: float
+) -> list[bool]:
+    """Upsert every given weight in one statement (only-if-better), then read back which
+    ones are stored now: a replaced or inserted row carries this transaction's ``now``."""
+    given = [w for w in weights if w is not None]
+    if not given:
+        return [False] * len(weights)
+    if len(given) == 1:
+        one = await _upsert_weight(conn, given[0], now)
+        return [w is not None and one for w in weights]
+    await execute_many(conn, _WEIGHT_UPSERT, [_weight_params(w, now) for w in given])
+    marks = ", ".join("?" * len(given))
+    cursor = await conn.execute(
+        f"SELECT record_id, seed FROM weights WHERE created_at = ? AND record_id IN ({marks})",
+        (now, *(w.record_id for w in given)),
+    )
+    fresh = {(int(r[0]), bytes(r[1])) for r in await cursor.fetchall()}
+    await cursor.close()
+    return [w is not None and (w.record_id, bytes(w.seed)) in fresh for w in weights]

@@ -205,26 +205,31 @@ class RecordSearch:
     # -- checkpoints ------------------------------------------------------------------------
 
     def state(self, **extra: Any) -> tuple[bytes, bytes, str]:
-        """(population bytes, carried results bytes, state JSON) for a checkpoint; ``extra``
-        keys (the caller's own, such as the epoch's first generation) go into the JSON."""
-        carried = np.concatenate(
-            [self.results.astype("<u4"), self.carried.astype("<u4")[:, None]], axis=1
-        )
+        """(population bytes, carried results, state JSON) for a checkpoint. The results
+        are those of the carried members only (the elite), as rows of little-endian u32
+        ``[member index, output, last key, golden nonce, ntime roll]``; ``extra`` keys (the
+        caller's own, such as the epoch's first generation) go into the JSON."""
+        idx = np.nonzero(self.carried)[0]
+        table = np.column_stack([idx.astype(np.uint32), self.results[idx]]).astype("<u4")
         state = {"generation": self.generation, "bit_generator": _jsonable(self.rng), **extra}
-        rng = json.dumps(state)
-        return self.seeds.tobytes(), carried.tobytes(), rng
+        return self.seeds.tobytes(), table.tobytes(), json.dumps(state)
 
     def restore(self, population: bytes, results: bytes, rng_state: str) -> None:
         """Continue from a checkpoint written by ``state`` (extra keys are ignored)."""
         n = self.params.population
         seeds = np.frombuffer(population, dtype=np.uint8)
-        carried = np.frombuffer(results, dtype="<u4")
-        if seeds.size != n * spec.SEED_BYTES or carried.size != n * (RESULT_FIELDS + 1):
+        table = np.frombuffer(results, dtype="<u4")
+        width = RESULT_FIELDS + 1
+        if seeds.size != n * spec.SEED_BYTES or table.size % width:
             raise ValueError("checkpoint population size differs from the configuration")
+        rows = table.reshape(-1, width).astype(np.uint32)
+        if len(rows) and int(rows[:, 0].max()) >= n:
+            raise ValueError("checkpoint names a member outside the population")
         self.seeds = seeds.reshape(n, spec.SEED_BYTES).copy()
-        table = carried.reshape(n, RESULT_FIELDS + 1).astype(np.uint32)
-        self.results = table[:, :RESULT_FIELDS].copy()
-        self.carried = table[:, RESULT_FIELDS] != 0
+        self.results = np.zeros((n, RESULT_FIELDS), dtype=np.uint32)
+        self.carried = np.zeros(n, dtype=bool)
+        self.results[rows[:, 0]] = rows[:, 1:]
+        self.carried[rows[:, 0]] = True
         state = json.loads(rng_state)
         self.generation = int(state["generation"])
         self.rng.bit_generator.state = state["bit_generator"]

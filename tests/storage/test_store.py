@@ -16,6 +16,7 @@ from hasherd.errors import InputError
 from hasherd.storage import (
     Checkpoint,
     Event,
+    GenerationWrite,
     StorageError,
     Store,
     WeightRow,
@@ -349,3 +350,19 @@ async def test_a_failed_migration_leaves_the_old_schema(
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT name FROM sqlite_master WHERE name = 't'").fetchall() == []
     conn.close()
+
+
+async def test_group_commit_reports_which_weights_were_stored(store: Store) -> None:
+    ds, recs = await _dataset(store)
+    run = await _run(store, ds)
+    await store.save_generation(run, recs[0], _ck(1), [], _w(recs[0], run, 5, 0.5, 1), [])
+    writes = [
+        GenerationWrite(run, recs[0], _ck(2), [11], _w(recs[0], run, 4, 0.9, 2), []),  # worse
+        GenerationWrite(run, recs[1], _ck(2), [12], _w(recs[1], run, 3, 0.1, 3), []),  # new
+        GenerationWrite(run, recs[2], _ck(2), [13], None, [Event("x", {"a": 1})]),
+    ]
+    assert await store.save_generations(writes) == [False, True, False]
+    seeds = {w.record_id: w.seed[0] for w in await store.weights()}
+    assert seeds == {recs[0]: 1, recs[1]: 3}
+    assert [await store.seen(run, r) for r in recs] == [{11}, {12}, {13}]
+    assert [e.record_id for e in await store.events(kind="x")] == [recs[2]]
