@@ -17,7 +17,11 @@ from typing import Any
 
 from hasherd.errors import ConfigError
 
-DEVICE_TYPES = ("cpu", "numba", "reference", "vhasher", "gpu", "cuda", "asic")
+# simulator.device_type -> evaluator kind. "vhasher" is the prototype's name for the CPU
+# simulator; the gpu and asic evaluators arrive with their drivers.
+DEVICE_EVALUATORS = {"cpu": "numba", "numba": "numba", "vhasher": "numba", "reference": "reference",
+                     "gpu": "cuda", "cuda": "cuda", "asic": "asic"}  # fmt: skip
+DEVICE_TYPES = tuple(DEVICE_EVALUATORS)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 

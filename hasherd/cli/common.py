@@ -11,15 +11,10 @@ import sys
 import time
 from pathlib import Path
 
-from hasherd.config import Config
+from hasherd.config import DEVICE_EVALUATORS, Config
 from hasherd.errors import ConfigError
 from hasherd.kernel import evaluators
 from hasherd.kernel.evaluators.base import Evaluator
-
-# simulator.device_type -> evaluator kind. "vhasher" is the prototype's name for the CPU
-# simulator; gpu and asic evaluators arrive with their drivers.
-DEVICE_EVALUATORS = {"cpu": "numba", "numba": "numba", "vhasher": "numba", "reference": "reference",
-                     "gpu": "cuda", "cuda": "cuda", "asic": "asic"}  # fmt: skip
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:

@@ -172,8 +172,5 @@ def advantages(rewards: Sequence[float] | np.ndarray) -> np.ndarray:
         raise InputError("rewards", "expected a non-empty list of numbers")
     if not np.all(np.isfinite(r)):
         raise InputError("rewards", "every reward must be finite")
-    std = float(r.std())
-    if std < STD_EPSILON:
-        return np.zeros_like(r)
-    out: np.ndarray = (r - r.mean()) / std
+    out: np.ndarray = group_advantages(r[None, :])[0]
     return out

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hasherd.errors import InputError
-from hasherd.storage.core import StoreCore, changes, execute_many, insert
+from hasherd.storage.core import StoreCore, changes, execute_many, insert, where
 from hasherd.storage.errors import StorageError
 from hasherd.storage.rows import RUN_STATUSES, DatasetRow, Event, RecordRow, RunRow
 
@@ -168,15 +168,7 @@ class CatalogMixin(StoreCore):
 
     async def events(self, run_id: int | None = None, kind: str | None = None) -> list[Event]:
         """Logged events, oldest first, optionally only those of a run and/or a kind."""
-        where: list[str] = []
-        params: list[Any] = []
-        if run_id is not None:
-            where.append("run_id = ?")
-            params.append(run_id)
-        if kind is not None:
-            where.append("kind = ?")
-            params.append(kind)
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        clause, params = where(run_id=run_id, kind=kind)
         sql = (
             f"SELECT id, at, kind, run_id, record_id, payload_json FROM events{clause} ORDER BY id"
         )

@@ -127,6 +127,14 @@ class StoreCore:
         return rows[0]
 
 
+def where(**filters: Any) -> tuple[str, list[Any]]:
+    """`` WHERE a = ? AND b = ?`` and its parameters for the filters that are not None
+    (keys are column names, ``r__dataset_id`` standing for ``r.dataset_id``)."""
+    given = {k.replace("__", "."): v for k, v in filters.items() if v is not None}
+    clause = " AND ".join(f"{col} = ?" for col in given)
+    return (f" WHERE {clause}" if clause else ""), list(given.values())
+
+
 async def insert(conn: aiosqlite.Connection, sql: str, params: Params) -> int:
     """Run an INSERT and return the new row's id."""
     cursor = await conn.execute(sql, params)

@@ -12,7 +12,7 @@ import numpy as np
 
 from hasherd.errors import InputError
 from hasherd.storage.catalog import EVENT_INSERT, event_params
-from hasherd.storage.core import StoreCore, changes, execute_many
+from hasherd.storage.core import StoreCore, changes, execute_many, where
 from hasherd.storage.errors import StorageError
 from hasherd.storage.rows import VALIDATIONS, Checkpoint, Event, WeightRow
 
@@ -159,15 +159,7 @@ class TrainingMixin(StoreCore):
         self, dataset_id: int | None = None, layer: int | None = None
     ) -> list[WeightRow]:
         """The best seed per record, in record order, optionally of a dataset and/or layer."""
-        where: list[str] = []
-        params: list[Any] = []
-        if dataset_id is not None:
-            where.append("r.dataset_id = ?")
-            params.append(dataset_id)
-        if layer is not None:
-            where.append("w.layer = ?")
-            params.append(layer)
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        clause, params = where(r__dataset_id=dataset_id, w__layer=layer)
         cols = ", ".join(f"w.{c}" for c in _WEIGHT_COLS.split(", "))
         sql = (
             f"SELECT {cols} FROM weights w JOIN records r ON r.id = w.record_id{clause}"
