@@ -6,10 +6,10 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import aiosqlite
 
@@ -19,6 +19,7 @@ from hasherd.storage.migrations import rollback
 LOGGER = logging.getLogger(__name__)
 
 Params = tuple[Any, ...] | list[Any]
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -102,6 +103,42 @@ class StoreCore:
             finally:
                 if not ok:
                     await self._rollback(conn)
+                self._stats.record(time.perf_counter() - started, ok=ok)
+
+    async def write(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``body`` as one ``BEGIN IMMEDIATE`` ... ``COMMIT`` on the connection's own
+        thread, in a single hand-over (``transaction`` costs one per statement, and each
+        waits for a core while the kernels keep every core busy). ``body`` gets the plain
+        sqlite3 connection and must not await; any failure rolls back and propagates
+        (SQLite errors as StorageError). The transaction completes on its thread even if
+        the caller is cancelled, so it is committed or rolled back whole, never left open.
+        """
+        async with self._lock:
+            conn = self._live()
+            started = time.perf_counter()
+            ok = False
+
+            def run() -> T:
+                raw: sqlite3.Connection = conn._conn  # only ever used on its own thread
+                raw.execute("BEGIN IMMEDIATE")
+                try:
+                    out = body(raw)
+                    raw.execute("COMMIT")
+                    return out
+                except BaseException:
+                    if raw.in_transaction:
+                        raw.execute("ROLLBACK")
+                    raise
+
+            try:
+                # aiosqlite's queue of calls for its thread (the same one ``execute`` uses).
+                submit = cast("Callable[[Callable[[], T]], Awaitable[T]]", conn._execute)
+                out = await submit(run)
+                ok = True
+                return out
+            except sqlite3.Error as exc:
+                raise StorageError(self.path, str(exc)) from exc
+            finally:
                 self._stats.record(time.perf_counter() - started, ok=ok)
 
     async def _rollback(self, conn: aiosqlite.Connection) -> None:

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-import aiosqlite
 import numpy as np
 
 from hasherd.errors import InputError
 from hasherd.storage.catalog import EVENT_INSERT, event_params
-from hasherd.storage.core import StoreCore, changes, execute_many, where
+from hasherd.storage.core import StoreCore, changes, where
 from hasherd.storage.errors import StorageError
 from hasherd.storage.rows import VALIDATIONS, Checkpoint, Event, WeightRow
 
@@ -126,17 +126,28 @@ class TrainingMixin(StoreCore):
         generation is stored whole or not at all, and so is the group."""
         now = time.time()
         prepared = [_prepare(w, now) for w in writes]
-        async with self.transaction() as conn:
-            await execute_many(conn, _CHECKPOINT_UPSERT, [p[0] for p in prepared])
-            await execute_many(
-                conn,
+        weights = [w.weight for w in writes]
+
+        def body(conn: sqlite3.Connection) -> list[bool]:
+            conn.executemany(_CHECKPOINT_UPSERT, [p[0] for p in prepared])
+            conn.executemany(
                 "INSERT OR REPLACE INTO seen (run_id, record_id, generation, hashes)"
                 " VALUES (?, ?, ?, ?)",
                 [p[1] for p in prepared],
             )
-            stored = await _upsert_weights(conn, [w.weight for w in writes], now)
-            await execute_many(conn, EVENT_INSERT, [row for p in prepared for row in p[2]])
-        return stored
+            stored = _upsert_weights(conn, weights, now)
+            conn.executemany(EVENT_INSERT, [row for p in prepared for row in p[2]])
+            return stored
+
+        return await self.write(body)
+
+    async def checkpoint(self, run_id: int, record_id: int) -> Checkpoint | None:
+        """One record's checkpoint in a run, if it has one."""
+        rows = await self._fetchall(
+            f"SELECT {_CHECKPOINT_COLS} FROM checkpoints WHERE run_id = ? AND record_id = ?",
+            (run_id, record_id),
+        )
+        return Checkpoint(*rows[0]) if rows else None
 
     async def checkpoints(self, run_id: int) -> dict[int, Checkpoint]:
         """The run's checkpoints by record id."""
@@ -147,13 +158,17 @@ class TrainingMixin(StoreCore):
 
     async def seen(self, run_id: int, record_id: int) -> set[int]:
         """Hashes of the seeds evaluated for the record in the run, as unsigned 64-bit."""
+        return set((await self.seen_hashes(run_id, record_id)).tolist())
+
+    async def seen_hashes(self, run_id: int, record_id: int) -> np.ndarray:
+        """``seen`` as one uint64 array (in generation order; no Python ints made)."""
         rows = await self._fetchall(
-            "SELECT hashes FROM seen WHERE run_id = ? AND record_id = ?", (run_id, record_id)
+            "SELECT hashes FROM seen WHERE run_id = ? AND record_id = ? ORDER BY generation",
+            (run_id, record_id),
         )
-        out: set[int] = set()
-        for row in rows:
-            out.update(np.frombuffer(row[0], dtype="<u8").tolist())
-        return out
+        if not rows:
+            return np.zeros(0, dtype=np.uint64)
+        return np.frombuffer(b"".join(row[0] for row in rows), dtype="<u8").astype(np.uint64)
 
     async def weights(
         self, dataset_id: int | None = None, layer: int | None = None
@@ -194,27 +209,19 @@ def _place(event: Event, run_id: int, record_id: int) -> Event:
     )
 
 
-async def _upsert_weight(conn: aiosqlite.Connection, weight: WeightRow, now: float) -> bool:
-    return await changes(conn, _WEIGHT_UPSERT, _weight_params(weight, now)) > 0
-
-
-async def _upsert_weights(
-    conn: aiosqlite.Connection, weights: Sequence[WeightRow | None], now: float
+def _upsert_weights(
+    conn: sqlite3.Connection, weights: Sequence[WeightRow | None], now: float
 ) -> list[bool]:
     """Upsert every given weight in one statement (only-if-better), then read back which
     ones are stored now: a replaced or inserted row carries this transaction's ``now``."""
     given = [w for w in weights if w is not None]
     if not given:
         return [False] * len(weights)
-    if len(given) == 1:
-        one = await _upsert_weight(conn, given[0], now)
-        return [w is not None and one for w in weights]
-    await execute_many(conn, _WEIGHT_UPSERT, [_weight_params(w, now) for w in given])
+    conn.executemany(_WEIGHT_UPSERT, [_weight_params(w, now) for w in given])
     marks = ", ".join("?" * len(given))
-    cursor = await conn.execute(
+    rows = conn.execute(
         f"SELECT record_id, seed FROM weights WHERE created_at = ? AND record_id IN ({marks})",
         (now, *(w.record_id for w in given)),
-    )
-    fresh = {(int(r[0]), bytes(r[1])) for r in await cursor.fetchall()}
-    await cursor.close()
+    ).fetchall()
+    fresh = {(int(r[0]), bytes(r[1])) for r in rows}
     return [w is not None and (w.record_id, bytes(w.seed)) in fresh for w in weights]

@@ -8,6 +8,11 @@ bit-flip mutants of the elite, fewer flips the larger the parent's |advantage|
 (``clamp(10 / (|A| + 1), 1, 10)``), about 70 % of the flips in the nonce bytes
 ``seed[28:32]``, plus fresh random seeds. A seed is never evaluated twice for one record
 in a run: every evaluated seed's 64-bit hash is remembered (and persisted by the caller).
+
+The work of a generation runs in one compiled call (``hasherd.training.steps``); random
+draws come from a counter-based stream keyed by (run seed, record, generation), so a
+checkpoint needs no RNG state and a resumed run draws exactly what the uninterrupted run
+would have drawn.
 """
 
 from __future__ import annotations
@@ -22,34 +27,26 @@ import numpy as np
 
 from hasherd.kernel import spec
 from hasherd.kernel.evaluators.base import EvalResult
-from hasherd.kernel.reward import (
-    DEFAULT_WEIGHTS,
-    RewardWeights,
-    group_advantages,
-    group_rewards,
-)
+from hasherd.kernel.reward import DEFAULT_WEIGHTS, RewardWeights
+from hasherd.training import steps
 
-NONCE_SHARE = 0.7  # share of mutation flips that land in seed[28:32]
-MAX_FLIPS = 10
-NONCE_FIRST_BIT = 224  # seed[28:32] holds bits 224..255 (bit 0 = the first byte's MSB)
-_HASH_MULT = np.array(
-    [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93],
-    dtype=np.uint64,
-)
 RESULT_FIELDS = 4  # output, last_key, golden_nonce, ntime_roll per member
+SEARCH_VERSION = 2  # part of a run's identity: a run is only resumed by the same search
+_MIN_TABLE = 1024
 
 
 def seed_hashes(seeds: np.ndarray) -> np.ndarray:
     """64-bit hashes (uint64) of (N, 32) seeds; a collision only ever makes the search skip
     a seed, never evaluate one twice."""
-    words = np.ascontiguousarray(seeds).view(np.uint64)
-    mixed = words * _HASH_MULT
-    h = mixed[:, 0] ^ mixed[:, 1] ^ mixed[:, 2] ^ mixed[:, 3]
-    h ^= h >> np.uint64(31)
-    h *= np.uint64(0xBF58476D1CE4E5B9)
-    h ^= h >> np.uint64(29)
-    out: np.ndarray = h
+    words = np.ascontiguousarray(seeds, dtype=np.uint8).view(np.uint64)
+    out: np.ndarray = steps.seed_hashes(words)
     return out
+
+
+def record_key(run_seed: int, record_idx: int) -> int:
+    """The random-stream key of one record in a run: reproducible whatever the order."""
+    ss = np.random.SeedSequence([run_seed, record_idx])
+    return int(ss.generate_state(1, dtype=np.uint64)[0])
 
 
 @dataclass(frozen=True)
@@ -69,6 +66,13 @@ class SearchParams:
     @cached_property
     def n_fresh(self) -> int:
         return min(self.population - self.n_elite, round(self.mutation_rate * self.population))
+
+    @cached_property
+    def weight_array(self) -> np.ndarray:
+        w = self.weights
+        return np.array(
+            [w.alignment, w.stability, w.format, w.match_scale, w.winner_bonus], dtype=np.float64
+        )
 
 
 @dataclass(frozen=True)
@@ -104,103 +108,87 @@ class RecordSearch:
         slots: np.ndarray,
         token: int,
         params: SearchParams,
-        rng: np.random.Generator,
-        seen: set[int] | None = None,
+        key: int,
+        seen: np.ndarray | None = None,
     ) -> None:
         self.slots = np.asarray(slots, dtype=np.uint32)
         self.token = spec.check_u32(token, "token")
-        spec.target_word(token, params.token_bits)  # the token must fit token_bits
+        self.target = np.uint32(spec.target_word(token, params.token_bits))  # token must fit
         self.params = params
-        self.rng = rng
-        self.seen: set[int] = set() if seen is None else seen
+        self.key = np.uint64(key)
         self.generation = 0
         n = params.population
+        self.table = np.zeros(_MIN_TABLE, dtype=np.uint64)
+        self.count = 0
+        self._local = np.zeros(_pow2(4 * n), dtype=np.uint64)
+        if seen is not None and len(seen):
+            self._reserve(len(seen))
+            self.count += steps.table_insert(self.table, np.asarray(seen, dtype=np.uint64))
+        self._reserve(n)
         self.seeds = np.zeros((n, spec.SEED_BYTES), dtype=np.uint8)
         self.results = np.zeros((n, RESULT_FIELDS), dtype=np.uint32)
         self.carried = np.zeros(n, dtype=bool)
-        self.seeds[:] = self._fresh(n)
+        self._spare = (
+            np.empty_like(self.seeds),
+            np.empty_like(self.results),
+            np.empty_like(self.carried),
+        )
+        steps.fresh_population(_words(self.seeds), self.table, self._local, self.key, 0)
+
+    @property
+    def seen(self) -> set[int]:
+        """The hashes of every seed evaluated for this record (a 0 hash reads as 1)."""
+        return set(self.table[self.table != 0].tolist())
+
+    def _reserve(self, extra: int) -> None:
+        """Keep the seen table at most half full after ``extra`` more hashes."""
+        need = 2 * (self.count + extra)
+        if need <= len(self.table):
+            return
+        bigger = np.zeros(_pow2(need), dtype=np.uint64)
+        steps.table_rehash(self.table, bigger)
+        self.table = bigger
 
     # -- evaluation ------------------------------------------------------------------------
 
     def pending(self) -> np.ndarray:
-        """The seeds that still need an evaluation (every member not carried)."""
-        return self.seeds[~self.carried]
+        """The seeds that still need an evaluation (every member not carried). The carried
+        members come first (the elite), so this is usually a view, not a copy."""
+        k = self._n_carried
+        if k < 0:
+            return self.seeds[~self.carried]
+        return self.seeds[k:]
+
+    @property
+    def _n_carried(self) -> int:
+        """How many members are carried when they are exactly the first ones, else -1."""
+        k = int(np.count_nonzero(self.carried))
+        return k if k == 0 or (bool(self.carried[k - 1]) and not self.carried[k:].any()) else -1
 
     def absorb(self, res: EvalResult, difficulty: int, token_set: np.ndarray) -> Generation:
         """Take the evaluation of ``pending()``, score the group, breed the next one."""
-        return absorb_many([self], [res], difficulty, token_set)[0]
-
-    def _take(self, res: EvalResult) -> np.ndarray:
-        """Store the results of ``pending()``; returns the evaluated seeds' hashes."""
-        todo = ~self.carried
-        if len(res) != int(todo.sum()):
-            raise ValueError(f"expected {int(todo.sum())} results, got {len(res)}")
-        self.results[todo] = np.stack(
-            [res.output, res.last_key, res.golden_nonce, res.ntime_roll], axis=1
-        )
-        hashes = seed_hashes(self.seeds[todo])
-        self.seen.update(hashes.tolist())
-        return hashes
-
-    def _member(self, i: int, prefix: int, reward: float) -> Member:
-        return Member(
-            seed=self.seeds[i].tobytes(),
-            output=int(self.results[i, 0]),
-            last_key=int(self.results[i, 1]),
-            golden_nonce=int(self.results[i, 2]),
-            prefix_bits=prefix,
-            reward=reward,
-        )
-
-    def _draw(self, n_child: int, n_fresh: int) -> tuple[np.ndarray, ...]:
-        """This record's random draws for one breeding, always in the same order."""
-        rng, p = self.rng, self.params
-        pick = rng.integers(0, p.n_elite, size=n_child)
-        in_nonce = rng.random((n_child, MAX_FLIPS)) < NONCE_SHARE
-        high = rng.integers(NONCE_FIRST_BIT, 256, size=(n_child, MAX_FLIPS))
-        low = rng.integers(0, NONCE_FIRST_BIT, size=(n_child, MAX_FLIPS))
-        fresh = rng.integers(0, 256, size=(n_fresh, spec.SEED_BYTES), dtype=np.uint8)
-        return pick, np.where(in_nonce, high, low), fresh
-
-    # -- breeding -------------------------------------------------------------------------
-
-    def _mutants(self, parents: np.ndarray, flips: np.ndarray) -> np.ndarray:
-        """Each parent with ``flips[i]`` random bits flipped (about 70 % in the nonce; a bit
-        drawn twice is flipped once)."""
-        n = len(parents)
-        in_nonce = self.rng.random((n, MAX_FLIPS)) < NONCE_SHARE
-        bits = np.where(
-            in_nonce,
-            self.rng.integers(NONCE_FIRST_BIT, 256, size=(n, MAX_FLIPS)),
-            self.rng.integers(0, NONCE_FIRST_BIT, size=(n, MAX_FLIPS)),
-        )
-        mask: np.ndarray = parents ^ flip_masks(bits, flips)
-        return mask
-
-    def _dedup(self, seeds: np.ndarray, start: int) -> None:
-        """Replace, from ``start`` on, every seed already seen (in this run or this batch)
-        or equal to its parent, by a further mutant or, failing that, a fresh seed."""
-        hashes = seed_hashes(seeds[start:]).tolist()
-        taken = set(seed_hashes(seeds[:start]).tolist())
-        batch = set(hashes)
-        seen = self.seen
-        if len(batch) == len(hashes) and seen.isdisjoint(batch) and taken.isdisjoint(batch):
-            return  # the usual case, decided by set operations in C
-        for i, h in enumerate(hashes):
-            row, tries = seeds[start + i], 0
-            while h in seen or h in taken:
-                tries += 1
-                if tries < 64:
-                    row[:] = self._mutants(row[None, :], np.array([1]))[0]
-                else:
-                    row[:] = self.rng.integers(0, 256, size=spec.SEED_BYTES, dtype=np.uint8)
-                h = int(seed_hashes(row[None, :])[0])
-            taken.add(h)
-
-    def _fresh(self, n: int) -> np.ndarray:
-        out = self.rng.integers(0, 256, size=(n, spec.SEED_BYTES), dtype=np.uint8)
-        self._dedup(out, 0)
-        return out
+        p = self.params
+        m = len(self.carried) - int(np.count_nonzero(self.carried))
+        if len(res) != m:
+            raise ValueError(f"expected {m} results, got {len(res)}")
+        self._reserve(m)
+        seeds, results = self.seeds, self.results
+        nxt_seeds, nxt_results, nxt_carried = self._spare
+        new_hashes = np.empty(m, dtype=np.uint64)
+        best, prefix, reward, mean, winners, inserted = steps.step(
+            _words(seeds), results, self.carried, _u32(res.output), _u32(res.last_key),
+            _u32(res.golden_nonce), _u32(res.ntime_roll), self.table, self._local, self.target,
+            p.token_bits, difficulty, token_set, p.weight_array, self.key, self.generation,
+            p.n_elite, p.n_fresh, _words(nxt_seeds), nxt_results, nxt_carried, new_hashes,
+        )  # fmt: skip
+        self.count += inserted
+        r = results[best]
+        member = Member(seeds[best].tobytes(), int(r[0]), int(r[1]), int(r[2]), prefix, reward)
+        gen = Generation(self.generation, m, res.dsha, member, winners, mean, new_hashes)
+        self._spare = (seeds, results, self.carried)
+        self.seeds, self.results, self.carried = nxt_seeds, nxt_results, nxt_carried
+        self.generation += 1
+        return gen
 
     # -- checkpoints ------------------------------------------------------------------------
 
@@ -210,11 +198,13 @@ class RecordSearch:
         ``[member index, output, last key, golden nonce, ntime roll]``; ``extra`` keys (the
         caller's own, such as the epoch's first generation) go into the JSON."""
         idx = np.nonzero(self.carried)[0]
-        table = np.column_stack([idx.astype(np.uint32), self.results[idx]]).astype("<u4")
-        state = {"generation": self.generation, "bit_generator": _jsonable(self.rng), **extra}
-        return self.seeds.tobytes(), table.tobytes(), json.dumps(state)
+        table = np.empty((len(idx), RESULT_FIELDS + 1), dtype="<u4")
+        table[:, 0] = idx
+        table[:, 1:] = self.results[idx]
+        state = json.dumps({"generation": self.generation, "search": SEARCH_VERSION, **extra})
+        return self.seeds.tobytes(), table.tobytes(), state
 
-    def restore(self, population: bytes, results: bytes, rng_state: str) -> None:
+    def restore(self, population: bytes, results: bytes, state_json: str) -> None:
         """Continue from a checkpoint written by ``state`` (extra keys are ignored)."""
         n = self.params.population
         seeds = np.frombuffer(population, dtype=np.uint8)
@@ -225,94 +215,35 @@ class RecordSearch:
         rows = table.reshape(-1, width).astype(np.uint32)
         if len(rows) and int(rows[:, 0].max()) >= n:
             raise ValueError("checkpoint names a member outside the population")
+        state = json.loads(state_json)
+        if state.get("search") != SEARCH_VERSION:
+            raise ValueError(f"checkpoint was written by search version {state.get('search')}")
         self.seeds = seeds.reshape(n, spec.SEED_BYTES).copy()
         self.results = np.zeros((n, RESULT_FIELDS), dtype=np.uint32)
         self.carried = np.zeros(n, dtype=bool)
         self.results[rows[:, 0]] = rows[:, 1:]
         self.carried[rows[:, 0]] = True
-        state = json.loads(rng_state)
         self.generation = int(state["generation"])
-        self.rng.bit_generator.state = state["bit_generator"]
 
 
-def _jsonable(rng: np.random.Generator) -> Any:
-    state: Any = rng.bit_generator.state
-    return state
+def _words(seeds: np.ndarray) -> np.ndarray:
+    """(N, 32) seed bytes as (N, 4) little-endian uint64 words (a view, not a copy)."""
+    words: np.ndarray = seeds.view("<u8")
+    return words
 
 
-def record_rng(run_seed: int, record_idx: int) -> np.random.Generator:
-    """The RNG stream of one record in a run: reproducible whatever the record order."""
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([run_seed, record_idx])))
+def _u32(a: np.ndarray) -> np.ndarray:
+    out: np.ndarray = np.ascontiguousarray(a, dtype=np.uint32)
+    return out
+
+
+def _pow2(n: int) -> int:
+    return max(_MIN_TABLE, 1 << (max(1, n) - 1).bit_length())
 
 
 def absorb_many(
     searches: list[RecordSearch], results: list[EvalResult], difficulty: int, token_set: np.ndarray
 ) -> list[Generation]:
-    """``absorb`` for several records at once (same parameters): the scoring and breeding
-    run as (K, N) array operations, while each record keeps its own RNG stream, so a
-    record's search is the same whichever records share its batch."""
-    p = searches[0].params
-    if any(s.params != p for s in searches):
-        raise ValueError("absorb_many needs searches with the same parameters")
-    hashes = [s._take(r) for s, r in zip(searches, results, strict=True)]
-    table = np.stack([s.results for s in searches])
-    targets = np.array([spec.target_word(s.token, p.token_bits) for s in searches], dtype=np.uint32)
-    sc = group_rewards(table[:, :, 0], table[:, :, 1], targets, p.token_bits, difficulty,
-                       token_set, p.weights)  # fmt: skip
-    adv = group_advantages(sc.reward)
-    n = p.population
-    ties = np.broadcast_to(-np.arange(n), sc.reward.shape)
-    best = np.lexsort((ties, sc.reward, sc.prefix_bits), axis=-1)[:, -1]
-    gens = []
-    for k, s in enumerate(searches):
-        i = int(best[k])
-        gens.append(Generation(
-            number=s.generation, evaluated=len(hashes[k]), dsha=results[k].dsha,
-            best=s._member(i, int(sc.prefix_bits[k, i]), float(sc.reward[k, i])),
-            winners=int(sc.winner[k].sum()), mean_reward=float(sc.reward[k].mean()),
-            new_hashes=hashes[k],
-        ))  # fmt: skip
-    _breed_many(searches, sc.reward, adv)
-    return gens
-
-
-def _breed_many(searches: list[RecordSearch], reward: np.ndarray, adv: np.ndarray) -> None:
-    """The next generation of every record: elite (carried), mutants of the elite (fewer
-    flips the larger |advantage|), fresh seeds; then the per-record duplicate check."""
-    p = searches[0].params
-    n = reward.shape[1]
-    n_child = n - p.n_elite - p.n_fresh
-    elite = np.argsort(-reward, axis=1, kind="stable")[:, : p.n_elite]
-    draws = [s._draw(n_child, p.n_fresh) for s in searches]
-    parents = np.take_along_axis(elite, np.stack([d[0] for d in draws]), axis=1)
-    flips = np.clip(
-        MAX_FLIPS / (np.abs(np.take_along_axis(adv, parents, axis=1)) + 1), 1, MAX_FLIPS
-    )
-    flipped = flip_masks(np.stack([d[1] for d in draws]), flips.astype(np.int64))
-    for k, s in enumerate(searches):
-        seeds = np.empty_like(s.seeds)
-        results = np.zeros_like(s.results)
-        carried = np.zeros_like(s.carried)
-        seeds[: p.n_elite] = s.seeds[elite[k]]
-        results[: p.n_elite] = s.results[elite[k]]
-        carried[: p.n_elite] = True
-        seeds[p.n_elite : p.n_elite + n_child] = s.seeds[parents[k]] ^ flipped[k]
-        seeds[p.n_elite + n_child :] = draws[k][2]
-        s._dedup(seeds, p.n_elite)
-        s.seeds, s.results, s.carried = seeds, results, carried
-        s.generation += 1
-
-
-def flip_masks(bits: np.ndarray, flips: np.ndarray) -> np.ndarray:
-    """XOR masks (..., 32 bytes) setting the first ``flips[...]`` of the drawn ``bits[..., f]``
-    (bit 0 is the first byte's most significant bit; a bit drawn twice is set once)."""
-    shape = bits.shape[:-1]
-    rows = bits.reshape(-1, MAX_FLIPS)
-    counts = np.broadcast_to(flips, shape).reshape(-1)
-    out = np.zeros((rows.shape[0], spec.SEED_BYTES), dtype=np.uint8)
-    every = np.arange(rows.shape[0])
-    for f in range(MAX_FLIPS):
-        on = every[counts > f]
-        b = rows[on, f]
-        out[on, b >> 3] |= (0x80 >> (b & 7)).astype(np.uint8)
-    return out.reshape(*shape, spec.SEED_BYTES)
+    """``absorb`` for several records (each record keeps its own random stream, so its
+    search is the same whichever records share its batch)."""
+    return [s.absorb(r, difficulty, token_set) for s, r in zip(searches, results, strict=True)]

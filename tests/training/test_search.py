@@ -8,7 +8,10 @@ import pytest
 from hasherd.kernel import spec
 from hasherd.kernel.evaluators.base import Evaluator
 from hasherd.kernel.memory import JitterMemory
-from hasherd.training.search import RecordSearch, SearchParams, record_rng, seed_hashes
+from hasherd.kernel.evaluators.base import EvalResult
+from hasherd.kernel.reward import group_advantages, group_rewards
+from hasherd.training import steps
+from hasherd.training.search import RecordSearch, SearchParams, record_key, seed_hashes
 
 TOKEN = 4242
 TOKENS = np.array([7, TOKEN], dtype=np.uint32)
@@ -33,7 +36,7 @@ def _run(ev: Evaluator, search: RecordSearch, mem: JitterMemory, gens: int, d: i
 def test_elite_is_carried_and_no_seed_is_evaluated_twice(numba_eval: Evaluator) -> None:
     slots, mem = _record()
     params = SearchParams(population=64, elite_ratio=0.25, mutation_rate=0.1)
-    search = RecordSearch(slots, TOKEN, params, record_rng(1, 0))
+    search = RecordSearch(slots, TOKEN, params, record_key(1, 0))
     evaluated: list[np.ndarray] = []
     for g in range(30):
         batch = search.pending()
@@ -47,7 +50,7 @@ def test_elite_is_carried_and_no_seed_is_evaluated_twice(numba_eval: Evaluator) 
 
 def test_best_member_is_really_what_the_kernel_says(reference: Evaluator) -> None:
     slots, mem = _record(4)
-    search = RecordSearch(slots, TOKEN, SearchParams(population=16), record_rng(2, 0))
+    search = RecordSearch(slots, TOKEN, SearchParams(population=16), record_key(2, 0))
     for _ in range(3):
         gen = search.absorb(reference.evaluate(slots, search.pending(), mem), 12, TOKENS)
         again = reference.evaluate(slots, [gen.best.seed], mem)
@@ -58,7 +61,7 @@ def test_best_member_is_really_what_the_kernel_says(reference: Evaluator) -> Non
 
 def test_search_finds_low_difficulty_winners(numba_eval: Evaluator) -> None:
     slots, mem = _record(5)
-    search = RecordSearch(slots, TOKEN, SearchParams(population=128), record_rng(3, 0))
+    search = RecordSearch(slots, TOKEN, SearchParams(population=128), record_key(3, 0))
     best = 0
     for _ in range(40):
         gen = search.absorb(numba_eval.evaluate(slots, search.pending(), mem), 8, TOKENS)
@@ -71,10 +74,10 @@ def test_search_finds_low_difficulty_winners(numba_eval: Evaluator) -> None:
 def test_checkpoint_round_trip_continues_identically(numba_eval: Evaluator) -> None:
     slots, mem = _record(6)
     params = SearchParams(population=32)
-    a = RecordSearch(slots, TOKEN, params, record_rng(9, 1))
+    a = RecordSearch(slots, TOKEN, params, record_key(9, 1))
     _run(numba_eval, a, mem, 3, 32)
     population, results, rng_state = a.state()
-    b = RecordSearch(slots, TOKEN, params, record_rng(9, 1), seen=set(a.seen))
+    b = RecordSearch(slots, TOKEN, params, record_key(9, 1), seen=np.array(sorted(a.seen), dtype=np.uint64))
     b.restore(population, results, rng_state)
     assert b.generation == a.generation
     for _ in range(3):
@@ -86,32 +89,88 @@ def test_checkpoint_round_trip_continues_identically(numba_eval: Evaluator) -> N
 
 def test_bad_checkpoint_and_token_are_refused() -> None:
     slots, _ = _record()
-    search = RecordSearch(slots, TOKEN, SearchParams(population=8), record_rng(0, 0))
+    search = RecordSearch(slots, TOKEN, SearchParams(population=8), record_key(0, 0))
+    population, results, state = search.state()
     with pytest.raises(ValueError, match="population size"):
-        search.restore(b"\x00" * 32, b"", '{"generation": 0, "bit_generator": {}}')
+        search.restore(b"\x00" * 32, b"", state)
+    with pytest.raises(ValueError, match="search version"):
+        search.restore(population, results, '{"generation": 3, "bit_generator": {}}')
     with pytest.raises(Exception, match="token"):
-        RecordSearch(slots, 1 << 17, SearchParams(), record_rng(0, 0))
+        RecordSearch(slots, 1 << 17, SearchParams(), record_key(0, 0))
 
 
-def test_mutation_mostly_touches_the_nonce_bytes() -> None:
+def _flat_step(search: RecordSearch) -> np.ndarray:
+    """One step where every member scored the same (all advantages 0, so 10 flips each);
+    returns the next population."""
+    m = int((~search.carried).sum())
+    same = np.zeros(m, dtype=np.uint32)
+    res = EvalResult(same, same, same, np.zeros((m, 32), np.uint8), same, m, m)
+    search.absorb(res, 32, TOKENS)
+    return search.seeds
+
+
+def test_mutation_flips_at_most_ten_bits_mostly_in_the_nonce() -> None:
     slots, _ = _record()
-    search = RecordSearch(slots, TOKEN, SearchParams(population=8), record_rng(0, 0))
-    parents = np.zeros((4000, 32), dtype=np.uint8)
-    children = search._mutants(parents, np.full(4000, 10))
-    flipped = np.unpackbits(children, axis=1).reshape(4000, 32, 8).sum(axis=2)
-    assert flipped.sum(axis=1).min() >= 1 and flipped.sum(axis=1).max() <= 10
-    share = flipped[:, 28:].sum() / flipped.sum()
-    assert 0.6 < share < 0.8
+    params = SearchParams(population=2048, elite_ratio=0.25, mutation_rate=0.05)
+    search = RecordSearch(slots, TOKEN, params, record_key(0, 0))
+    before = search.seeds.copy()
+    after = _flat_step(search)
+    elite, n_child = params.n_elite, 2048 - params.n_elite - params.n_fresh
+    parents = before[np.isin(seed_hashes(before), seed_hashes(after[:elite]))]
+    assert len(parents) == elite  # the elite are members of the last generation
+    children = after[elite : elite + n_child]
+    bits = np.unpackbits(children[:, None, :] ^ parents[None, :, :], axis=2)
+    distance = bits.sum(axis=2)  # (child, parent) Hamming distances
+    nearest = distance.argmin(axis=1)
+    flips = distance[np.arange(n_child), nearest]
+    assert flips.min() >= 1 and flips.max() <= 10  # unrelated seeds differ by ~128 bits
+    assert np.mean(flips) > 9  # 10 draws, a repeated bit flips once
+    diff = bits[np.arange(n_child), nearest]  # (child, 256) flipped bits
+    share = diff[:, 224:].sum() / diff.sum()
+    assert 0.65 < share < 0.75
 
 
-def test_duplicates_within_a_batch_are_replaced() -> None:
+def test_one_flip_children_of_one_parent_are_all_distinct(numba_eval: Evaluator) -> None:
+    # One elite with a large advantage: its children get a single flip each, mostly among
+    # 32 nonce bits, so duplicates are drawn all the time and must be replaced.
+    slots, mem = _record(8)
+    params = SearchParams(population=64, elite_ratio=0.01, mutation_rate=0.0)
+    search = RecordSearch(slots, TOKEN, params, record_key(5, 5))
+    evaluated = []
+    for _ in range(25):
+        batch = search.pending()
+        evaluated.append(seed_hashes(batch))
+        search.absorb(numba_eval.evaluate(slots, batch, mem), 32, TOKENS)
+    allh = np.concatenate(evaluated)
+    assert len(np.unique(allh)) == len(allh)
+
+
+def test_fresh_seeds_avoid_everything_seen() -> None:
     slots, _ = _record()
-    search = RecordSearch(slots, TOKEN, SearchParams(population=8), record_rng(0, 0))
-    seeds = np.zeros((8, 32), dtype=np.uint8)
-    seeds[0, 0] = 1  # the elite
-    seeds[3] = seeds[0]  # a child equal to its parent
-    seeds[5] = seeds[4]  # two equal children
-    search.seen.add(int(seed_hashes(seeds[6:7])[0]))  # a child seen in an earlier generation
-    search._dedup(seeds, 1)
-    hashes = seed_hashes(seeds).tolist()
-    assert len(set(hashes)) == 8 and not (set(hashes[1:]) & {h for h in search.seen})
+    first = RecordSearch(slots, TOKEN, SearchParams(population=64), record_key(1, 2))
+    seen = seed_hashes(first.seeds)
+    again = RecordSearch(slots, TOKEN, SearchParams(population=64), record_key(1, 2), seen)
+    assert not np.isin(seed_hashes(again.seeds), seen).any()
+    same = RecordSearch(slots, TOKEN, SearchParams(population=64), record_key(1, 2))
+    np.testing.assert_array_equal(same.seeds, first.seeds)  # the stream is reproducible
+
+
+def test_compiled_rewards_equal_the_numpy_ones() -> None:
+    rng = np.random.default_rng(11)
+    token_set = np.unique(rng.integers(0, 1 << 17, 300)).astype(np.uint32)
+    weights = SearchParams().weight_array
+    for d in (0, 4, 12, 32):
+        target = np.uint32(spec.target_word(int(token_set[7]), 17))
+        out = rng.integers(0, 2**32, 500, dtype=np.uint64).astype(np.uint32)
+        out[:20] = target ^ (rng.integers(0, 2**12, 20).astype(np.uint32))  # near misses
+        out[20] = target
+        keys = rng.integers(0, 2**32, 500, dtype=np.uint64).astype(np.uint32)
+        want = group_rewards(out[None], keys[None], np.array([target]), 17, d, token_set)
+        reward, prefix = np.empty(500), np.empty(500, dtype=np.int64)
+        winners = steps.rewards(out, keys, target, 17, d, token_set, weights, reward, prefix)
+        np.testing.assert_array_equal(reward, want.reward[0])
+        np.testing.assert_array_equal(prefix, want.prefix_bits[0])
+        assert winners == int(want.winner.sum())
+        np.testing.assert_allclose(steps.advantages(reward), group_advantages(want.reward)[0],
+                                   atol=1e-9)  # fmt: skip
+    assert not steps.advantages(np.full(8, 0.25)).any()

@@ -1,0 +1,147 @@
+"""An evaluator behind an actor: the CPU simulator now, the GPU, chips and RPC later.
+
+The actor owns one ``Evaluator`` and one ``CallThread``: the kernel runs on that thread,
+off the event loop, so the loop stays responsive while every core hashes. A job that
+raises, or runs past ``timeout``, fails the actor: the job goes back to the pool to be
+re-dispatched, and the pool restarts the actor after a backoff. Any evaluator with the
+``Evaluator`` interface plugs in unchanged; ``factory`` builds a fresh one at each
+(re)start, so a restart really reopens the device.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+
+from hasherd.actors.base import ActorError, ActorState, ActorStats, EvalJob
+from hasherd.actors.thread import CallThread
+from hasherd.kernel.evaluators.base import EvalResult, Evaluator
+
+DEFAULT_MAILBOX = 2
+
+
+class EvaluatorActor:
+    """One evaluator device (see the module docstring)."""
+
+    def __init__(
+        self,
+        name: str,
+        kind: str,
+        factory: Callable[[], Evaluator],
+        *,
+        timeout: float = 30.0,
+        mailbox: int = DEFAULT_MAILBOX,
+    ) -> None:
+        self.name = name
+        self.kind = kind
+        self.factory = factory
+        self.timeout = timeout
+        self.capacity = max(1, mailbox)
+        self.state = ActorState.STOPPED
+        self.stats = ActorStats()
+        self.queued: list[EvalJob] = []  # the mailbox: jobs given, not yet started
+        self.current: EvalJob | None = None
+        self.evaluator: Evaluator | None = None
+        self.thread: CallThread | None = None
+        self._wake = anyio.Event()
+        self.incarnation = 0  # counts starts: a work loop serves one incarnation only
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Build the evaluator and load its kernels; on failure undo and raise."""
+        self.incarnation += 1
+        self._wake.set()  # a loop of the previous incarnation ends
+        self.state = ActorState.STARTING
+        thread = CallThread(f"hasherd-{self.name}")
+        try:
+            evaluator = await thread.call(self.factory)
+            await thread.call(evaluator.warm_up)
+        except BaseException as exc:
+            thread.close()
+            self.state = ActorState.FAILED
+            self.stats.failed(exc)
+            if isinstance(exc, Exception):
+                raise ActorError(self.name, f"cannot start: {exc}") from exc
+            raise
+        self.evaluator, self.thread = evaluator, thread
+        self.state = ActorState.READY
+
+    def stop(self) -> list[EvalJob]:
+        """Stop; returns the jobs it had not started (to re-dispatch). Never raises."""
+        if self.thread is not None:
+            self.thread.close()
+        self.thread = self.evaluator = None
+        self.state = ActorState.STOPPED
+        left, self.queued = self.queued, []
+        self._wake.set()
+        return left
+
+    # -- work -----------------------------------------------------------------------------
+
+    @property
+    def load(self) -> int:
+        return len(self.queued) + (self.current is not None)
+
+    def can_take(self) -> bool:
+        return self.state in (ActorState.READY, ActorState.BUSY) and self.load < self.capacity
+
+    def give(self, job: EvalJob) -> None:
+        self.queued.append(job)
+        self._wake.set()
+
+    async def next_job(self, incarnation: int) -> EvalJob | None:
+        """The next job in the mailbox; None once this incarnation is over."""
+        while True:
+            if incarnation != self.incarnation or self.state in (
+                ActorState.STOPPED,
+                ActorState.FAILED,
+                ActorState.STARTING,
+            ):
+                return None
+            if self.queued:
+                return self.queued.pop(0)
+            if self._wake.is_set():  # one event shared by every waiter until it fires
+                self._wake = anyio.Event()
+            await self._wake.wait()
+
+    async def run_job(self, job: EvalJob) -> list[EvalResult]:
+        """Evaluate one job on the actor's thread; ActorError on any failure."""
+        thread, evaluator = self.thread, self.evaluator
+        if thread is None or evaluator is None:
+            raise ActorError(self.name, "not started")
+        self.current = job
+        self.state = ActorState.BUSY
+        t0 = time.perf_counter()
+        try:
+            with anyio.fail_after(self.timeout):
+                results = await thread.call(evaluator.evaluate_many, job.reqs)
+        except TimeoutError as exc:
+            raise ActorError(self.name, f"a batch took longer than {self.timeout:g} s") from exc
+        except Exception as exc:
+            raise ActorError(self.name, str(exc)) from exc
+        finally:
+            self.current = None
+            self.stats.busy_seconds += time.perf_counter() - t0
+            if self.state == ActorState.BUSY:
+                self.state = ActorState.READY
+        s = self.stats
+        s.jobs += 1
+        s.candidates += sum(len(r) for r in results)
+        s.dsha += sum(r.dsha for r in results)
+        return results
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "state": str(self.state),
+            "mailbox": len(self.queued),
+            "mailbox_capacity": self.capacity,
+            "in_flight": self.load,
+            "threads": self.evaluator.threads if self.evaluator is not None else 0,
+            **self.stats.snapshot(),
+        }

@@ -1,0 +1,381 @@
+"""One record's generation step, compiled with numba: score, select, breed, deduplicate.
+
+Everything a generation does after the evaluator has run happens in one call here, so a
+training batch spends its time in the kernel and not in Python: the seen-seed table is
+updated with the seeds just evaluated, every member is scored (the rewards of kernel.md,
+bit for bit the same as ``hasherd.kernel.reward.group_rewards``) and its GRPO advantage
+taken, the best member and the winners are found, the elite is kept with its results, and
+the children and fresh seeds of the next generation are drawn and checked against every
+seed evaluated so far.
+
+Random numbers come from a counter-based generator: the stream for generation ``g`` of a
+record is SplitMix64 started at a hash of (record key, g), and the record key is derived
+from the run's seed and the record's index with numpy's SeedSequence. A generation's
+draws therefore depend only on the run seed, the record and the generation number: no
+RNG state needs saving, and a record's search is the same whichever records share its
+batch or however often the run was stopped and resumed.
+
+The seen table is open addressing over uint64 (0 marks an empty slot, a hash of 0 is
+stored as 1); the caller keeps it at most half full.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from hasherd.kernel import numba_setup
+
+# The code-generation settings must be in place before this process compiles or loads
+# anything: numba fixes its target machine at the first compile, for every function.
+numba_setup.configure()
+
+MAX_FLIPS = 10
+NONCE_FIRST_BIT = 224  # seed[28:32] holds bits 224..255 (bit 0 = the first byte's MSB)
+NONCE_SHARE = 0.7  # share of mutation flips that land in seed[28:32]
+DEDUP_TRIES = 64  # further one-bit mutants tried before a duplicate becomes a fresh seed
+STD_EPSILON = 1e-12
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_H0 = np.uint64(0x9E3779B97F4A7C15)
+_H1 = np.uint64(0xC2B2AE3D27D4EB4F)
+_H2 = np.uint64(0x165667B19E3779F9)
+_H3 = np.uint64(0xD6E8FEB86659FD93)
+_S27 = np.uint64(27)
+_S29 = np.uint64(29)
+_S30 = np.uint64(30)
+_S31 = np.uint64(31)
+_S32 = np.uint64(32)
+_S11 = np.uint64(11)
+_ONE = np.uint64(1)
+_ZERO = np.uint64(0)
+
+
+@njit(cache=True, nogil=True)
+def mix64(z: np.uint64) -> np.uint64:
+    """SplitMix64's finaliser."""
+    z = (z ^ (z >> _S30)) * _M1
+    z = (z ^ (z >> _S27)) * _M2
+    return z ^ (z >> _S31)
+
+
+@njit(cache=True, nogil=True)
+def _next(st: np.ndarray) -> np.uint64:
+    st[0] += _GOLDEN
+    return mix64(st[0])
+
+
+@njit(cache=True, nogil=True)
+def _below(st: np.ndarray, n: int) -> np.int64:
+    """A draw in [0, n) (multiply-shift on 32 bits; bias below n / 2^32)."""
+    return np.int64(((_next(st) >> _S32) * np.uint64(n)) >> _S32)
+
+
+@njit(cache=True, nogil=True)
+def _unit(st: np.ndarray) -> float:
+    return float(_next(st) >> _S11) * (1.0 / 9007199254740992.0)
+
+
+@njit(cache=True, nogil=True)
+def stream(key: np.uint64, generation: int) -> np.ndarray:
+    """The RNG state for one record's generation."""
+    st = np.empty(1, dtype=np.uint64)
+    st[0] = mix64(key ^ mix64(np.uint64(generation) * _GOLDEN + _ONE))
+    return st
+
+
+@njit(cache=True, nogil=True)
+def seed_hash(w: np.ndarray) -> np.uint64:
+    """The 64-bit hash of one seed given as its 4 little-endian uint64 words."""
+    h: np.uint64 = (w[0] * _H0) ^ (w[1] * _H1) ^ (w[2] * _H2) ^ (w[3] * _H3)
+    h ^= h >> _S31
+    h *= _M1
+    h ^= h >> _S29
+    return h
+
+
+@njit(cache=True, nogil=True)
+def seed_hashes(words: np.ndarray) -> np.ndarray:
+    """Hashes of (N, 4) seed words (a (N, 32) uint8 seed array viewed as uint64)."""
+    out = np.empty(words.shape[0], dtype=np.uint64)
+    for i in range(words.shape[0]):
+        out[i] = seed_hash(words[i])
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _slot(table: np.ndarray, h: np.uint64) -> np.int64:
+    """Where ``h`` is, or the empty slot where it would go (linear probing)."""
+    key = h if h != _ZERO else _ONE
+    mask = np.int64(table.shape[0] - 1)
+    i = np.int64(mix64(key) & np.uint64(mask))
+    while table[i] != _ZERO and table[i] != key:
+        i = (i + 1) & mask
+    return i
+
+
+@njit(cache=True, nogil=True)
+def _has(table: np.ndarray, h: np.uint64) -> bool:
+    return bool(table[_slot(table, h)] != _ZERO)
+
+
+@njit(cache=True, nogil=True)
+def _add(table: np.ndarray, h: np.uint64) -> bool:
+    """Insert ``h``; False when it was there already."""
+    i = _slot(table, h)
+    if table[i] != _ZERO:
+        return False
+    table[i] = h if h != _ZERO else _ONE
+    return True
+
+
+@njit(cache=True, nogil=True)
+def table_insert(table: np.ndarray, hashes: np.ndarray) -> int:
+    """Insert hashes; returns how many were new."""
+    new = 0
+    for h in hashes:
+        new += _add(table, h)
+    return new
+
+
+@njit(cache=True, nogil=True)
+def table_contains(table: np.ndarray, hashes: np.ndarray) -> np.ndarray:
+    out = np.empty(hashes.shape[0], dtype=np.bool_)
+    for i in range(hashes.shape[0]):
+        out[i] = _has(table, hashes[i])
+    return out
+
+
+@njit(cache=True, nogil=True)
+def table_rehash(old: np.ndarray, new: np.ndarray) -> None:
+    for h in old:
+        if h != _ZERO:
+            new[_slot(new, h)] = h
+
+
+@njit(cache=True, nogil=True)
+def _flip_bit(st: np.ndarray) -> np.int64:
+    """The position of one mutation flip: about 70 % in the nonce bytes."""
+    if _unit(st) < NONCE_SHARE:
+        return NONCE_FIRST_BIT + _below(st, 256 - NONCE_FIRST_BIT)
+    return _below(st, NONCE_FIRST_BIT)
+
+
+@njit(cache=True, nogil=True)
+def _bit_mask(b: np.int64) -> np.uint64:
+    """Seed bit ``b`` (bit 0 = the first byte's MSB) within its little-endian word."""
+    byte = b >> 3
+    return _ONE << np.uint64(8 * (byte & 7) + 7 - (b & 7))
+
+
+@njit(cache=True, nogil=True)
+def _random_row(w: np.ndarray, st: np.ndarray) -> None:
+    for j in range(4):
+        w[j] = _next(st)
+
+
+@njit(cache=True, nogil=True)
+def _unique(w: np.ndarray, table: np.ndarray, local: np.ndarray, st: np.ndarray) -> None:
+    """Make seed ``w`` (4 words) one neither evaluated before (``table``) nor already drawn
+    for this generation (``local``): further one-bit mutants, then fresh seeds."""
+    tries = 0
+    h = seed_hash(w)
+    while _has(table, h) or _has(local, h):
+        tries += 1
+        if tries < DEDUP_TRIES:
+            b = _flip_bit(st)
+            w[b >> 6] ^= _bit_mask(b)
+        else:
+            _random_row(w, st)
+        h = seed_hash(w)
+    _add(local, h)
+
+
+@njit(cache=True, nogil=True)
+def fresh_population(
+    seeds: np.ndarray, table: np.ndarray, local: np.ndarray, key: np.uint64, generation: int
+) -> None:
+    """Fill ``seeds`` ((N, 4) words) with distinct random seeds never evaluated before."""
+    st = stream(key, generation)
+    local[:] = _ZERO
+    for i in range(seeds.shape[0]):
+        _random_row(seeds[i], st)
+        _unique(seeds[i], table, local, st)
+
+
+@njit(cache=True, nogil=True)
+def rewards(
+    outputs: np.ndarray,
+    last_keys: np.ndarray,
+    target: np.uint32,
+    token_bits: int,
+    difficulty: int,
+    token_set: np.ndarray,
+    weights: np.ndarray,
+    reward: np.ndarray,
+    prefix: np.ndarray,
+) -> int:
+    """kernel.md's reward of every member (same operations, in the same order, as
+    ``group_rewards``); fills ``reward`` and ``prefix``, returns the number of winners.
+    ``weights`` = (alignment, stability, format, match_scale, winner_bonus)."""
+    winners = 0
+    n_tokens = token_set.shape[0]
+    shift = np.uint32(32 - token_bits)
+    for i in range(outputs.shape[0]):
+        out = np.uint32(outputs[i])
+        xor = out ^ target
+        matching = 32 - _popcount(xor)
+        p = _clz32(xor)
+        winner = p >= difficulty
+        winners += winner
+        if out == target:
+            alignment = 1.0
+        else:
+            alignment = weights[3] * matching / 32 + (weights[4] if winner else 0.0)
+        stability = 1 - _popcount(np.uint32(last_keys[i]) ^ out) / 32
+        fmt = 0.0
+        if n_tokens:
+            decoded = out >> shift
+            at = min(np.searchsorted(token_set, decoded), n_tokens - 1)
+            fmt = 1.0 if token_set[at] == decoded else 0.0
+        reward[i] = weights[0] * alignment + weights[1] * stability + weights[2] * fmt
+        prefix[i] = p
+    return winners
+
+
+@njit(cache=True, nogil=True)
+def _popcount(x: np.uint32) -> int:
+    x = x - ((x >> np.uint32(1)) & np.uint32(0x55555555))
+    x = (x & np.uint32(0x33333333)) + ((x >> np.uint32(2)) & np.uint32(0x33333333))
+    x = (x + (x >> np.uint32(4))) & np.uint32(0x0F0F0F0F)
+    return int(((x * np.uint32(0x01010101)) >> np.uint32(24)) & np.uint32(0xFF))
+
+
+@njit(cache=True, nogil=True)
+def _clz32(v: np.uint32) -> int:
+    """Leading zero bits of a 32-bit value (32 for 0)."""
+    x = np.int64(v)
+    if x == 0:
+        return 32
+    n = 0
+    if x <= 0x0000FFFF:
+        n += 16
+        x <<= 16
+    if x <= 0x00FFFFFF:
+        n += 8
+        x <<= 8
+    if x <= 0x0FFFFFFF:
+        n += 4
+        x <<= 4
+    if x <= 0x3FFFFFFF:
+        n += 2
+        x <<= 2
+    if x <= 0x7FFFFFFF:
+        n += 1
+    return n
+
+
+@njit(cache=True, nogil=True)
+def advantages(reward: np.ndarray) -> np.ndarray:
+    """GRPO: (r - mean) / std with the population std; 0 for all when std < 1e-12."""
+    n = reward.shape[0]
+    mean = reward.sum() / n
+    var = 0.0
+    for r in reward:
+        var += (r - mean) * (r - mean)
+    std = np.sqrt(var / n)
+    out = np.zeros(n)
+    if std >= STD_EPSILON:
+        for i in range(n):
+            out[i] = (reward[i] - mean) / std
+    return out
+
+
+@njit(cache=True, nogil=True)
+def step(
+    seeds: np.ndarray,
+    results: np.ndarray,
+    carried: np.ndarray,
+    out_output: np.ndarray,
+    out_last_key: np.ndarray,
+    out_golden: np.ndarray,
+    out_roll: np.ndarray,
+    table: np.ndarray,
+    local: np.ndarray,
+    target: np.uint32,
+    token_bits: int,
+    difficulty: int,
+    token_set: np.ndarray,
+    weights: np.ndarray,
+    key: np.uint64,
+    generation: int,
+    n_elite: int,
+    n_fresh: int,
+    next_seeds: np.ndarray,
+    next_results: np.ndarray,
+    next_carried: np.ndarray,
+    new_hashes: np.ndarray,
+) -> tuple[int, int, float, float, int, int]:
+    """One generation of one record (see the module docstring).
+
+    ``seeds`` and ``next_seeds`` are (N, 4) uint64 words (the (N, 32) seed bytes viewed as
+    little-endian words). ``out_*`` (M,) hold output, last key, golden nonce and ntime
+    roll of the M members not carried, in member order (the evaluator's result). The next
+    population goes to ``next_*``: the elite first (carried, with their results), then the
+    children, then fresh seeds. ``new_hashes`` (M,) receives the hashes of the seeds just evaluated.
+
+    Returns (best member, its prefix bits, its reward, the mean reward, winners, new
+    seeds in the table)."""
+    n = seeds.shape[0]
+    m = 0
+    for i in range(n):
+        if not carried[i]:
+            results[i, 0] = out_output[m]
+            results[i, 1] = out_last_key[m]
+            results[i, 2] = out_golden[m]
+            results[i, 3] = out_roll[m]
+            new_hashes[m] = seed_hash(seeds[i])
+            m += 1
+    inserted = table_insert(table, new_hashes[:m])
+    reward = np.empty(n)
+    prefix = np.empty(n, dtype=np.int64)
+    winners = rewards(results[:, 0], results[:, 1], target, token_bits, difficulty, token_set,
+                      weights, reward, prefix)  # fmt: skip
+    best = 0
+    for i in range(1, n):
+        if prefix[i] > prefix[best] or (prefix[i] == prefix[best] and reward[i] > reward[best]):
+            best = i
+    adv = advantages(reward)
+    order = np.argsort(-reward, kind="mergesort")  # stable: ties keep member order
+    st = stream(key, generation + 1)
+    local[:] = _ZERO
+    for j in range(n_elite):
+        e = order[j]
+        next_seeds[j] = seeds[e]
+        next_results[j] = results[e]
+        next_carried[j] = True
+    drawn = np.empty(MAX_FLIPS, dtype=np.int64)
+    n_child = n - n_elite - n_fresh
+    for j in range(n_elite, n_elite + n_child):
+        parent = order[_below(st, n_elite)]
+        flips = int(min(max(MAX_FLIPS / (abs(adv[parent]) + 1.0), 1.0), float(MAX_FLIPS)))
+        w = next_seeds[j]
+        w[:] = seeds[parent]
+        for f in range(flips):
+            b = _flip_bit(st)
+            again = False  # a bit drawn twice flips once
+            for q in range(f):
+                again |= drawn[q] == b
+            drawn[f] = b
+            if not again:
+                w[b >> 6] ^= _bit_mask(b)
+        _unique(w, table, local, st)
+        next_carried[j] = False
+    for j in range(n_elite + n_child, n):
+        _random_row(next_seeds[j], st)
+        _unique(next_seeds[j], table, local, st)
+        next_carried[j] = False
+    next_results[n_elite:] = 0
+    return best, prefix[best], reward[best], reward.sum() / n, winners, inserted
