@@ -1,0 +1,1 @@
+"""Daemon plumbing that the composition root wires together (systemd notification, ...)."""
