@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SECONDS ?= 3
 
-.PHONY: bench deps build run test test-coverage test-bench format lint typecheck pre-commit lanes clean
+.PHONY: bench deps system-deps build run test test-coverage test-bench format lint typecheck pre-commit lanes clean
 
 deps: $(STAMP)
 
@@ -17,6 +17,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# Debian tools the tests call (promtool, systemd-analyze, bpftool); a no-op once present.
+system-deps:
+	bash tools/install-system-deps.sh
 
 build: deps
 	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir dist .
@@ -28,10 +32,10 @@ run: deps
 	$(BIN)/hasherd train
 	$(BIN)/hasherd verify --db data/weights/hasherd.db
 
-test: deps lint typecheck
+test: deps system-deps lint typecheck
 	$(BIN)/python -m pytest -q
 
-test-coverage: deps
+test-coverage: deps system-deps
 	$(BIN)/python -m pytest -q --cov=hasherd --cov-report=term-missing
 
 bench: deps

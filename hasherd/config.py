@@ -23,6 +23,7 @@ DEVICE_EVALUATORS = {"cpu": "numba", "numba": "numba", "vhasher": "numba", "refe
                      "gpu": "cuda", "cuda": "cuda", "asic": "asic"}  # fmt: skip
 DEVICE_TYPES = tuple(DEVICE_EVALUATORS)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):(\d{1,5})$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
@@ -106,6 +107,34 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class DaemonConfig:
+    database: str = ""  # "" = <storage.base_path>/hasherd.db
+    batch: int = 64  # records of the active job in flight at once
+    shutdown_timeout: float = 10.0  # SIGTERM: most seconds to persist and stop
+    status_interval: float = 10.0  # seconds between progress lines (log, systemd STATUS=)
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    socket: str = ""  # "" = /run/hasherd/control.sock as root, else under $XDG_RUNTIME_DIR
+    group: str = ""  # a group whose members may use the socket ("" = root and the daemon)
+    mode: str = "0660"  # the socket file's permissions (octal)
+    read_timeout: float = 30.0  # a connection with a half-sent request is closed after this
+    max_connections: int = 256
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    address: str = "127.0.0.1:9464"  # host:port of the Prometheus endpoint; "" = off
+
+
+@dataclass(frozen=True)
+class DevicesConfig:
+    cpu_actors: int = 1  # CPU simulator actors (the cores are shared among them)
+    mailbox: int = 2  # batches an actor may hold at once (the bound on work in flight)
+
+
+@dataclass(frozen=True)
 class Config:
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
@@ -113,6 +142,10 @@ class Config:
     deployment: DeploymentConfig = field(default_factory=DeploymentConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    devices: DevicesConfig = field(default_factory=DevicesConfig)
     source: str = "<defaults>"
 
     def to_dict(self) -> dict[str, Any]:
@@ -138,12 +171,19 @@ _SECTIONS: dict[str, type] = {
     "deployment": DeploymentConfig,
     "validation": ValidationConfig,
     "logging": LoggingConfig,
+    "daemon": DaemonConfig,
+    "control": ControlConfig,
+    "metrics": MetricsConfig,
+    "devices": DevicesConfig,
 }
 _DURATIONS = {
     "simulator.timeout",
     "deployment.deployment_timeout",
     "deployment.retry_delay",
     "validation.timeout",
+    "daemon.shutdown_timeout",
+    "daemon.status_interval",
+    "control.read_timeout",
 }
 
 
@@ -235,6 +275,21 @@ def _checks(name: str, obj: Any) -> list[tuple[str, str]]:
         need(obj.max_size >= 1, "max_size", "must be >= 1 (MiB)")
         need(obj.max_backups >= 0, "max_backups", "must be >= 0")
         need(obj.max_age >= 0, "max_age", "must be >= 0 (days)")
+    elif isinstance(obj, DaemonConfig):
+        need(1 <= obj.batch <= 4096, "batch", "must be in 1..4096")
+        need(obj.shutdown_timeout > 0, "shutdown_timeout", "must be > 0")
+        need(obj.status_interval > 0, "status_interval", "must be > 0")
+    elif isinstance(obj, ControlConfig):
+        need(re.fullmatch(r"0?[0-7]{3}", obj.mode) is not None, "mode",
+             f"{obj.mode!r} is not an octal mode such as \"0660\"")  # fmt: skip
+        need(obj.read_timeout > 0, "read_timeout", "must be > 0")
+        need(obj.max_connections >= 1, "max_connections", "must be >= 1")
+    elif isinstance(obj, MetricsConfig):
+        need(obj.address == "" or _ADDRESS.match(obj.address) is not None, "address",
+             f"{obj.address!r} is not host:port (or \"\" to switch metrics off)")  # fmt: skip
+    elif isinstance(obj, DevicesConfig):
+        need(0 <= obj.cpu_actors <= 64, "cpu_actors", "must be in 0..64")
+        need(1 <= obj.mailbox <= 64, "mailbox", "must be in 1..64")
     return out
 
 

@@ -44,7 +44,7 @@ from hasherd.training.search import (
 
 LOGGER = logging.getLogger(__name__)
 Dispatch = Callable[[list[EvalRequest]], Awaitable[list[EvalResult]]]
-DEFAULT_BATCH = 32  # records in flight, in ``lanes`` groups: one call, one commit each
+DEFAULT_BATCH = 64  # records in flight, in ``lanes`` groups: one call, one commit each
 
 
 @dataclass
@@ -62,6 +62,9 @@ class Progress:
     candidates: int = 0
     dsha: int = 0
     generations: int = 0
+    tokens: int = 0  # records that won at their epoch's difficulty (winners stored)
+    best_reward: float = float("nan")  # the best member's reward in the last step
+    mean_reward: float = float("nan")  # the mean reward of the last step's groups
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -124,6 +127,7 @@ class Trainer:
         evaluator: Evaluator | None = None,
         *,
         on_progress: Callable[[Progress], None] | None = None,
+        on_step: Callable[[float], None] | None = None,
         batch: int = DEFAULT_BATCH,
         dispatch: Dispatch | None = None,
         lanes: int = 2,
@@ -146,6 +150,7 @@ class Trainer:
         )
         self.schedule = DifficultySchedule(base=t.difficulty_bits)
         self.on_progress = on_progress or (lambda p: None)
+        self.on_step = on_step or (lambda seconds: None)  # one group's generation, timed
         self.batch = max(1, batch)
         self.stop = anyio.Event()
         self.progress = Progress(epochs=t.epochs)
@@ -219,12 +224,14 @@ class Trainer:
         queue = list(reversed(todo))
         size = max(1, -(-self.batch // self.lanes))
         groups: list[list[_Active]] = [[] for _ in range(self.lanes)]
+        started = [0.0] * self.lanes
         done_tx, done_rx = anyio.create_memory_object_stream[tuple[int, list[EvalResult]]](
             self.lanes
         )
         save_tx, save_rx = anyio.create_memory_object_stream[list[GenerationWrite]](2)
 
         async def evaluate(g: int) -> None:
+            started[g] = time.perf_counter()
             active = groups[g]
             res = await self._evaluate(
                 [a.slots for a in active], [a.search.pending() for a in active]
@@ -250,6 +257,7 @@ class Trainer:
                         g, results = await done_rx.receive()
                         in_flight -= 1
                         writes = self._absorb(run, groups[g], results, epoch, d)
+                        self.on_step(time.perf_counter() - started[g])
                         await save_tx.send(writes)
                         groups[g] = [a for a in groups[g] if not a.done]
                         if self.stop.is_set():
@@ -271,12 +279,16 @@ class Trainer:
         """Score and breed one group's generation; what the writer must commit for it."""
         limit = self.cfg.training.max_generations
         gens = absorb_many([a.search for a in group], results, d, self.token_set)
+        p = self.progress
+        p.best_reward = max(g.best.reward for g in gens)
+        p.mean_reward = sum(g.mean_reward for g in gens) / len(gens)
         writes = []
         for a, gen in zip(group, gens, strict=True):
             writes.append(self._generation(run, a, gen, epoch, d))
             won = gen.best.prefix_bits >= d
             a.done = won or a.search.generation - a.epoch_start >= limit
-            self.progress.records_won += won
+            p.records_won += won
+            p.tokens += won
         self._count(writes, results, sum(a.done for a in group))
         return writes
 

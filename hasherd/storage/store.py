@@ -9,14 +9,15 @@ from pathlib import Path
 from types import TracebackType
 
 from hasherd.storage.catalog import CatalogMixin
+from hasherd.storage.jobs import JobsMixin
 from hasherd.storage.opening import open_connection
 from hasherd.storage.training import TrainingMixin
 
 DEFAULT_BUSY_TIMEOUT_S = 5.0
 
 
-class Store(CatalogMixin, TrainingMixin):
-    """hasherd's database: datasets, runs, checkpoints, seen seeds, weights and events.
+class Store(CatalogMixin, TrainingMixin, JobsMixin):
+    """hasherd's database: datasets, runs, checkpoints, seen seeds, weights, events, jobs.
 
     Build it with ``await Store.open(path)`` (then ``close()``, or ``async with``) or
     ``async with Store.connect(path) as store``. All methods are coroutines that take the

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 
 from hasherd.kernel import spec
-from hasherd.kernel.evaluators.base import Evaluator
+from hasherd.kernel.evaluators.base import EvalResult, Evaluator
 from hasherd.kernel.memory import JitterMemory
-from hasherd.kernel.evaluators.base import EvalResult
 from hasherd.kernel.reward import group_advantages, group_rewards
 from hasherd.training import steps
 from hasherd.training.search import RecordSearch, SearchParams, record_key, seed_hashes
@@ -77,7 +76,9 @@ def test_checkpoint_round_trip_continues_identically(numba_eval: Evaluator) -> N
     a = RecordSearch(slots, TOKEN, params, record_key(9, 1))
     _run(numba_eval, a, mem, 3, 32)
     population, results, rng_state = a.state()
-    b = RecordSearch(slots, TOKEN, params, record_key(9, 1), seen=np.array(sorted(a.seen), dtype=np.uint64))
+    b = RecordSearch(
+        slots, TOKEN, params, record_key(9, 1), seen=np.array(sorted(a.seen), dtype=np.uint64)
+    )
     b.restore(population, results, rng_state)
     assert b.generation == a.generation
     for _ in range(3):

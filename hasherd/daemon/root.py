@@ -1,0 +1,339 @@
+"""The composition root of ``hasherd run``: config, logging, database, actors, scheduler,
+control socket, metrics, systemd notification and signals, wired together.
+
+Start-up order: the database is opened and migrated, the control socket bound and the
+metrics endpoint listening, then READY=1 goes to systemd; the evaluator actors load their
+kernels in the background (a first start on a machine compiles them, which can take
+longer than systemd's start timeout), and the scheduler resumes unfinished jobs.
+
+Signals: SIGTERM and SIGINT stop dispatch, let the generations in flight be persisted
+(bounded by ``daemon.shutdown_timeout``), send STOPPING=1 and exit 0. SIGHUP reloads the
+config file: ``logging.*`` at once, and ``training.*``, ``validation.*``,
+``simulator.timeout`` and ``daemon.batch`` for the jobs that start after it; the other
+keys (database, sockets, metrics address, devices) need a restart, and ``reload`` says
+which ones changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from hasherd import __version__
+from hasherd import config as config_mod
+from hasherd.actors.evaluator import EvaluatorActor
+from hasherd.actors.pool import ActorPool
+from hasherd.config import DEVICE_EVALUATORS, Config
+from hasherd.control.client import default_socket_path
+from hasherd.control.server import ControlServer, resolve_group
+from hasherd.daemon.notify import Notifier, watchdog_interval, watchdog_loop
+from hasherd.errors import ConfigError, HasherError
+from hasherd.kernel.evaluators import create
+from hasherd.kernel.evaluators.base import Evaluator
+from hasherd.scheduler.jobs import JobScheduler
+from hasherd.storage import Store
+
+LOGGER = logging.getLogger(__name__)
+DB_NAME = "hasherd.db"
+# Keys a SIGHUP applies (the rest are read once, at start).
+RELOADABLE = ("logging", "training", "validation", "simulator.timeout", "daemon.batch",
+              "daemon.status_interval", "daemon.shutdown_timeout")  # fmt: skip
+
+
+def database_path(cfg: Config) -> Path:
+    return Path(cfg.daemon.database or Path(cfg.storage.base_path) / DB_NAME)
+
+
+def socket_path(cfg: Config) -> Path:
+    return Path(cfg.control.socket) if cfg.control.socket else default_socket_path()
+
+
+def evaluator_name(cfg: Config, threads: int) -> str:
+    kind = DEVICE_EVALUATORS[cfg.simulator.device_type]
+    return f"numba:{threads}" if kind == "numba" and threads else kind
+
+
+def cpu_threads(cfg: Config) -> int:
+    """Threads per CPU actor: ``simulator.max_concurrency`` (0 = every core) shared out."""
+    total = cfg.simulator.max_concurrency or (os.cpu_count() or 1)
+    return max(1, total // max(1, cfg.devices.cpu_actors))
+
+
+def build_actors(cfg: Config) -> list[EvaluatorActor]:
+    n = cfg.devices.cpu_actors
+    if n < 1:
+        raise ConfigError("devices.cpu_actors", "at least one evaluator actor is needed")
+    name = evaluator_name(cfg, cpu_threads(cfg))
+
+    def factory() -> Evaluator:
+        return create(name)
+
+    kind = DEVICE_EVALUATORS[cfg.simulator.device_type]
+    timeout, mailbox = cfg.simulator.timeout, cfg.devices.mailbox
+    return [
+        EvaluatorActor(f"{kind}{i}", kind, factory, timeout=timeout, mailbox=mailbox)
+        for i in range(n)
+    ]
+
+
+@dataclass
+class Daemon:
+    """One hasherd process (see the module docstring)."""
+
+    config: Config
+    config_path: str | None = None
+    notifier: Notifier = field(default_factory=Notifier.from_env)
+    errors: dict[str, int] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+    state: str = "starting"
+
+    def __post_init__(self) -> None:
+        self.store: Store | None = None
+        self.pool = ActorPool(build_actors(self.config))
+        self.scheduler: JobScheduler | None = None
+        self.control: ControlServer | None = None
+        self.metrics: Any = None
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._rate: tuple[float, int, int] = (time.monotonic(), 0, 0)
+        self.rates = (0.0, 0.0)  # candidates/s, double SHA-256/s over the last interval
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        cfg = self.config
+        db = database_path(cfg)
+        db.parent.mkdir(parents=True, exist_ok=True)
+        async with await Store.open(db) as store:
+            self.store = store
+            self.scheduler = JobScheduler(store, self.pool, lambda: self.config,
+                                          on_step=self._observe_step)  # fmt: skip
+            self.control = self._control_server(cfg)
+            from hasherd.daemon.handlers import register
+
+            register(self, self.control)
+            try:
+                async with anyio.create_task_group() as tg:
+                    self._tg = tg
+                    await tg.start(self.control.serve)
+                    self._start_metrics(cfg)
+                    tg.start_soon(self.pool.run)
+                    tg.start_soon(self.scheduler.run)
+                    tg.start_soon(self._signals)
+                    tg.start_soon(self._status_loop)
+                    interval = watchdog_interval()
+                    if interval is not None:
+                        tg.start_soon(watchdog_loop, self.notifier, interval)
+                    self.state = "running"
+                    self.notifier.ready(f"listening on {socket_path(cfg)}")
+                    LOGGER.info("hasherd %s running: database %s, control socket %s",
+                                __version__, db, socket_path(cfg))  # fmt: skip
+            except BaseExceptionGroup as group:
+                # A start-up failure (socket taken, metrics port in use, ...) is reported
+                # as itself, not wrapped in the task group's ExceptionGroup.
+                first = _first_hasher_error(group)
+                if first is not None:
+                    raise first from None
+                raise
+            finally:
+                if self.metrics is not None:
+                    self.metrics.close()
+        LOGGER.info("hasherd stopped")
+        return 0
+
+    def _control_server(self, cfg: Config) -> ControlServer:
+        cc = cfg.control
+        group = resolve_group(cc.group) if cc.group else None
+        return ControlServer(
+            socket_path(cfg), group=group, mode=int(cc.mode, 8), read_timeout=cc.read_timeout,
+            max_connections=cc.max_connections,
+        )  # fmt: skip
+
+    def _start_metrics(self, cfg: Config) -> None:
+        if not cfg.metrics.address:
+            return
+        from hasherd.metrics import Metrics
+
+        self.metrics = Metrics(self)
+        self.metrics.serve(cfg.metrics.address)
+
+    async def stop(self) -> None:
+        """Stop dispatch, persist what is in flight (bounded), then end the task group."""
+        if self.state == "stopping":
+            return
+        self.state = "stopping"
+        self.notifier.stopping("persisting the generations in flight")
+        LOGGER.info("stopping: persisting the generations in flight")
+        if self.scheduler is not None:
+            with anyio.move_on_after(self.config.daemon.shutdown_timeout) as scope:
+                await self.scheduler.shutdown()
+            if scope.cancelled_caught:
+                LOGGER.warning("the job did not stop within daemon.shutdown_timeout; its "
+                               "uncommitted generations are dropped")  # fmt: skip
+        if self.control is not None:
+            self.control.stop()
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+
+    async def _signals(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as sigs:
+            async for signum in sigs:
+                if signum == signal.SIGHUP:
+                    try:
+                        self.reload()
+                    except ConfigError as exc:
+                        LOGGER.error("reload refused, keeping the running config: %s", exc)
+                        self.count_error("ConfigError")
+                    continue
+                LOGGER.info("received %s", signal.Signals(signum).name)
+                assert self._tg is not None
+                self._tg.start_soon(self.stop)
+
+    def reload(self) -> dict[str, list[str]]:
+        """Re-read the config file (see the module docstring for what applies)."""
+        self.notifier.reloading("reloading the config")
+        try:
+            new = config_mod.load(self.config_path)
+            old = self.config
+            changed = _changed_keys(old, new)
+            applied = [k for k in changed if _reloadable(k)]
+            restart = [k for k in changed if not _reloadable(k)]
+            kept = {name: getattr(old, name) for name in ("daemon", "control", "metrics",
+                                                           "devices", "storage")}  # fmt: skip
+            merged = _merge(new, kept, applied)
+            self.config = merged
+            for actor in self.pool.actors.values():
+                actor.timeout = merged.simulator.timeout
+            if any(k.startswith("logging.") for k in applied):
+                from hasherd.logs import setup_logging
+
+                setup_logging(merged)
+            LOGGER.info("config reloaded: applied %s; needs a restart: %s",
+                        applied or "nothing", restart or "nothing")  # fmt: skip
+            return {"reloaded": applied, "restart_needed": restart}
+        finally:
+            self.notifier.ready(f"listening on {socket_path(self.config)}")
+
+    # -- reporting ------------------------------------------------------------------------
+
+    def count_error(self, kind: str) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
+    def _observe_step(self, job_id: int, seconds: float) -> None:
+        if self.metrics is not None:
+            self.metrics.observe_generation(seconds, job_id)
+
+    async def _status_loop(self) -> None:
+        while True:
+            await anyio.sleep(self.config.daemon.status_interval)
+            line = self.status_line()
+            self.notifier.status(line)
+            LOGGER.info("%s", line)
+
+    def _update_rates(self) -> tuple[float, float]:
+        now = time.monotonic()
+        cands = sum(a.stats.candidates for a in self.pool.actors.values())
+        dsha = sum(a.stats.dsha for a in self.pool.actors.values())
+        t0, c0, d0 = self._rate
+        if now - t0 >= 1.0:
+            self.rates = ((cands - c0) / (now - t0), (dsha - d0) / (now - t0))
+            self._rate = (now, cands, dsha)
+        return self.rates
+
+    def status_line(self) -> str:
+        cps, _ = self._update_rates()
+        sched = self.scheduler
+        active = sched.active if sched else None
+        if active is None:
+            return f"idle; {cps:,.0f} candidates/s"
+        p = sched.progress.get(active.job.id) if sched else None
+        if p is None:
+            return f"job {active.job.id} starting"
+        return (f"job {active.job.id} epoch {p.epoch}/{p.epochs} D={p.difficulty}: "
+                f"{p.records_won}/{p.records_total} won, {cps:,.0f} candidates/s")  # fmt: skip
+
+    def healthy(self) -> tuple[bool, str]:
+        if self.state != "running":
+            return False, f"daemon is {self.state}"
+        ok, why = self.pool.healthy()
+        if not ok:
+            return ok, why
+        if self.scheduler is not None and self.scheduler.finished.is_set():
+            return False, "the job scheduler has stopped"
+        return True, why
+
+    # MetricsSource
+    def actor_snapshots(self) -> list[dict[str, Any]]:
+        return self.pool.snapshot()
+
+    def job_snapshots(self) -> list[dict[str, Any]]:
+        """The jobs this process has trained (their counters restart with the process)."""
+        sched = self.scheduler
+        if sched is None:
+            return []
+        out = []
+        for job_id, p in list(sched.progress.items()):
+            name, status = sched.seen_jobs.get(job_id, ("", "running"))
+            out.append({
+                "id": job_id, "name": name, "status": status, "difficulty_bits": p.difficulty,
+                "records_total": p.records_total, "records_won": p.records_won,
+                "records_pending": max(0, p.todo - p.done), "tokens_trained": p.tokens,
+                "best_fitness": p.best_reward, "mean_fitness": p.mean_reward,
+                "candidates": p.candidates, "dsha": p.dsha,
+            })  # fmt: skip
+        return out
+
+    def store_stats(self) -> dict[str, float | int]:
+        return self.store.stats() if self.store is not None else {}
+
+    def error_counts(self) -> dict[str, int]:
+        counts = dict(self.errors)
+        for a in self.pool.actors.values():
+            for kind, n in a.stats.errors.items():
+                counts[kind] = counts.get(kind, 0) + n
+        return counts
+
+
+def _first_hasher_error(group: BaseExceptionGroup[Any]) -> HasherError | None:
+    for exc in group.exceptions:
+        if isinstance(exc, HasherError):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            found = _first_hasher_error(exc)
+            if found is not None:
+                return found
+    return None
+
+
+def _flat(cfg: Config) -> dict[str, Any]:
+    return {f"{s}.{k}": v for s, keys in cfg.to_dict().items() for k, v in keys.items()}
+
+
+def _changed_keys(old: Config, new: Config) -> list[str]:
+    a, b = _flat(old), _flat(new)
+    return sorted(k for k in a if a[k] != b.get(k))
+
+
+def _reloadable(key: str) -> bool:
+    return any(key == r or key.startswith(r + ".") for r in RELOADABLE)
+
+
+def _merge(new: Config, kept: dict[str, Any], applied: list[str]) -> Config:
+    """``new`` with the sections that need a restart taken from the running config, except
+    the reloadable keys among them."""
+    from dataclasses import replace
+
+    sections: dict[str, Any] = {}
+    for name, old_section in kept.items():
+        new_section = getattr(new, name)
+        take = {k.split(".", 1)[1]: getattr(new_section, k.split(".", 1)[1])
+                for k in applied if k.startswith(name + ".")}  # fmt: skip
+        sections[name] = replace(old_section, **take)
+    return replace(new, **sections)

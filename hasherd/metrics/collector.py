@@ -1,0 +1,231 @@
+"""The Prometheus collector: actor, job and store snapshots turned into metric families.
+
+Nothing is counted here. At each scrape the collector asks its ``MetricsSource`` for
+fresh snapshots (the same cheap dicts the control socket shows) and builds the families
+from them, so the numbers on ``/metrics`` are the numbers the daemon holds, and a
+stopped actor or a finished job simply stops appearing. The specs below are the one
+list of names, types, labels and help texts; ``docs/metrics.md`` documents them.
+
+In every ``*_errors_total`` family the label ``kind`` is the error's class name; on the
+other per-actor families it is the actor's evaluator kind (``numba``, ``cuda``, ...).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from hasherd.actors.base import ActorState
+
+ACTOR_STATES: tuple[str, ...] = tuple(str(s) for s in ActorState)
+JOB_STATUSES: tuple[str, ...] = ("queued", "running", "paused", "cancelled", "finished", "failed")
+
+ACTOR = ("actor", "kind")
+Family = CounterMetricFamily | GaugeMetricFamily
+JOB = ("job", "name")
+
+
+class MetricsSource(Protocol):
+    """Where the collector reads the daemon's state.
+
+    Called from the HTTP server's thread, at every scrape: each method must be cheap and
+    safe to call off the event loop (copying plain counters is, under the GIL).
+    """
+
+    def actor_snapshots(self) -> list[dict[str, Any]]:
+        """``EvaluatorActor.snapshot()`` of every actor."""
+        ...
+
+    def job_snapshots(self) -> list[dict[str, Any]]:
+        """One dict per job: id, name, status, difficulty_bits, records_total,
+        records_won, records_pending, tokens_trained, best_fitness, mean_fitness (NaN
+        when unknown), candidates, dsha."""
+        ...
+
+    def store_stats(self) -> dict[str, float | int]:
+        """``Store.stats()``."""
+        ...
+
+    def error_counts(self) -> dict[str, int]:
+        """Errors by kind (class name), daemon-wide."""
+        ...
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One metric family: its name, type, help, labels, and the snapshot key it reads."""
+
+    name: str
+    type: Literal["counter", "gauge"]
+    doc: str
+    labels: tuple[str, ...] = ()
+    key: str = ""
+
+    def family(self) -> Family:
+        if self.type == "counter":
+            return CounterMetricFamily(self.name, self.doc, labels=self.labels)
+        return GaugeMetricFamily(self.name, self.doc, labels=self.labels)
+
+
+def _counter(name: str, doc: str, labels: tuple[str, ...] = (), key: str = "") -> Spec:
+    return Spec(name, "counter", doc, labels, key)
+
+
+def _gauge(name: str, doc: str, labels: tuple[str, ...] = (), key: str = "") -> Spec:
+    return Spec(name, "gauge", doc, labels, key)
+
+
+ACTOR_SPECS = (
+    _counter("hasherd_actor_candidates_total", "Candidates evaluated.", ACTOR, "candidates"),
+    _counter("hasherd_actor_dsha_total", "Double SHA-256 computed.", ACTOR, "dsha"),
+    _counter("hasherd_actor_jobs_total", "Evaluation batches completed.", ACTOR, "jobs"),
+    _counter("hasherd_actor_failures_total", "Batches or starts that failed.", ACTOR, "failures"),
+    _counter("hasherd_actor_restarts_total", "Restarts by the supervisor.", ACTOR, "restarts"),
+    _counter("hasherd_actor_busy_seconds_total", "Time spent evaluating.", ACTOR, "busy_seconds"),
+    _gauge("hasherd_actor_mailbox_depth", "Batches waiting in the mailbox.", ACTOR, "mailbox"),
+    _gauge(
+        "hasherd_actor_mailbox_capacity",
+        "Batches the actor takes at once (waiting plus running).",
+        ACTOR,
+        "mailbox_capacity",
+    ),
+    _gauge("hasherd_actor_in_flight", "Batches held: waiting plus running.", ACTOR, "in_flight"),
+    _gauge("hasherd_actor_threads", "Kernel threads of the evaluator.", ACTOR, "threads"),
+)
+ACTOR_STATE = _gauge(
+    "hasherd_actor_state", "1 for the actor's current state, 0 for the others.", ("actor", "state")
+)
+ACTOR_ERRORS = _counter(
+    "hasherd_actor_errors_total", "Actor failures by error class.", ("actor", "kind")
+)
+
+JOB_SPECS = (
+    _counter(
+        "hasherd_job_tokens_trained_total", "Winners stored by the job.", JOB, "tokens_trained"
+    ),
+    _gauge("hasherd_job_records", "Records in the job.", JOB, "records_total"),
+    _gauge(
+        "hasherd_job_records_won",
+        "Records holding a winner at the current difficulty.",
+        JOB,
+        "records_won",
+    ),
+    _gauge("hasherd_job_records_pending", "Records still to train.", JOB, "records_pending"),
+    _gauge(
+        "hasherd_job_difficulty",
+        "Current difficulty, in leading zero bits.",
+        JOB,
+        "difficulty_bits",
+    ),
+    _gauge("hasherd_job_best_fitness", "Best fitness of the last generation.", JOB, "best_fitness"),
+    _gauge("hasherd_job_mean_fitness", "Mean fitness of the last generation.", JOB, "mean_fitness"),
+    _counter(
+        "hasherd_job_candidates_total", "Candidates evaluated for the job.", JOB, "candidates"
+    ),
+    _counter("hasherd_job_dsha_total", "Double SHA-256 computed for the job.", JOB, "dsha"),
+)
+JOB_STATUS = _gauge(
+    "hasherd_job_status", "1 for the job's current status, 0 for the others.", (*JOB, "status")
+)
+
+STORE_SPECS = (
+    _counter(
+        "hasherd_db_write_transactions_total",
+        "Database write transactions committed or attempted.",
+        key="write_transactions",
+    ),
+    _counter(
+        "hasherd_db_write_failures_total",
+        "Database write transactions rolled back.",
+        key="write_failures",
+    ),
+    _counter(
+        "hasherd_db_write_duration_seconds_total",
+        "Time spent in database write transactions.",
+        key="total_write_seconds",
+    ),
+    _gauge(
+        "hasherd_db_last_write_duration_seconds",
+        "Duration of the last write transaction.",
+        key="last_write_seconds",
+    ),
+    _gauge(
+        "hasherd_db_max_write_duration_seconds",
+        "Longest write transaction since start.",
+        key="max_write_seconds",
+    ),
+)
+ERRORS = _counter("hasherd_errors_total", "Errors by class, daemon-wide.", ("kind",))
+BUILD_INFO = _gauge("hasherd_build_info", "Always 1; the hasherd version.", ("version",))
+
+SPECS: tuple[Spec, ...] = (
+    BUILD_INFO,
+    *ACTOR_SPECS,
+    ACTOR_STATE,
+    ACTOR_ERRORS,
+    *JOB_SPECS,
+    JOB_STATUS,
+    *STORE_SPECS,
+    ERRORS,
+)
+
+
+def _enum(family: Family, labels: Sequence[str], current: str, values: Sequence[str]) -> None:
+    """One sample per possible value: 1 for the current one, 0 for the rest."""
+    for value in values:
+        family.add_metric([*labels, value], 1.0 if value == current else 0.0)
+
+
+class HasherCollector(Collector):
+    """Builds every ``hasherd_*`` family from ``source`` at scrape time."""
+
+    def __init__(self, source: MetricsSource, version: str) -> None:
+        self.source = source
+        self.version = version
+
+    def describe(self) -> Iterator[Metric]:
+        """The families without samples: the registry checks names without a scrape."""
+        for spec in SPECS:
+            yield spec.family()
+
+    def collect(self) -> Iterator[Metric]:
+        families: dict[str, Family] = {spec.name: spec.family() for spec in SPECS}
+        families[BUILD_INFO.name].add_metric([self.version], 1.0)
+        for actor in self.source.actor_snapshots():
+            self._add_actor(families, actor)
+        for job in self.source.job_snapshots():
+            self._add_job(families, job)
+        self._add_fields(families, STORE_SPECS, (), self.source.store_stats())
+        for kind, count in sorted(self.source.error_counts().items()):
+            families[ERRORS.name].add_metric([kind], float(count))
+        yield from families.values()
+
+    def _add_actor(self, families: dict[str, Family], snap: Mapping[str, Any]) -> None:
+        name = str(snap["name"])
+        self._add_fields(families, ACTOR_SPECS, (name, str(snap["kind"])), snap)
+        _enum(families[ACTOR_STATE.name], [name], str(snap["state"]), ACTOR_STATES)
+        for kind, count in sorted(snap["errors"].items()):
+            families[ACTOR_ERRORS.name].add_metric([name, kind], float(count))
+
+    def _add_job(self, families: dict[str, Family], snap: Mapping[str, Any]) -> None:
+        labels = (str(snap["id"]), str(snap["name"]))
+        self._add_fields(families, JOB_SPECS, labels, snap)
+        _enum(families[JOB_STATUS.name], labels, str(snap["status"]), JOB_STATUSES)
+
+    @staticmethod
+    def _add_fields(
+        families: dict[str, Family],
+        specs: Sequence[Spec],
+        labels: Sequence[str],
+        snap: Mapping[str, Any],
+    ) -> None:
+        """One sample per spec; NaN means "not known yet" and gives no sample."""
+        for spec in specs:
+            value = float(snap[spec.key])
+            if not math.isnan(value):
+                families[spec.name].add_metric(list(labels), value)

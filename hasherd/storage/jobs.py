@@ -1,0 +1,126 @@
+"""The daemon's training jobs: submitted, queued, run one at a time, paused, cancelled."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from hasherd.errors import InputError
+from hasherd.storage.core import StoreCore
+from hasherd.storage.errors import StorageError
+
+JOB_STATUSES = ("queued", "running", "paused", "cancelled", "finished", "failed")
+# Which status may follow which (anything else is refused with a clear message).
+_MOVES = {
+    "queued": {"running", "paused", "cancelled"},
+    "running": {"queued", "paused", "cancelled", "finished", "failed"},
+    "paused": {"queued", "cancelled"},
+    "failed": {"queued", "cancelled"},
+    "finished": {"queued"},  # a finished job can be extended (more epochs) and re-run
+    "cancelled": set(),
+}
+_COLS = "id, name, data_path, options, status, run_id, dataset_id, error, created_at, updated_at"
+
+
+@dataclass(frozen=True)
+class JobRow:
+    id: int
+    name: str
+    data_path: str
+    options: dict[str, Any]
+    status: str
+    run_id: int | None
+    dataset_id: int | None
+    error: str | None
+    created_at: float
+    updated_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "name": self.name, "data": self.data_path, "status": self.status,
+            "options": self.options, "run_id": self.run_id, "dataset_id": self.dataset_id,
+            "error": self.error, "created_at": self.created_at, "updated_at": self.updated_at,
+        }  # fmt: skip
+
+
+def _job(row: Any) -> JobRow:
+    return JobRow(int(row[0]), row[1], row[2], json.loads(row[3]), row[4],
+                  row[5], row[6], row[7], float(row[8]), float(row[9]))  # fmt: skip
+
+
+class JobsMixin(StoreCore):
+    async def add_job(self, name: str, data_path: str, options: dict[str, Any]) -> JobRow:
+        now = time.time()
+        text = json.dumps(options, sort_keys=True)
+        async with self.transaction() as conn:
+            cursor = await conn.execute(
+                "INSERT INTO jobs (name, data_path, options, status, created_at, updated_at)"
+                " VALUES (?, ?, ?, 'queued', ?, ?)",
+                (name, data_path, text, now, now),
+            )
+            job_id = int(cursor.lastrowid or 0)
+            await cursor.close()
+        return await self.job(job_id)
+
+    async def job(self, job_id: int) -> JobRow:
+        rows = await self._fetchall(f"SELECT {_COLS} FROM jobs WHERE id = ?", (job_id,))
+        if not rows:
+            raise InputError("id", f"no job {job_id}")
+        return _job(rows[0])
+
+    async def jobs(self, status: str | None = None) -> list[JobRow]:
+        if status is None:
+            rows = await self._fetchall(f"SELECT {_COLS} FROM jobs ORDER BY id")
+        else:
+            rows = await self._fetchall(
+                f"SELECT {_COLS} FROM jobs WHERE status = ? ORDER BY id", (status,)
+            )
+        return [_job(r) for r in rows]
+
+    async def next_queued_job(self) -> JobRow | None:
+        rows = await self._fetchall(
+            f"SELECT {_COLS} FROM jobs WHERE status = 'queued' ORDER BY id LIMIT 1"
+        )
+        return _job(rows[0]) if rows else None
+
+    async def move_job(
+        self, job_id: int, status: str, *, error: str | None = None, **links: int | None
+    ) -> JobRow:
+        """Change a job's status (only along the allowed moves), with its error text and
+        run/dataset links when given."""
+        if status not in JOB_STATUSES:
+            raise InputError("status", f"{status!r} is not one of {', '.join(JOB_STATUSES)}")
+        unknown = set(links) - {"run_id", "dataset_id"}
+        if unknown:
+            raise InputError("links", f"unknown: {', '.join(sorted(unknown))}")
+        job = await self.job(job_id)
+        if status != job.status and status not in _MOVES[job.status]:
+            raise InputError("status", f"job {job_id} is {job.status}; it cannot become {status}")
+        sets = ["status = ?", "updated_at = ?", "error = ?"]
+        params: list[Any] = [status, time.time(), error]
+        for key, value in links.items():
+            sets.append(f"{key} = ?")
+            params.append(value)
+        async with self.transaction() as conn:
+            cursor = await conn.execute(
+                f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?", (*params, job_id)
+            )
+            if cursor.rowcount != 1:
+                raise StorageError(self.path, f"job {job_id} vanished")
+            await cursor.close()
+        return await self.job(job_id)
+
+    async def requeue_interrupted_jobs(self) -> list[int]:
+        """At start: jobs left 'running' by a stopped or killed daemon go back to the queue
+        (their runs resume from the last committed generation)."""
+        async with self.transaction() as conn:
+            cursor = await conn.execute(
+                "UPDATE jobs SET status = 'queued', updated_at = ? WHERE status = 'running'"
+                " RETURNING id",
+                (time.time(),),
+            )
+            ids = [int(r[0]) for r in await cursor.fetchall()]
+            await cursor.close()
+        return ids
