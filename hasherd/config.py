@@ -116,7 +116,7 @@ class DaemonConfig:
 
 @dataclass(frozen=True)
 class ControlConfig:
-    socket: str = ""  # "" = /run/hasherd/control.sock as root, else under $XDG_RUNTIME_DIR
+    socket: str = ""  # "" = $RUNTIME_DIRECTORY (systemd), /run/hasherd as root, else XDG
     group: str = ""  # a group whose members may use the socket ("" = root and the daemon)
     mode: str = "0660"  # the socket file's permissions (octal)
     read_timeout: float = 30.0  # a connection with a half-sent request is closed after this
