@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -47,7 +48,8 @@ class EvalJob:
     """One evaluation batch: several records' requests, evaluated in one call."""
 
     reqs: list[EvalRequest]
-    future: asyncio.Future[list[EvalResult]]
+    future: asyncio.Future[tuple[list[EvalResult], Any]]
+    post: Callable[[list[EvalResult]], Any] | None = None  # run on the actor's thread after
     attempts: int = 0
     tried: set[str] = field(default_factory=set)  # actors that failed it
 

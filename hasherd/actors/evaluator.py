@@ -134,6 +134,15 @@ class EvaluatorActor:
         s.dsha += sum(r.dsha for r in results)
         return results
 
+    async def run_post(self, job: EvalJob, results: list[EvalResult]) -> Any:
+        """The job's ``post`` step on the actor's thread (None without one)."""
+        if job.post is None:
+            return None
+        thread = self.thread
+        if thread is None:
+            raise ActorError(self.name, "stopped before the post step")
+        return await thread.call(job.post, results)
+
     def snapshot(self) -> dict[str, Any]:
         return {
             "name": self.name,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
@@ -99,8 +99,13 @@ class ActorPool:
             except ActorError as exc:
                 self._failed(actor, job, exc)
                 return
-            if not job.future.done():
-                job.future.set_result(results)
+            try:
+                after = await actor.run_post(job, results)
+            except Exception as exc:  # the caller's own code: its error is the caller's
+                _fail(job, exc)
+            else:
+                if not job.future.done():
+                    job.future.set_result((results, after))
             self._signal()
 
     def _failed(self, actor: EvaluatorActor, job: EvalJob, exc: ActorError) -> None:
@@ -166,7 +171,16 @@ class ActorPool:
 
     async def evaluate(self, reqs: list[EvalRequest]) -> list[EvalResult]:
         """Evaluate one batch on whichever actor has room (see the module docstring)."""
-        job = EvalJob(list(reqs), asyncio.get_running_loop().create_future())
+        results, _ = await self.evaluate_then(reqs, None)
+        return results
+
+    async def evaluate_then(
+        self, reqs: list[EvalRequest], post: Callable[[list[EvalResult]], Any] | None
+    ) -> tuple[list[EvalResult], Any]:
+        """``evaluate``, then ``post(results)`` on the same actor's thread (the trainer
+        scores and breeds there, so that work never competes with a kernel for the cores).
+        An error in ``post`` fails the job, not the actor."""
+        job = EvalJob(list(reqs), asyncio.get_running_loop().create_future(), post)
         await self._dispatch(job)
         return await job.future
 

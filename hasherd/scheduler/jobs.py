@@ -174,7 +174,7 @@ class JobScheduler:
             ds = await anyio.to_thread.run_sync(load)
             progress = self.progress[job.id] = Progress(epochs=cfg.training.epochs)
             trainer = Trainer(
-                self.store, ds, cfg, dispatch=self.pool.evaluate, lanes=self.pool.capacity,
+                self.store, ds, cfg, dispatch=self.pool.evaluate_then, lanes=self.pool.capacity,
                 batch=cfg.daemon.batch, on_step=lambda s: self.on_step(job.id, s),
             )  # fmt: skip
             trainer.progress = progress

@@ -43,7 +43,9 @@ from hasherd.training.search import (
 )
 
 LOGGER = logging.getLogger(__name__)
-Dispatch = Callable[[list[EvalRequest]], Awaitable[list[EvalResult]]]
+# (requests, post) -> (results, post(results)); ``post`` runs on the evaluator's thread.
+Post = Callable[[list[EvalResult]], Any]
+Dispatch = Callable[[list[EvalRequest], Post], Awaitable[tuple[list[EvalResult], Any]]]
 DEFAULT_BATCH = 64  # records in flight, in ``lanes`` groups: one call, one commit each
 
 
@@ -225,18 +227,25 @@ class Trainer:
         size = max(1, -(-self.batch // self.lanes))
         groups: list[list[_Active]] = [[] for _ in range(self.lanes)]
         started = [0.0] * self.lanes
-        done_tx, done_rx = anyio.create_memory_object_stream[tuple[int, list[EvalResult]]](
-            self.lanes
-        )
+        done_tx, done_rx = anyio.create_memory_object_stream[
+            tuple[int, list[EvalResult], list[Generation]]
+        ](self.lanes)
         save_tx, save_rx = anyio.create_memory_object_stream[list[GenerationWrite]](2)
 
         async def evaluate(g: int) -> None:
             started[g] = time.perf_counter()
             active = groups[g]
-            res = await self._evaluate(
-                [a.slots for a in active], [a.search.pending() for a in active]
+            searches = [a.search for a in active]
+
+            def score(results: list[EvalResult]) -> list[Generation]:
+                # On the evaluator's thread, right after its kernel: the group's scoring
+                # and breeding then never compete with a kernel for the cores.
+                return absorb_many(searches, results, d, self.token_set)
+
+            res, gens = await self._evaluate(
+                [a.slots for a in active], [s.pending() for s in searches], score
             )
-            await done_tx.send((g, res))
+            await done_tx.send((g, res, gens))
 
         async def saver() -> None:
             async with save_rx:
@@ -254,9 +263,9 @@ class Trainer:
                             tg.start_soon(evaluate, g)
                             in_flight += 1
                     while in_flight:
-                        g, results = await done_rx.receive()
+                        g, results, gens = await done_rx.receive()
                         in_flight -= 1
-                        writes = self._absorb(run, groups[g], results, epoch, d)
+                        writes = self._absorb(run, groups[g], results, gens, epoch, d)
                         self.on_step(time.perf_counter() - started[g])
                         await save_tx.send(writes)
                         groups[g] = [a for a in groups[g] if not a.done]
@@ -274,11 +283,16 @@ class Trainer:
             group.append(await self._begin(run, queue.pop(), epoch))
 
     def _absorb(
-        self, run: RunRow, group: list[_Active], results: list[EvalResult], epoch: int, d: int
+        self,
+        run: RunRow,
+        group: list[_Active],
+        results: list[EvalResult],
+        gens: list[Generation],
+        epoch: int,
+        d: int,
     ) -> list[GenerationWrite]:
-        """Score and breed one group's generation; what the writer must commit for it."""
+        """Take one group's scored generation; what the writer must commit for it."""
         limit = self.cfg.training.max_generations
-        gens = absorb_many([a.search for a in group], results, d, self.token_set)
         p = self.progress
         p.best_reward = max(g.best.reward for g in gens)
         p.mean_reward = sum(g.mean_reward for g in gens) / len(gens)
@@ -313,10 +327,12 @@ class Trainer:
                 epoch_start = search.generation
         return _Active(rec, slots, search, epoch_start)
 
-    async def _evaluate(self, slots: list[np.ndarray], seeds: list[np.ndarray]) -> list[EvalResult]:
-        """One batch of generations, evaluated in one worker-thread call (the loop stays free;
-        the numba evaluator runs the whole batch as one kernel launch), within
-        ``simulator.timeout``."""
+    async def _evaluate(
+        self, slots: list[np.ndarray], seeds: list[np.ndarray], post: Post
+    ) -> tuple[list[EvalResult], Any]:
+        """One batch of generations, evaluated in one call on the evaluator's thread (the
+        loop stays free; the numba evaluator runs the whole batch as one kernel launch)
+        within ``simulator.timeout``, then ``post`` on the same thread."""
         t = self.cfg.training
         reqs = [
             make_request(s, b, self.memory, t.passes, t.zero_bits)
@@ -324,10 +340,11 @@ class Trainer:
         ]
 
         if self.dispatch is not None:
-            return await self.dispatch(reqs)  # the pool applies the timeout per actor
+            return await self.dispatch(reqs, post)  # the pool applies the timeout per actor
         assert self.evaluator is not None
         with anyio.fail_after(self.cfg.simulator.timeout):
-            return await self.kernel_thread.call(self.evaluator.evaluate_many, reqs)
+            results = await self.kernel_thread.call(self.evaluator.evaluate_many, reqs)
+        return results, await self.kernel_thread.call(post, results)
 
     def _generation(
         self, run: RunRow, a: _Active, gen: Generation, epoch: int, d: int
