@@ -218,7 +218,10 @@ class JobScheduler:
         }  # fmt: skip
 
     async def job_json(self, job: JobRow) -> dict[str, Any]:
-        return {**job.to_json(), "progress": self.job_progress(job.id)}
+        out = {**job.to_json(), "progress": self.job_progress(job.id)}
+        if out["run_id"] is None and out["progress"] and out["progress"]["run_id"]:
+            out["run_id"] = out["progress"]["run_id"]  # linked in the table when it ends
+        return out
 
     def running_since(self) -> float | None:
         active = self.active
