@@ -43,7 +43,8 @@ def kernels() -> Any:
 
 
 def header_words(slots: np.ndarray, seeds: np.ndarray) -> np.ndarray:
-    """The (N, 20) big-endian header words of each seed with the record's slots."""
+    """The (N, 20) big-endian header words of each seed with the record's slots (one
+    (12,) row for all seeds, or one (N, 12) row per seed)."""
     sw = seeds.view(">u4").astype(np.uint32)
     hdr = np.empty((seeds.shape[0], 20), dtype=np.uint32)
     hdr[:, 0] = sw[:, 0]
@@ -120,7 +121,10 @@ class NumbaEvaluator(Evaluator):
         sizes = [r.n for r in reqs]
         offsets = np.concatenate([[0], np.cumsum(sizes)])
         n = int(offsets[-1])
-        hdr = np.concatenate([header_words(r.slots, r.seeds) for r in reqs])
+        hdr = header_words(
+            np.repeat(np.stack([r.slots for r in reqs]), sizes, axis=0),
+            np.concatenate([r.seeds for r in reqs]),
+        )
         records = [self._record(r) for r in reqs]
         chunk_start, chunk_len, chunk_rec = _chunks(sizes, offsets)
         rec_start = np.array([x[0] for x in records], dtype=np.int64)
@@ -182,16 +186,17 @@ class NumbaEvaluator(Evaluator):
 
 
 def _chunks(sizes: list[int], offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Chunks of at most LANES candidates, never mixing two records."""
+    """Chunks of at most LANES candidates, never mixing two records (start, length and
+    record of each chunk, built with array operations: a batch has thousands)."""
     lanes = kernels().L
-    starts, lens, recs = [], [], []
-    for i, size in enumerate(sizes):
-        for c in range(0, size, lanes):
-            starts.append(int(offsets[i]) + c)
-            lens.append(min(lanes, size - c))
-            recs.append(i)
-    return (np.array(starts, dtype=np.int64), np.array(lens, dtype=np.int64),
-            np.array(recs, dtype=np.int64))  # fmt: skip
+    size = np.asarray(sizes, dtype=np.int64)
+    per = -(-size // lanes)  # chunks per record
+    recs = np.repeat(np.arange(len(sizes), dtype=np.int64), per)
+    first = np.cumsum(per) - per  # index of each record's first chunk
+    within = np.arange(int(per.sum()), dtype=np.int64) - first[recs]
+    starts = offsets[:-1].astype(np.int64)[recs] + within * lanes
+    lens = np.minimum(lanes, size[recs] - within * lanes)
+    return starts, lens, recs
 
 
 def _trace_arrays(n: int, p: int, trace: bool) -> tuple[np.ndarray, ...]:
