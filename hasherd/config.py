@@ -131,6 +131,7 @@ class MetricsConfig:
 @dataclass(frozen=True)
 class DevicesConfig:
     cpu_actors: int = 1  # CPU simulator actors (the cores are shared among them)
+    gpu_actors: int = 0  # CUDA actors, on GPUs simulator.gpu_device, +1, ...
     mailbox: int = 2  # batches an actor may hold at once (the bound on work in flight)
 
 
@@ -289,6 +290,7 @@ def _checks(name: str, obj: Any) -> list[tuple[str, str]]:
              f"{obj.address!r} is not host:port (or \"\" to switch metrics off)")  # fmt: skip
     elif isinstance(obj, DevicesConfig):
         need(0 <= obj.cpu_actors <= 64, "cpu_actors", "must be in 0..64")
+        need(0 <= obj.gpu_actors <= 16, "gpu_actors", "must be in 0..16")
         need(1 <= obj.mailbox <= 64, "mailbox", "must be in 1..64")
     return out
 

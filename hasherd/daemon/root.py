@@ -20,6 +20,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,8 +58,7 @@ def socket_path(cfg: Config) -> Path:
 
 
 def evaluator_name(cfg: Config, threads: int) -> str:
-    kind = DEVICE_EVALUATORS[cfg.simulator.device_type]
-    return f"numba:{threads}" if kind == "numba" and threads else kind
+    return f"numba:{threads}" if threads else "numba"
 
 
 def cpu_threads(cfg: Config) -> int:
@@ -68,20 +68,33 @@ def cpu_threads(cfg: Config) -> int:
 
 
 def build_actors(cfg: Config) -> list[EvaluatorActor]:
-    n = cfg.devices.cpu_actors
-    if n < 1:
+    """``devices.cpu_actors`` CPU simulators (numba, or the reference evaluator when
+    ``simulator.device_type`` says so) and ``devices.gpu_actors`` CUDA evaluators, one per
+    GPU from ``simulator.gpu_device`` on."""
+    n_cpu, n_gpu = cfg.devices.cpu_actors, cfg.devices.gpu_actors
+    if n_cpu + n_gpu < 1:
         raise ConfigError("devices.cpu_actors", "at least one evaluator actor is needed")
-    name = evaluator_name(cfg, cpu_threads(cfg))
+    timeout, mailbox = cfg.simulator.timeout, cfg.devices.mailbox
+    kind = DEVICE_EVALUATORS[cfg.simulator.device_type]
+    if kind not in ("numba", "reference"):
+        kind = "numba"  # the CPU actors' evaluator; GPUs and chips are actors of their own
+    cpu_name = evaluator_name(cfg, cpu_threads(cfg)) if kind == "numba" else kind
+    actors = [
+        EvaluatorActor(f"{kind}{i}", kind, _factory(cpu_name), timeout=timeout, mailbox=mailbox)
+        for i in range(n_cpu)
+    ]
+    for i in range(n_gpu):
+        name = f"cuda:{cfg.simulator.gpu_device + i}"
+        actors.append(EvaluatorActor(f"cuda{cfg.simulator.gpu_device + i}", "cuda",
+                                     _factory(name), timeout=timeout, mailbox=mailbox))  # fmt: skip
+    return actors
 
-    def factory() -> Evaluator:
+
+def _factory(name: str) -> Callable[[], Evaluator]:
+    def make() -> Evaluator:
         return create(name)
 
-    kind = DEVICE_EVALUATORS[cfg.simulator.device_type]
-    timeout, mailbox = cfg.simulator.timeout, cfg.devices.mailbox
-    return [
-        EvaluatorActor(f"{kind}{i}", kind, factory, timeout=timeout, mailbox=mailbox)
-        for i in range(n)
-    ]
+    return make
 
 
 @dataclass

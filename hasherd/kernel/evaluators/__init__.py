@@ -39,11 +39,24 @@ def _numba_available() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
+def _cuda(arg: str | None) -> Evaluator:
+    from hasherd.kernel.evaluators.cuda import factory
+
+    return factory(arg)
+
+
+def _cuda_available() -> bool:
+    from hasherd.kernel.evaluators.cuda import available
+
+    return available()
+
+
 _FACTORIES: dict[str, Callable[[str | None], Evaluator]] = {
     "reference": _reference,
     "numba": _numba,
+    "cuda": _cuda,
 }
-_AVAILABLE: dict[str, Callable[[], bool]] = {"numba": _numba_available}
+_AVAILABLE: dict[str, Callable[[], bool]] = {"numba": _numba_available, "cuda": _cuda_available}
 # Kinds that need an argument (a socket, a device) are not part of "every available".
 _NEEDS_ARGUMENT: set[str] = set()
 
