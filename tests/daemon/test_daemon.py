@@ -169,6 +169,7 @@ def test_ready_status_job_metrics_and_clean_stop(rig: Rig) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait()
 
 
 def test_sigkill_mid_job_resumes_without_losing_a_weight(rig: Rig) -> None:
@@ -205,6 +206,7 @@ def test_sigkill_mid_job_resumes_without_losing_a_weight(rig: Rig) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait()
 
 
 def test_hundred_clients_are_answered_while_training_runs(rig: Rig) -> None:
@@ -239,6 +241,7 @@ def test_hundred_clients_are_answered_while_training_runs(rig: Rig) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait()
 
 
 def test_sighup_reloads_what_it_can_and_bad_config_is_refused(rig: Rig) -> None:
@@ -263,6 +266,7 @@ def test_sighup_reloads_what_it_can_and_bad_config_is_refused(rig: Rig) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait()
 
 
 def test_a_second_daemon_on_the_same_socket_is_refused(rig: Rig) -> None:
@@ -279,6 +283,7 @@ def test_a_second_daemon_on_the_same_socket_is_refused(rig: Rig) -> None:
     finally:
         if first.poll() is None:
             first.kill()
+            first.wait()
 
 
 def test_check_config_prints_the_effective_config_and_names_bad_keys(rig: Rig) -> None:
@@ -291,3 +296,37 @@ def test_check_config_prints_the_effective_config_and_names_bad_keys(rig: Rig) -
     got = subprocess.run([*HASHERD, "check-config", str(bad)], capture_output=True, text=True,
                          timeout=60)  # fmt: skip
     assert got.returncode == 2 and "control.max_connections" in got.stderr
+
+
+def test_pause_resume_cancel_and_actor_restart(rig: Rig) -> None:
+    proc = rig.start()
+    try:
+        rig.notes("READY=1")
+        with rig.client() as c:
+            job_id = c.call("jobs.submit", data=str(rig.data), difficulty_bits=18)["job"]["id"]
+            _wait(lambda: c.call("jobs.show", id=job_id)["job"]["status"] == "running"
+                  and rig.rows("SELECT count(*) FROM checkpoints")[0][0] >= 5,
+                  what="training to start")  # fmt: skip
+            paused = c.call("jobs.pause", id=job_id)["job"]
+            assert paused["status"] == "paused"
+            gens = dict(rig.rows("SELECT record_id, generation FROM checkpoints"))
+            time.sleep(1.0)  # nothing trains while paused
+            assert dict(rig.rows("SELECT record_id, generation FROM checkpoints")) == gens
+            assert c.call("status")["active_job"] is None
+            assert c.call("jobs.pause", id=job_id)["job"]["status"] == "paused"  # idempotent
+            assert c.call("jobs.resume", id=job_id)["job"]["status"] == "queued"
+            _wait(lambda: max(g for (g,) in rig.rows("SELECT generation FROM checkpoints"))
+                  > max(gens.values()), what="the resumed job to advance")  # fmt: skip
+            restarted = c.call("actors.restart", name="numba0")["actor"]
+            assert restarted["restarts"] == 1 and restarted["state"] in ("ready", "busy")
+            cancelled = c.call("jobs.cancel", id=job_id)["job"]
+            assert cancelled["status"] == "cancelled"
+            with pytest.raises(ControlError):
+                c.call("jobs.resume", id=job_id)  # a cancelled job stays cancelled
+            assert c.call("health")["healthy"] is True
+        assert _stop(proc) == 0
+        assert rig.rows("SELECT status FROM jobs") == [("cancelled",)]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
