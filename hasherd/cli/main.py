@@ -14,10 +14,18 @@ import sys
 from collections.abc import Sequence
 
 from hasherd import __version__
-from hasherd.cli import cmd_bench, cmd_daemon, cmd_export, cmd_train, cmd_vectors, cmd_verify
+from hasherd.cli import (
+    cmd_bench,
+    cmd_daemon,
+    cmd_export,
+    cmd_flash,
+    cmd_train,
+    cmd_vectors,
+    cmd_verify,
+)
 from hasherd.errors import HasherError
 
-COMMANDS = (cmd_daemon, cmd_train, cmd_export, cmd_verify, cmd_vectors, cmd_bench)
+COMMANDS = (cmd_daemon, cmd_train, cmd_export, cmd_flash, cmd_verify, cmd_vectors, cmd_bench)
 
 EXIT_OK = 0
 EXIT_FAILED = 1

@@ -114,6 +114,7 @@ class Daemon:
         self.scheduler: JobScheduler | None = None
         self.control: ControlServer | None = None
         self.metrics: Any = None
+        self.deploy_metrics: Any = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._rate: tuple[float, int, int] = (time.monotonic(), 0, 0)
         self.rates = (0.0, 0.0)  # candidates/s, double SHA-256/s over the last interval
@@ -132,6 +133,9 @@ class Daemon:
             from hasherd.daemon.handlers import register
 
             register(self, self.control)
+            from hasherd.deploy import handlers as deploy_handlers
+
+            self.deploy_metrics = deploy_handlers.register(self.control, store, lambda: self.config)
             try:
                 async with anyio.create_task_group() as tg:
                     self._tg = tg
@@ -305,6 +309,12 @@ class Daemon:
 
     def store_stats(self) -> dict[str, float | int]:
         return self.store.stats() if self.store is not None else {}
+
+    def deploy_stats(self) -> dict[str, float | int]:
+        from hasherd.deploy import DeployMetrics
+
+        stats: dict[str, float | int] = (self.deploy_metrics or DeployMetrics()).snapshot()
+        return stats
 
     def error_counts(self) -> dict[str, int]:
         counts = dict(self.errors)

@@ -55,6 +55,10 @@ class MetricsSource(Protocol):
         """Errors by kind (class name), daemon-wide."""
         ...
 
+    def deploy_stats(self) -> dict[str, float | int]:
+        """``DeployMetrics.snapshot()``: deployments, rollbacks, failures, the live layer."""
+        ...
+
 
 @dataclass(frozen=True)
 class Spec:
@@ -163,7 +167,21 @@ STORE_SPECS = (
 ERRORS = _counter("hasherd_errors_total", "Errors by class, daemon-wide.", ("kind",))
 BUILD_INFO = _gauge("hasherd_build_info", "Always 1; the hasherd version.", ("version",))
 
+DEPLOY_SPECS = (
+    _counter("hasherd_deployments_total", "Layers made live by flash (rollbacks not counted).",
+             key="deployments"),
+    _counter("hasherd_deploy_rollbacks_total", "Rollbacks to the previous layer.",
+             key="rollbacks"),
+    _counter("hasherd_deploy_failures_total", "Deployments and rollbacks that failed.",
+             key="failures"),
+    _gauge("hasherd_deploy_last_timestamp_seconds",
+           "When the live layer went live (Unix time).", key="last_deploy_unix"),
+    _gauge("hasherd_deploy_live_layer", "The layer live in the BPF maps.", key="live_layer"),
+    _gauge("hasherd_deploy_live_weights", "Weights in the live layer.", key="live_count"),
+)  # fmt: skip
+
 SPECS: tuple[Spec, ...] = (
+    *DEPLOY_SPECS,
     BUILD_INFO,
     *ACTOR_SPECS,
     ACTOR_STATE,
@@ -201,6 +219,7 @@ class HasherCollector(Collector):
         for job in self.source.job_snapshots():
             self._add_job(families, job)
         self._add_fields(families, STORE_SPECS, (), self.source.store_stats())
+        self._add_fields(families, DEPLOY_SPECS, (), self.source.deploy_stats())
         for kind, count in sorted(self.source.error_counts().items()):
             families[ERRORS.name].add_metric([kind], float(count))
         yield from families.values()

@@ -64,6 +64,9 @@ class Source:
             "max_write_seconds": 0.047,
         }
         self.errors = {"TimeoutError": 1, "StorageError": 2}
+        self.deploys: dict[str, float | int] = {"deployments": 3, "rollbacks": 1, "failures": 0,
+                                                "last_deploy_unix": 1.7e9, "live_layer": 2,
+                                                "live_count": float("nan")}  # fmt: skip
 
     @staticmethod
     def _job(job_id: int, name: str, status: str, *, best: float, mean: float) -> dict[str, Any]:
@@ -93,6 +96,9 @@ class Source:
 
     def error_counts(self) -> dict[str, int]:
         return self.errors
+
+    def deploy_stats(self) -> dict[str, float | int]:
+        return self.deploys
 
 
 @pytest.fixture
@@ -350,3 +356,11 @@ def test_unresolvable_host_is_a_config_error(source: Source) -> None:
     with pytest.raises(ConfigError) as info:
         Metrics(source).serve("no-such-host.invalid:0")
     assert info.value.key == "metrics.address"
+
+
+def test_deploy_metrics_come_from_the_source(source: Source) -> None:
+    text = Metrics(source).exposition().decode()
+    assert "hasherd_deployments_total 3.0" in text
+    assert "hasherd_deploy_rollbacks_total 1.0" in text
+    assert "hasherd_deploy_live_layer 2.0" in text
+    assert "\nhasherd_deploy_live_weights " not in text  # NaN: not known yet, no sample

@@ -1,0 +1,100 @@
+"""``hasherd flash``: deploy a layer of stored weights into the BPF maps, without a daemon.
+
+    hasherd flash --db PATH --layer N [--map-path PATH] [--validation-mode strict|lenient]
+                  [--dry-run] [--target-fitness F] [--min-difficulty D]
+    hasherd flash status [--map-path PATH]
+    hasherd flash rollback [--map-path PATH] [--db PATH]
+
+The ``deployment`` section of the config gives the defaults (docs/configuration.md);
+docs/bpf-abi.md describes the maps. Exit status: 0 done, 1 the deployment or rollback
+failed (the live layer is as it was, unless the message says otherwise), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from hasherd import config as config_mod
+from hasherd.cli import ctl_flash
+from hasherd.cli import ctl_views as views
+from hasherd.cli.common import add_config_args
+from hasherd.deploy import DeployError, Gates, Settings, flash
+from hasherd.storage import Store
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+DB_NAME = "hasherd.db"
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("flash", help="deploy a layer into the BPF maps; status; rollback",
+                       description=__doc__.splitlines()[0] if __doc__ else None)  # fmt: skip
+    ctl_flash.add_deploy_options(p)
+    p.add_argument("--db", metavar="PATH", help="the training database: required to deploy; "
+                   "rollback logs to it (default <storage.base_path>/hasherd.db)")  # fmt: skip
+    p.add_argument("--map-path", metavar="PATH", help="the pinned outer map (default "
+                   "deployment.bpf_map_path)")  # fmt: skip
+    p.add_argument("--validation-mode", choices=("strict", "lenient"), help="strict: only "
+                   "validated weights (default deployment.validation_mode)")  # fmt: skip
+    p.add_argument("--backup-path", metavar="DIR", help="where backups of replaced layers go "
+                   "(default deployment.backup_path)")  # fmt: skip
+    p.add_argument("--no-mount", action="store_true", help="never mount bpffs; fail when "
+                   "the map's directory is not on one")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_config_args(p)
+    p.set_defaults(handler=run_flash)
+
+
+def _show(args: argparse.Namespace, result: dict[str, Any], view: ctl_flash.View) -> None:
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(views.plain(view(result)))
+
+
+def run_flash(args: argparse.Namespace) -> int:
+    problem = ctl_flash.usage_problem(args)
+    if problem is None and args.action is None and args.db is None:
+        problem = "flash: --db PATH is required to deploy"
+    if problem:
+        print(f"hasherd flash: error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    cfg = config_mod.load(args.config)
+    settings = Settings.from_config(cfg.deployment, map_path=args.map_path,
+                                    backup_path=args.backup_path,
+                                    allow_mount=False if args.no_mount else None)  # fmt: skip
+    try:
+        if args.action == "status":
+            _show(args, anyio.run(flash.status, settings), ctl_flash.status_view)
+        elif args.action == "rollback":
+            db = Path(args.db) if args.db else Path(cfg.storage.base_path) / DB_NAME
+            _show(args, anyio.run(_rollback, settings, db), ctl_flash.rollback_view)
+        else:
+            mode = args.validation_mode or cfg.deployment.validation_mode
+            gates = Gates(mode, args.target_fitness, args.min_difficulty)
+            result = anyio.run(_deploy, settings, Path(args.db), args.layer, gates, args.dry_run)
+            _show(args, result, ctl_flash.deploy_view)
+    except DeployError as exc:
+        print(f"hasherd flash: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
+async def _deploy(s: Settings, db: Path, layer: int, gates: Gates, dry_run: bool) -> dict[str, Any]:
+    async with Store.connect(db, create=False) as store:
+        return await flash.deploy(store, s, layer, gates, dry_run=dry_run)
+
+
+async def _rollback(s: Settings, db: Path) -> dict[str, Any]:
+    if not db.exists():  # still roll back: the maps matter more than the event
+        print(f"hasherd flash: note: no database at {db}; the rollback event is not recorded",
+              file=sys.stderr)  # fmt: skip
+        return await flash.rollback(s)
+    async with Store.connect(db, create=False) as store:
+        return await flash.rollback(s, store)
