@@ -124,6 +124,19 @@ class ControlConfig:
 
 
 @dataclass(frozen=True)
+class JitterConfig:
+    enabled: bool = True  # serve the jitter RPC service (docs/jitter-rpc.md)
+    socket: str = ""  # "" = $RUNTIME_DIRECTORY (systemd), /run/hasherd as root, else XDG
+    dataset: str = ""  # the default memory: a dataset path; "" = the running job's dataset
+    group: str = ""  # a group whose members may use the socket ("" = root and the daemon)
+    mode: str = "0660"  # the socket file's permissions (octal)
+    allow_upload: bool = True  # clients may upload a memory and select it by memory_id
+    max_uploads: int = 16  # uploaded memories kept (least recently used dropped first)
+    read_timeout: float = 30.0  # a connection with a half-sent frame is closed after this
+    max_connections: int = 256
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     address: str = "127.0.0.1:9464"  # host:port of the Prometheus endpoint; "" = off
 
@@ -146,6 +159,7 @@ class Config:
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    jitter: JitterConfig = field(default_factory=JitterConfig)
     devices: DevicesConfig = field(default_factory=DevicesConfig)
     source: str = "<defaults>"
 
@@ -175,6 +189,7 @@ _SECTIONS: dict[str, type] = {
     "daemon": DaemonConfig,
     "control": ControlConfig,
     "metrics": MetricsConfig,
+    "jitter": JitterConfig,
     "devices": DevicesConfig,
 }
 _DURATIONS = {
@@ -185,6 +200,7 @@ _DURATIONS = {
     "daemon.shutdown_timeout",
     "daemon.status_interval",
     "control.read_timeout",
+    "jitter.read_timeout",
 }
 
 
@@ -285,6 +301,12 @@ def _checks(name: str, obj: Any) -> list[tuple[str, str]]:
              f"{obj.mode!r} is not an octal mode such as \"0660\"")  # fmt: skip
         need(obj.read_timeout > 0, "read_timeout", "must be > 0")
         need(obj.max_connections >= 1, "max_connections", "must be >= 1")
+    elif isinstance(obj, JitterConfig):
+        need(re.fullmatch(r"0?[0-7]{3}", obj.mode) is not None, "mode",
+             f"{obj.mode!r} is not an octal mode such as \"0660\"")  # fmt: skip
+        need(obj.read_timeout > 0, "read_timeout", "must be > 0")
+        need(obj.max_connections >= 1, "max_connections", "must be >= 1")
+        need(1 <= obj.max_uploads <= 1024, "max_uploads", "must be in 1..1024")
     elif isinstance(obj, MetricsConfig):
         need(obj.address == "" or _ADDRESS.match(obj.address) is not None, "address",
              f"{obj.address!r} is not host:port (or \"\" to switch metrics off)")  # fmt: skip

@@ -16,6 +16,7 @@ which ones changed.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -44,6 +45,7 @@ from hasherd.storage import Store
 
 LOGGER = logging.getLogger(__name__)
 DB_NAME = "hasherd.db"
+RESTART_SECTIONS = ("daemon", "control", "metrics", "devices", "storage", "jitter")
 # Keys a SIGHUP applies (the rest are read once, at start).
 RELOADABLE = ("logging", "training", "validation", "simulator.timeout", "daemon.batch",
               "daemon.status_interval", "daemon.shutdown_timeout")  # fmt: skip
@@ -55,6 +57,12 @@ def database_path(cfg: Config) -> Path:
 
 def socket_path(cfg: Config) -> Path:
     return Path(cfg.control.socket) if cfg.control.socket else default_socket_path()
+
+
+def jitter_socket_path(cfg: Config) -> Path:
+    from hasherd.actors.jitter_socket import default_jitter_socket_path
+
+    return Path(cfg.jitter.socket) if cfg.jitter.socket else Path(default_jitter_socket_path())
 
 
 def evaluator_name(cfg: Config, threads: int) -> str:
@@ -115,6 +123,7 @@ class Daemon:
         self.control: ControlServer | None = None
         self.metrics: Any = None
         self.deploy_metrics: Any = None
+        self.jitter: Any = None  # the JitterService, when jitter.enabled
         self._tg: anyio.abc.TaskGroup | None = None
         self._rate: tuple[float, int, int] = (time.monotonic(), 0, 0)
         self.rates = (0.0, 0.0)  # candidates/s, double SHA-256/s over the last interval
@@ -128,7 +137,8 @@ class Daemon:
         async with await Store.open(db) as store:
             self.store = store
             self.scheduler = JobScheduler(store, self.pool, lambda: self.config,
-                                          on_step=self._observe_step)  # fmt: skip
+                                          on_step=self._observe_step,
+                                          on_dataset=self._job_dataset)  # fmt: skip
             self.control = self._control_server(cfg)
             from hasherd.daemon.handlers import register
 
@@ -140,6 +150,8 @@ class Daemon:
                 async with anyio.create_task_group() as tg:
                     self._tg = tg
                     await tg.start(self.control.serve)
+                    if cfg.jitter.enabled:
+                        self.jitter = await tg.start(self._jitter_service(cfg))
                     self._start_metrics(cfg)
                     tg.start_soon(self.pool.run)
                     tg.start_soon(self.scheduler.run)
@@ -173,6 +185,32 @@ class Daemon:
             max_connections=cc.max_connections,
         )  # fmt: skip
 
+    def _jitter_service(self, cfg: Config) -> Any:
+        """The jitter RPC service's task (docs/jitter-rpc.md): the memory of
+        ``jitter.dataset``, else the running job's (set as each job starts)."""
+        from hasherd.actors.jitter import run_jitter_service
+        from hasherd.data import load_dataset
+
+        jc = cfg.jitter
+        source = None
+        if jc.dataset:
+            source = functools.partial(
+                lambda: load_dataset(jc.dataset, token_bits=cfg.training.token_bits).memory
+            )
+        return functools.partial(
+            run_jitter_service, source, jitter_socket_path(cfg),
+            group=resolve_group(jc.group) if jc.group else None, mode=int(jc.mode, 8),
+            allow_upload=jc.allow_upload, max_uploads=jc.max_uploads,
+            read_timeout=jc.read_timeout, max_connections=jc.max_connections,
+        )  # fmt: skip
+
+    async def _job_dataset(self, ds: Any) -> None:
+        if self.jitter is not None and not self.config.jitter.dataset:
+            await self.jitter.set_default(ds.memory)
+
+    def jitter_stats(self) -> dict[str, Any] | None:
+        return self.jitter.stats() if self.jitter is not None else None
+
     def _start_metrics(self, cfg: Config) -> None:
         if not cfg.metrics.address:
             return
@@ -196,6 +234,8 @@ class Daemon:
                                "uncommitted generations are dropped")  # fmt: skip
         if self.control is not None:
             self.control.stop()
+        if self.jitter is not None:
+            self.jitter.stop()
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
 
@@ -222,8 +262,7 @@ class Daemon:
             changed = _changed_keys(old, new)
             applied = [k for k in changed if _reloadable(k)]
             restart = [k for k in changed if not _reloadable(k)]
-            kept = {name: getattr(old, name) for name in ("daemon", "control", "metrics",
-                                                           "devices", "storage")}  # fmt: skip
+            kept = {name: getattr(old, name) for name in RESTART_SECTIONS}
             merged = _merge(new, kept, applied)
             self.config = merged
             for actor in self.pool.actors.values():

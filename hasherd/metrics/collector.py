@@ -17,7 +17,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from hasherd.actors.base import ActorState
@@ -180,8 +185,27 @@ DEPLOY_SPECS = (
     _gauge("hasherd_deploy_live_weights", "Weights in the live layer.", key="live_count"),
 )  # fmt: skip
 
+JITTER_SPECS = (
+    _counter("hasherd_jitter_requests_total", "Jitter lookups requests served (all modes).",
+             key="requests"),
+    _counter("hasherd_jitter_legacy_requests_total", "56-byte legacy requests served.",
+             key="legacy_requests"),
+    _counter("hasherd_jitter_batches_total", "Batch-mode lookup frames served.", key="batches"),
+    _counter("hasherd_jitter_lookups_total", "Jitter lookups answered.", key="lookups"),
+    _counter("hasherd_jitter_uploads_total", "Memories uploaded by clients.", key="uploads"),
+    _counter("hasherd_jitter_connections_total", "Connections accepted.",
+             key="connections_total"),
+    _gauge("hasherd_jitter_connections", "Connections open now.", key="connections"),
+    _gauge("hasherd_jitter_memories", "Jitter memories held.", key="memories"),
+)  # fmt: skip
+JITTER_ERRORS = _counter("hasherd_jitter_errors_total", "Jitter service errors by kind.",
+                         ("kind",))  # fmt: skip
+JITTER_LATENCY = "hasherd_jitter_request_duration_seconds"
+
 SPECS: tuple[Spec, ...] = (
     *DEPLOY_SPECS,
+    *JITTER_SPECS,
+    JITTER_ERRORS,
     BUILD_INFO,
     *ACTOR_SPECS,
     ACTOR_STATE,
@@ -220,9 +244,16 @@ class HasherCollector(Collector):
             self._add_job(families, job)
         self._add_fields(families, STORE_SPECS, (), self.source.store_stats())
         self._add_fields(families, DEPLOY_SPECS, (), self.source.deploy_stats())
+        jitter = getattr(self.source, "jitter_stats", lambda: None)()
+        if jitter is not None:
+            self._add_fields(families, JITTER_SPECS, (), jitter)
+            for kind, count in sorted(jitter.get("errors", {}).items()):
+                families[JITTER_ERRORS.name].add_metric([kind], float(count))
         for kind, count in sorted(self.source.error_counts().items()):
             families[ERRORS.name].add_metric([kind], float(count))
         yield from families.values()
+        if jitter is not None and "latency" in jitter:
+            yield _latency_family(jitter["latency"])
 
     def _add_actor(self, families: dict[str, Family], snap: Mapping[str, Any]) -> None:
         name = str(snap["name"])
@@ -248,3 +279,15 @@ class HasherCollector(Collector):
             value = float(snap[spec.key])
             if not math.isnan(value):
                 families[spec.name].add_metric(list(labels), value)
+
+
+def _latency_family(lat: Mapping[str, Any]) -> HistogramMetricFamily:
+    """The jitter service's per-request service time, from its cumulative buckets."""
+    buckets = [("+Inf" if math.isinf(le) else repr(float(le)), float(n))
+               for le, n in lat["buckets"]]  # fmt: skip
+    family = HistogramMetricFamily(
+        JITTER_LATENCY,
+        "Jitter service time per request, in seconds.",
+    )
+    family.add_metric([], buckets, sum_value=float(lat["sum"]))
+    return family

@@ -15,7 +15,7 @@ import functools
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,9 +87,11 @@ class JobScheduler:
         config: Callable[[], Config],
         *,
         on_step: Callable[[int, float], None] | None = None,
+        on_dataset: Callable[[Any], Awaitable[None]] | None = None,
     ) -> None:
         self.store, self.pool, self.config = store, pool, config
         self.on_step = on_step or (lambda job_id, seconds: None)
+        self.on_dataset = on_dataset  # told each job's dataset as it starts (jitter service)
         self.active: _Active | None = None
         self.progress: dict[int, Progress] = {}  # by job id: the last known progress
         self.seen_jobs: dict[int, tuple[str, str]] = {}  # job id -> (name, last status)
@@ -172,6 +174,8 @@ class JobScheduler:
                 load_dataset, job.data_path, token_bits=cfg.training.token_bits, strict=strict
             )
             ds = await anyio.to_thread.run_sync(load)
+            if self.on_dataset is not None:
+                await self.on_dataset(ds)
             progress = self.progress[job.id] = Progress(epochs=cfg.training.epochs)
             trainer = Trainer(
                 self.store, ds, cfg, dispatch=self.pool.evaluate_then, lanes=self.pool.capacity,

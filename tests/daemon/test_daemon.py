@@ -330,3 +330,45 @@ def test_pause_resume_cancel_and_actor_restart(rig: Rig) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_the_jitter_service_serves_the_running_jobs_memory(rig: Rig) -> None:
+    """The daemon's jitter RPC socket answers legacy 56-byte frames from the memory of the
+    job it trains, as the in-process lookup does, and its metrics count them."""
+    import struct
+
+    from hasherd.data import load_dataset
+    from hasherd.kernel import spec
+
+    text = rig.config.read_text().replace(
+        "[metrics]", f'[jitter]\nsocket = "{rig.dir / "j.sock"}"\n[metrics]'
+    )
+    rig.config.write_text(text)
+    proc = rig.start()
+    try:
+        rig.notes("READY=1")
+        with rig.client() as c:
+            c.call("jobs.submit", data=str(rig.data), difficulty_bits=18)
+            _wait(lambda: c.call("status")["active_job"] is not None
+                  and rig.rows("SELECT count(*) FROM checkpoints")[0][0] >= 1,
+                  what="the job to start")  # fmt: skip
+        ds = load_dataset(rig.data)
+        frames = ds.slots
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(rig.dir / "j.sock"))
+            for i, key, p in ((0, 0x1234, 0), (5, int(frames[7, 0]), 1), (9, 42, 20)):
+                s.sendall(struct.pack("<14I", *frames[i].tolist(), key, p))
+                got = b""
+                while len(got) < 4:
+                    got += s.recv(4 - len(got))
+                want, _ = spec.lookup_linear(frames.tolist(), frames[i].tolist(), key, p)
+                assert struct.unpack("<I", got)[0] == want
+        scrape = urllib.request.urlopen(f"http://127.0.0.1:{rig.port}/metrics").read().decode()
+        assert "hasherd_jitter_legacy_requests_total 3.0" in scrape
+        assert "hasherd_jitter_request_duration_seconds_count" in scrape
+        assert _stop(proc) == 0
+        assert not (rig.dir / "j.sock").exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

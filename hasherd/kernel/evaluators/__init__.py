@@ -51,14 +51,21 @@ def _cuda_available() -> bool:
     return available()
 
 
+def _rpc(arg: str | None) -> Evaluator:
+    from hasherd.kernel.evaluators.rpc import factory
+
+    return factory(arg)
+
+
 _FACTORIES: dict[str, Callable[[str | None], Evaluator]] = {
     "reference": _reference,
     "numba": _numba,
     "cuda": _cuda,
+    "rpc": _rpc,
 }
 _AVAILABLE: dict[str, Callable[[], bool]] = {"numba": _numba_available, "cuda": _cuda_available}
 # Kinds that need an argument (a socket, a device) are not part of "every available".
-_NEEDS_ARGUMENT: set[str] = set()
+_NEEDS_ARGUMENT: set[str] = {"rpc"}
 
 
 def kinds() -> list[str]:

@@ -1,0 +1,459 @@
+"""The jitter RPC service: ``lookup(S, key, p)`` for other processes, on a Unix socket.
+
+Upstream trainers ask for one jitter per 56-byte frame (docs/upstream.md); batch clients
+(``hasherd.kernel.evaluators.rpc``) send a hello and then frames of up to 65,536 records
+(docs/jitter-rpc.md, ``hasherd.protocol.jitter``). The service holds one or more
+``JitterMemory`` by ``memory_id``: the default one, which legacy requests use, memories
+given at start (pinned) and memories clients upload (kept least-recently-used first).
+
+The socket is set up like the control socket (``jitter_socket``): a stale socket file is
+replaced, a live one refused (``AlreadyRunning``), mode and group are set before it
+listens, and each peer is admitted by SO_PEERCRED (root, the service's user, members
+of the group). Connections are plain non-blocking sockets driven by
+``anyio.wait_readable()``, for the reason that module's docstring gives. A peer that
+sends garbage gets an error frame (batch mode) and is closed; a short or abandoned frame
+only ends its own connection. Large batches and uploads run on a worker thread.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+import socket
+import struct
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+import anyio.from_thread
+import numpy as np
+
+from hasherd.actors.base import ActorState
+from hasherd.actors.jitter_memories import JitterMemories, prepare_upload
+from hasherd.actors.jitter_socket import (
+    JitterAlreadyRunning,
+    JitterSocketError,
+    admit,
+    default_jitter_socket_path,
+    open_listener,
+    recv_chunk,
+    remove_socket,
+    send_all,
+)
+from hasherd.control.server import resolve_group
+from hasherd.kernel.jitter_batch import lookup_many
+from hasherd.kernel.memory import JitterMemory, as_memory
+from hasherd.protocol.jitter import (
+    DEFAULT_MAX_UPLOAD_FRAMES,
+    MAX_RECORDS,
+    ErrorCode,
+    ErrorReply,
+    Hello,
+    InfoReply,
+    InfoRequest,
+    LegacyBlock,
+    Limits,
+    LookupReply,
+    LookupRequest,
+    ServerDecoder,
+    UploadReply,
+    UploadRequest,
+    error_name,
+)
+
+LOGGER = logging.getLogger(__name__)
+
+DEFAULT_MODE = 0o660
+DEFAULT_MAX_UPLOADS = 16
+LATENCY_BUCKETS = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 0.1)
+_SCALAR_MAX = 4  # up to this many legacy requests at once: JitterMemory.lookup per record
+_THREAD_MIN = 8192  # batches of at least this many records run on a worker thread
+_U32 = struct.Struct("<I")
+
+MemorySource = JitterMemory | np.ndarray | Callable[[], Any] | None
+__all__ = ["JitterAlreadyRunning", "JitterService", "JitterSocketError", "Latency",
+           "default_jitter_socket_path", "run_jitter_service", "serving_in_thread"]  # fmt: skip
+
+
+class Latency:
+    """A small histogram of per-request service times (seconds)."""
+
+    def __init__(self, bounds: tuple[float, ...] = LATENCY_BUCKETS) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+
+    def observe(self, seconds: float, times: int = 1) -> None:
+        self.counts[bisect.bisect_left(self.bounds, seconds)] += times
+        self.total += seconds * times
+
+    def snapshot(self) -> dict[str, Any]:
+        cumulative, running = [], 0
+        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            running += count
+            cumulative.append((bound, running))
+        return {"count": running, "sum": self.total, "buckets": cumulative}
+
+
+class JitterService:
+    """Serves jitter lookups on ``path`` (see the module docstring).
+
+    ``memory`` is the default memory (legacy clients, batch requests naming none);
+    ``memories`` more pinned ones. ``allow_upload`` lets batch clients add memories, at
+    most ``max_upload_frames`` frames each; beyond ``max_uploads`` uploaded memories the
+    least recently used is dropped. Other arguments as in ``ControlServer``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        memory: JitterMemory | None = None,
+        *,
+        memories: tuple[JitterMemory, ...] = (),
+        group: str | int | None = None,
+        mode: int = DEFAULT_MODE,
+        read_timeout: float = 30.0,
+        idle_timeout: float | None = None,
+        max_connections: int = 256,
+        max_records: int = MAX_RECORDS,
+        allow_upload: bool = True,
+        max_upload_frames: int = DEFAULT_MAX_UPLOAD_FRAMES,
+        max_uploads: int = DEFAULT_MAX_UPLOADS,
+    ) -> None:
+        if read_timeout <= 0 or (idle_timeout is not None and idle_timeout <= 0):
+            raise ValueError("timeouts must be positive")
+        if max_connections < 1:
+            raise ValueError("max_connections must be positive")
+        self.path = Path(path)
+        self.group = group
+        self.mode = mode
+        self.read_timeout = read_timeout
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
+        self.allow_upload = allow_upload
+        self.limits = Limits(max_records, max_upload_frames if allow_upload else 0)
+        self.state = ActorState.STOPPED
+        self._own_uid = os.geteuid()
+        self._group_gid: int | None = None
+        self.memories = JitterMemories(max_uploads)
+        for m in (*memories, *((memory,) if memory is not None else ())):
+            self.add_memory(m, default=m is memory)
+        self._scope: anyio.CancelScope | None = None
+        self._stop_requested = False
+        self._active = 0
+        self._counts = dict.fromkeys(("connections_total", "requests", "legacy_requests",
+                                      "batches", "lookups", "uploads", "infos"), 0)  # fmt: skip
+        self._errors: dict[str, int] = {}
+        self.latency = Latency()
+        self._handlers: dict[type, Callable[[Any], Any]] = {
+            LegacyBlock: self._legacy, Hello: self._hello, LookupRequest: self._lookup,
+            UploadRequest: self._upload, InfoRequest: self._info,
+        }  # fmt: skip
+
+    # -- memories -------------------------------------------------------------------------
+
+    def add_memory(self, memory: JitterMemory, *, default: bool = False) -> str:
+        """Serve ``memory`` (pinned); see ``JitterMemories.add``."""
+        return self.memories.add(memory, default=default)
+
+    async def set_default(self, memory: JitterMemory) -> str:
+        """Make ``memory`` the default, indexed off the loop (the daemon, at a job's start)."""
+        return await self.memories.set_default(memory)
+
+    @property
+    def default_memory(self) -> JitterMemory | None:
+        d = self.memories.default
+        return d.memory if d is not None else None
+
+    @property
+    def memory_ids(self) -> tuple[str, ...]:
+        return self.memories.ids
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """A snapshot of the counters (cheap, synchronous)."""
+        default = self.default_memory.memory_id if self.default_memory is not None else None
+        return {
+            "state": str(self.state),
+            "path": str(self.path),
+            "connections": self._active,
+            **self._counts,
+            "errors": dict(self._errors),
+            "errors_total": sum(self._errors.values()),
+            "latency": self.latency.snapshot(),
+            "memories": len(self.memories),
+            "default_memory_id": default,
+        }
+
+    snapshot = stats
+
+    def stop(self) -> None:
+        """Make ``serve()`` return (closing every connection and removing the socket)."""
+        self._stop_requested = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def serve(
+        self, *, task_status: anyio.abc.TaskStatus[Path] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Bind, report the path through ``task_status``, serve until stopped or cancelled."""
+        if self._scope is not None:
+            raise RuntimeError("this JitterService is already serving")
+        self.state = ActorState.STARTING
+        try:
+            if self.group is not None:
+                try:
+                    self._group_gid = resolve_group(self.group)
+                except KeyError:
+                    raise JitterSocketError(
+                        self.path, f"group {self.group!r} does not exist"
+                    ) from None
+            listener, identity = await anyio.to_thread.run_sync(
+                open_listener, self.path, self.mode, self._group_gid
+            )
+        except BaseException:
+            self.state = ActorState.FAILED
+            raise
+        try:
+            async with anyio.create_task_group() as tg:
+                self._scope = tg.cancel_scope
+                if self._stop_requested:
+                    tg.cancel_scope.cancel()
+                self.state = ActorState.READY
+                task_status.started(self.path)
+                LOGGER.info("jitter service listening on %s (%d memories)", self.path,
+                            len(self.memories))  # fmt: skip
+                await self._accept_loop(listener, tg)
+        finally:
+            self._scope = None
+            self._stop_requested = False
+            self.state = ActorState.STOPPED
+            listener.close()
+            remove_socket(self.path, identity)
+
+    def _error(self, kind: str) -> None:
+        self._errors[kind] = self._errors.get(kind, 0) + 1
+
+    async def _accept_loop(self, listener: socket.socket, tg: anyio.abc.TaskGroup) -> None:
+        while True:
+            await anyio.wait_readable(listener)
+            try:
+                conn, _ = listener.accept()
+            except BlockingIOError:
+                continue
+            except OSError as exc:  # EMFILE and kin: wait for descriptors to free up
+                LOGGER.warning("jitter socket accept failed: %s", exc)
+                await anyio.sleep(0.1)
+                continue
+            conn.setblocking(False)
+            self._counts["connections_total"] += 1
+            tg.start_soon(self._connection, conn)
+
+    async def _connection(self, conn: socket.socket) -> None:
+        try:
+            with conn:
+                if self._active >= self.max_connections:
+                    self._error("busy")
+                    return
+                if not admit(conn, self._own_uid, self._group_gid):
+                    self._error("forbidden")
+                    return
+                self._active += 1
+                try:
+                    await self._converse(conn)
+                finally:
+                    self._active -= 1
+        except OSError as exc:
+            self._error("disconnect")
+            LOGGER.debug("jitter connection dropped: %s", exc)
+        except Exception:
+            self._error("internal")
+            LOGGER.exception("jitter connection failed")
+
+    async def _converse(self, conn: socket.socket) -> None:
+        """Answer requests in order until EOF, an error, or a timeout ends the connection."""
+        decoder = ServerDecoder(self.limits)
+        partial_since: float | None = None
+        while True:
+            if decoder.pending and partial_since is None:
+                partial_since = anyio.current_time()
+            elif not decoder.pending:
+                partial_since = None
+            chunk = await self._receive(conn, partial_since)
+            if chunk is None:
+                self._error("timeout")
+                if decoder.mode == "batch":
+                    message = f"no complete frame within {self.read_timeout:g} s; closing"
+                    await self._send(conn, ErrorReply(0, ErrorCode.TIMEOUT, message).to_bytes())
+                return
+            if not chunk:
+                if decoder.pending:
+                    self._error("short_frame")
+                return
+            out = bytearray()
+            for event in decoder.feed(chunk):
+                reply = await self._dispatch(event)
+                if reply is None:
+                    await self._send(conn, bytes(out))
+                    return
+                out += reply
+            if decoder.error is not None:
+                self._error(error_name(decoder.error.code))
+                LOGGER.debug("jitter request rejected: %s (%r)", decoder.error, decoder.error.raw)
+                await self._send(conn, bytes(out) + ErrorReply.for_error(decoder.error).to_bytes())
+                return
+            if out and not await self._send(conn, bytes(out)):
+                return
+
+    async def _receive(self, conn: socket.socket, partial_since: float | None) -> bytes | None:
+        """The next chunk, ``b""`` at EOF, or None when the connection timed out."""
+        if partial_since is not None:
+            deadline = partial_since + self.read_timeout
+        elif self.idle_timeout is not None:
+            deadline = anyio.current_time() + self.idle_timeout
+        else:
+            return await recv_chunk(conn)  # no cancel scope: it costs more than a lookup
+        with anyio.CancelScope(deadline=deadline):
+            return await recv_chunk(conn)
+        return None
+
+    async def _send(self, conn: socket.socket, data: bytes) -> bool:
+        """Send all of ``data``; False when the peer is gone or does not read in time."""
+        sent = await send_all(conn, data, self.read_timeout)
+        if sent is None:
+            self._error("timeout")
+        return bool(sent)
+
+    # -- requests -------------------------------------------------------------------------
+
+    async def _dispatch(self, event: Any) -> bytes | None:
+        """The reply to one request; None closes the connection (legacy has no errors)."""
+        try:
+            reply: bytes | None = await self._handlers[type(event)](event)
+        except Exception:
+            self._error("internal")
+            LOGGER.exception("jitter request %s failed", type(event).__name__)
+            if isinstance(event, LegacyBlock):
+                return None
+            message = "the jitter service failed on this request (see its log)"
+            return ErrorReply(event.request_id, ErrorCode.INTERNAL, message).to_bytes()
+        return reply
+
+    async def _legacy(self, block: LegacyBlock) -> bytes | None:
+        """One jitter per 56-byte request (``found`` is not part of the legacy reply)."""
+        served = self.memories.default
+        if served is None:
+            self._error("no_default_memory")
+            LOGGER.warning("legacy jitter request, but the service has no default memory")
+            return None
+        t0 = time.perf_counter()
+        n = block.count
+        if n <= _SCALAR_MAX:
+            out = b"".join(_U32.pack(j) for j, _ in served.each(block.data))
+        else:
+            out = lookup_many(served.index, block.array())[0].astype("<u4").tobytes()
+        self.latency.observe((time.perf_counter() - t0) / n, n)
+        self._counts["requests"] += n
+        self._counts["legacy_requests"] += n
+        self._counts["lookups"] += n
+        return out
+
+    async def _hello(self, hello: Hello) -> bytes:
+        return Hello().to_bytes()
+
+    async def _lookup(self, req: LookupRequest) -> bytes:
+        self._counts["requests"] += 1
+        served = self.memories.resolve(req.memory_id)
+        if served is None:
+            self._error("unknown_memory")
+            which = req.memory_id or "(default: this service has none)"
+            message = f"no memory {which}; upload it first"
+            return ErrorReply(req.request_id, ErrorCode.UNKNOWN_MEMORY, message).to_bytes()
+        t0 = time.perf_counter()
+        if 1 <= req.count <= _SCALAR_MAX and served.scalar:
+            pairs = served.each(req.records)
+            jit = np.array([j for j, _ in pairs], dtype=np.uint32)
+            found = np.array([f for _, f in pairs], dtype=bool)
+        elif req.count >= _THREAD_MIN:
+            jit, found = await anyio.to_thread.run_sync(lookup_many, served.index, req.array())
+        else:
+            jit, found = lookup_many(served.index, req.array())
+        reply = LookupReply.of(req.request_id, jit, found).to_bytes()
+        self.latency.observe(time.perf_counter() - t0)
+        self._counts["batches"] += 1
+        self._counts["lookups"] += req.count
+        return reply
+
+    async def _upload(self, req: UploadRequest) -> bytes:
+        self._counts["requests"] += 1
+        if not self.allow_upload:
+            self._error("upload_refused")
+            message = "this jitter service takes no uploads"
+            return ErrorReply(req.request_id, ErrorCode.UPLOAD_REFUSED, message).to_bytes()
+        t0 = time.perf_counter()
+        memory_id = req.memory_id()
+        if self.memories.resolve(memory_id) is None:
+            self.memories.keep_upload(await anyio.to_thread.run_sync(prepare_upload, req.array()))
+            LOGGER.info("jitter memory %s uploaded (%d frames)", memory_id[:12], req.count)
+        self.latency.observe(time.perf_counter() - t0)
+        self._counts["uploads"] += 1
+        return UploadReply(req.request_id, memory_id, req.count).to_bytes()
+
+    async def _info(self, req: InfoRequest) -> bytes:
+        self._counts["requests"] += 1
+        self._counts["infos"] += 1
+        default = self.default_memory
+        return InfoReply(
+            req.request_id, default.memory_id if default is not None else None,
+            len(default) if default is not None else 0, len(self.memories),
+            self.limits.max_records, self.limits.max_upload_frames,
+        ).to_bytes()  # fmt: skip
+
+
+# -- integration --------------------------------------------------------------------------
+
+
+def resolve_memory(source: MemorySource) -> JitterMemory | None:
+    """A memory from a JitterMemory, frames, a callable returning one (a dataset loader:
+    ``lambda: load_dataset(path).memory``), or None (no default memory)."""
+    value = source() if callable(source) else source
+    return None if value is None else as_memory(value)
+
+
+async def run_jitter_service(
+    memory_source: MemorySource,
+    path: str | os.PathLike[str] | None = None,
+    *,
+    task_status: anyio.abc.TaskStatus[JitterService] = anyio.TASK_STATUS_IGNORED,
+    **options: Any,
+) -> None:
+    """For the daemon: load and index the memory off the loop, serve it at ``path``
+    (default ``default_jitter_socket_path()``) with ``options`` (``JitterService``'s
+    keywords: group, mode, allow_upload, ...); ``task_status`` gets the bound service."""
+    where = path if path is not None else default_jitter_socket_path()
+
+    def build() -> JitterService:
+        return JitterService(where, resolve_memory(memory_source), **options)
+
+    service = await anyio.to_thread.run_sync(build)
+    async with anyio.create_task_group() as tg:
+        await tg.start(service.serve)
+        task_status.started(service)
+
+
+@contextmanager
+def serving_in_thread(service: JitterService) -> Iterator[Path]:
+    """Run ``service`` on an event loop of its own thread (tests, benchmarks, scripts)."""
+    with anyio.from_thread.start_blocking_portal() as portal:
+        future, path = portal.start_task(service.serve)
+        try:
+            yield path
+        finally:
+            portal.call(service.stop)
+            future.result()

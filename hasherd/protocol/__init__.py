@@ -1,0 +1,1 @@
+"""Pure wire codecs: bytes <-> frozen dataclasses, with no sockets and no event loop."""
