@@ -65,6 +65,7 @@ from hasherd.protocol.jitter import (
     UploadRequest,
     error_name,
 )
+from hasherd.transport import unix
 
 LOGGER = logging.getLogger(__name__)
 
@@ -241,19 +242,10 @@ class JitterService:
         self._errors[kind] = self._errors.get(kind, 0) + 1
 
     async def _accept_loop(self, listener: socket.socket, tg: anyio.abc.TaskGroup) -> None:
-        while True:
-            await anyio.wait_readable(listener)
-            try:
-                conn, _ = listener.accept()
-            except BlockingIOError:
-                continue
-            except OSError as exc:  # EMFILE and kin: wait for descriptors to free up
-                LOGGER.warning("jitter socket accept failed: %s", exc)
-                await anyio.sleep(0.1)
-                continue
-            conn.setblocking(False)
+        def count() -> None:
             self._counts["connections_total"] += 1
-            tg.start_soon(self._connection, conn)
+
+        await unix.accept_loop(listener, tg, self._connection, count, label="jitter")
 
     async def _connection(self, conn: socket.socket) -> None:
         try:

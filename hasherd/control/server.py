@@ -19,7 +19,6 @@ import grp
 import logging
 import os
 import socket
-import stat
 import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from hasherd.control.protocol import (
     Response,
 )
 from hasherd.errors import HasherError
+from hasherd.transport import unix
 
 LOGGER = logging.getLogger(__name__)
 
@@ -47,9 +47,6 @@ Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 DEFAULT_MODE = 0o660
 DEFAULT_READ_TIMEOUT = 30.0
 DEFAULT_MAX_CONNECTIONS = 256
-_CHUNK = 65536
-_BACKLOG = 128
-_PROBE_TIMEOUT = 1.0
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
@@ -207,84 +204,19 @@ class ControlServer:
     async def _ping(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"pong": True, "version": __version__, "protocol": PROTOCOL_VERSION}
 
-    def _open_listener(self) -> tuple[socket.socket, tuple[int, int]]:
+    def _open_listener(self) -> tuple[socket.socket, unix.Identity]:
         """The bound, listening socket (mode and group set before it listens)."""
-        self._prepare_path()
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.setblocking(False)
-            sock.bind(str(self.path))
-            try:
-                os.chmod(self.path, self.mode)
-                if self._group_gid is not None:
-                    os.chown(self.path, -1, self._group_gid)
-                st = os.stat(self.path)
-                sock.listen(_BACKLOG)
-            except OSError:
-                self._remove_socket(None)
-                raise
-        except OSError as exc:
-            sock.close()
-            raise ControlServerError(self.path, f"cannot set it up: {exc}") from exc
-        return sock, (st.st_dev, st.st_ino)
+        return unix.open_listener(self.path, self.mode, self._group_gid, label="control",
+                                  error=ControlServerError, in_use=AlreadyRunning)  # fmt: skip
 
-    def _prepare_path(self) -> None:
-        """Create the directory; replace a stale socket, refuse a live one or a non-socket."""
-        parent = self.path.parent
-        if not parent.exists():
-            try:
-                parent.mkdir(mode=0o750, parents=True, exist_ok=True)
-                if self._group_gid is not None:
-                    os.chown(parent, -1, self._group_gid)
-            except OSError as exc:
-                raise ControlServerError(self.path, f"cannot create {parent}: {exc}") from exc
-        try:
-            st = os.lstat(self.path)
-        except FileNotFoundError:
-            return
-        if not stat.S_ISSOCK(st.st_mode):
-            raise ControlServerError(self.path, "exists and is not a socket; not replacing it")
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-            probe.settimeout(_PROBE_TIMEOUT)
-            try:
-                probe.connect(str(self.path))
-            except ConnectionRefusedError:
-                LOGGER.info("removing stale control socket %s", self.path)
-                self._remove_socket(None)
-                return
-            except FileNotFoundError:
-                return
-            except (TimeoutError, BlockingIOError):
-                raise AlreadyRunning(self.path) from None  # a full backlog: alive but busy
-            except OSError as exc:
-                raise ControlServerError(self.path, f"cannot probe it: {exc}") from exc
-        raise AlreadyRunning(self.path)
-
-    def _remove_socket(self, identity: tuple[int, int] | None) -> None:
-        """Unlink the socket file, unless it is no longer the one this server bound."""
-        try:
-            st = os.lstat(self.path)
-            if identity is None or (st.st_dev, st.st_ino) == identity:
-                os.unlink(self.path)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            LOGGER.warning("cannot remove control socket %s: %s", self.path, exc)
+    def _remove_socket(self, identity: unix.Identity | None) -> None:
+        unix.remove_socket(self.path, identity, label="control")
 
     async def _accept_loop(self, listener: socket.socket, tg: anyio.abc.TaskGroup) -> None:
-        while True:
-            await anyio.wait_readable(listener)
-            try:
-                conn, _ = listener.accept()
-            except BlockingIOError:
-                continue
-            except OSError as exc:  # EMFILE and kin: wait for descriptors to free up
-                LOGGER.warning("control socket accept failed: %s", exc)
-                await anyio.sleep(0.1)
-                continue
-            conn.setblocking(False)
+        def count() -> None:
             self._counts["accepted"] += 1
-            tg.start_soon(self._connection, conn)
+
+        await unix.accept_loop(listener, tg, self._connection, count, label="control")
 
     async def _connection(self, conn: socket.socket) -> None:
         try:
@@ -362,14 +294,7 @@ class ControlServer:
         else:
             deadline = float("inf")
         with anyio.CancelScope(deadline=deadline):
-            while True:
-                await anyio.lowlevel.checkpoint()  # a peer that never pauses cannot hog the loop
-                try:
-                    return conn.recv(_CHUNK)
-                except BlockingIOError:
-                    await anyio.wait_readable(conn)
-                except ConnectionResetError:
-                    return b""
+            return await unix.recv_chunk(conn)
         self._counts["timeouts"] += 1
         if buffer:
             message = f"no complete line within {self.read_timeout:g} s; closing"
@@ -408,17 +333,8 @@ class ControlServer:
             LOGGER.error("control response for id %r is not JSON: %s", response.id, exc)
             message = "the result could not be encoded as JSON (see the daemon log)"
             data = Response.failure(response.id, ErrorCode.INTERNAL, message).to_line()
-        view = memoryview(data)
-        with anyio.move_on_after(self.read_timeout):
-            try:
-                while view:
-                    try:
-                        view = view[conn.send(view, socket.MSG_NOSIGNAL) :]
-                    except BlockingIOError:
-                        await anyio.wait_writable(conn)
-                return True
-            except OSError as exc:  # EPIPE, ECONNRESET: the peer has gone
-                LOGGER.debug("control send failed: %s", exc)
-                return False
+        sent = await unix.send_all(conn, data, self.read_timeout, label="control")
+        if sent is not None:
+            return sent
         self._counts["timeouts"] += 1
         return False

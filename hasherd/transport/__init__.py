@@ -1,0 +1,1 @@
+"""The asyncio edge: sockets (and, later, serial and USB links)."""
