@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,3 +34,21 @@ def numba_eval() -> Evaluator:
     ev = create("numba")
     ev.warm_up()  # compiles once per machine (about 80 s), then loads from numba's cache
     return ev
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """anyio tests run on asyncio (the backend the daemon uses)."""
+    return "asyncio"
+
+
+@pytest.fixture
+def sock_dir() -> Iterator[Path]:
+    """A short directory (AF_UNIX paths stop at 108 bytes) that other uids may traverse."""
+    base = tempfile.gettempdir()
+    path = Path(tempfile.mkdtemp(prefix="hd-", dir=base if len(base) < 40 else "/tmp"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -24,11 +24,6 @@ from hasherd.kernel.memory import JitterMemory
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class Flaky(Evaluator):
     """The numba evaluator, except that calls listed in ``fail_on`` raise (fault injection)."""
 

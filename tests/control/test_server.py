@@ -6,12 +6,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import socket
 import stat
 import sys
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -44,23 +42,6 @@ from hasherd.errors import HasherError, InputError
 NOBODY = 65534
 OTHER_GID = 4242
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def sock_dir() -> Iterator[Path]:
-    """A short directory (AF_UNIX paths stop at 108 bytes) that other uids may traverse."""
-    base = tempfile.gettempdir()
-    path = Path(tempfile.mkdtemp(prefix="hd-", dir=base if len(base) < 40 else "/tmp"))
-    path.chmod(0o755)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

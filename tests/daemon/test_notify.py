@@ -20,11 +20,6 @@ from hasherd.daemon.notify import Notifier, watchdog_interval, watchdog_loop
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def short_dir(tmp_path: Path) -> Iterator[Path]:
     """A directory whose socket paths fit AF_UNIX's 108 bytes."""
     if len(str(tmp_path)) < 80:

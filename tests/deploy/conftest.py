@@ -33,11 +33,6 @@ def need_root() -> None:
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def h() -> Any:
     """This module's helpers, for the tests (conftest is not importable by name)."""
     return sys.modules[__name__]

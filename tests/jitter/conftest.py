@@ -4,10 +4,8 @@ event loop, and raw-socket readers."""
 from __future__ import annotations
 
 import json
-import shutil
 import sys
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -26,23 +24,6 @@ DATA: dict[str, Any] = json.loads(VECTORS.read_text())
 
 def memory_of(case: dict[str, Any]) -> JitterMemory:
     return JitterMemory.from_frames(case["memory"])
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def sock_dir() -> Iterator[Path]:
-    """A short directory (AF_UNIX paths stop at 108 bytes)."""
-    base = tempfile.gettempdir()
-    path = Path(tempfile.mkdtemp(prefix="hj-", dir=base if len(base) < 40 else "/tmp"))
-    path.chmod(0o755)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
