@@ -53,18 +53,7 @@ def default_jitter_socket_path(
     """``$HASHERD_JITTER_SOCKET``; ``$RUNTIME_DIRECTORY/jitter.sock`` under systemd;
     ``/run/hasherd/jitter.sock`` for root; else ``$XDG_RUNTIME_DIR/hasherd/jitter.sock``,
     or ``/tmp/hasherd-<uid>/jitter.sock`` (the control socket's rules)."""
-    env = os.environ if environ is None else environ
-    uid = os.geteuid() if uid is None else uid
-    if env.get(SOCKET_ENV):
-        return Path(env[SOCKET_ENV])
-    runtime = env.get("RUNTIME_DIRECTORY", "").split(":")[0]
-    if runtime:
-        return Path(runtime) / SOCKET_NAME
-    if uid == 0:
-        return SYSTEM_SOCKET
-    if env.get("XDG_RUNTIME_DIR"):
-        return Path(env["XDG_RUNTIME_DIR"]) / "hasherd" / SOCKET_NAME
-    return Path(f"/tmp/hasherd-{uid}") / SOCKET_NAME
+    return unix.runtime_socket_path(SOCKET_NAME, SOCKET_ENV, environ, uid)
 
 
 def open_listener(path: Path, mode: int, gid: int | None) -> tuple[socket.socket, Identity]:

@@ -19,6 +19,7 @@ from typing import Any
 
 from hasherd.control.protocol import ErrorCode, ProtocolError, Request, Response
 from hasherd.errors import HasherError
+from hasherd.transport.unix import runtime_socket_path
 
 SYSTEM_SOCKET = Path("/run/hasherd/control.sock")
 SOCKET_ENV = "HASHERD_CONTROL_SOCKET"
@@ -57,18 +58,7 @@ def default_socket_path(environ: Mapping[str, str] | None = None, uid: int | Non
     (RuntimeDirectory=hasherd); ``/run/hasherd/control.sock`` for root; else
     ``$XDG_RUNTIME_DIR/hasherd/control.sock``, or ``/tmp/hasherd-<uid>/control.sock``.
     """
-    env = os.environ if environ is None else environ
-    uid = os.geteuid() if uid is None else uid
-    if env.get(SOCKET_ENV):
-        return Path(env[SOCKET_ENV])
-    runtime = env.get("RUNTIME_DIRECTORY", "").split(":")[0]
-    if runtime:
-        return Path(runtime) / SOCKET_NAME
-    if uid == 0:
-        return SYSTEM_SOCKET
-    if env.get("XDG_RUNTIME_DIR"):
-        return Path(env["XDG_RUNTIME_DIR"]) / "hasherd" / SOCKET_NAME
-    return Path(f"/tmp/hasherd-{uid}") / SOCKET_NAME
+    return runtime_socket_path(SOCKET_NAME, SOCKET_ENV, environ, uid)
 
 
 def discover_socket_path(environ: Mapping[str, str] | None = None, uid: int | None = None) -> Path:

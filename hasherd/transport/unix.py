@@ -13,7 +13,7 @@ import logging
 import os
 import socket
 import stat
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,27 @@ PROBE_TIMEOUT = 1.0
 Identity = tuple[int, int]  # (st_dev, st_ino) of the socket file this process bound
 SetupError = Callable[[Path, str], Exception]  # (path, problem) -> the server's own error
 InUseError = Callable[[Path], Exception]  # path -> "already running"
+
+
+def runtime_socket_path(
+    name: str, env_var: str, environ: Mapping[str, str] | None = None, uid: int | None = None
+) -> Path:
+    """Where a daemon socket called ``name`` lives unless configured: ``$<env_var>`` if
+    set; ``$RUNTIME_DIRECTORY/<name>`` under systemd (RuntimeDirectory=hasherd);
+    ``/run/hasherd/<name>`` for root; else ``$XDG_RUNTIME_DIR/hasherd/<name>``, or
+    ``/tmp/hasherd-<uid>/<name>``."""
+    env = os.environ if environ is None else environ
+    uid = os.geteuid() if uid is None else uid
+    if env.get(env_var):
+        return Path(env[env_var])
+    runtime = env.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    if runtime:
+        return Path(runtime) / name
+    if uid == 0:
+        return Path("/run/hasherd") / name
+    if env.get("XDG_RUNTIME_DIR"):
+        return Path(env["XDG_RUNTIME_DIR"]) / "hasherd" / name
+    return Path(f"/tmp/hasherd-{uid}") / name
 
 
 def open_listener(
