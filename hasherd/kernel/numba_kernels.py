@@ -11,8 +11,9 @@ Two layouts (docs/kernel.md in the project, "The numba evaluator"):
   ``scan_h7``, taking the first that meets k in scan order, rolling ntime after a whole
   nonce space without one.
 
-Import ``hasherd.kernel.numba_setup`` and call ``configure()`` before this module compiles
-anything (the evaluator does).
+The code-generation settings (``hasherd.kernel.numba_setup``) are applied on import,
+before anything here compiles: a process that imported this module first would otherwise
+compile, and cache, a second version for numba's default target.
 """
 
 # mypy: ignore-errors
@@ -21,8 +22,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from hasherd.kernel import lanegen
+from hasherd.kernel import lanegen, numba_setup
 from hasherd.kernel._lanes import LANES, ROW_HDR, ROW_OUT, ROWS, pass_k0, prep, scan_h7
+
+numba_setup.configure()  # before the first compile (decorating compiles nothing)
 
 L = LANES
 _K = np.array(lanegen.K, dtype=np.uint32)
