@@ -18,7 +18,6 @@ from hasherd.errors import EvaluatorError
 from hasherd.kernel import evaluators
 from hasherd.kernel.evaluators.reference import ReferenceEvaluator
 from hasherd.kernel.evaluators.rpc import (
-    JitterClient,
     JitterRpcError,
     RpcEvaluator,
     SyncJitterClient,
@@ -26,6 +25,7 @@ from hasherd.kernel.evaluators.rpc import (
 )
 from hasherd.kernel.jitter_batch import lookup_many
 from hasherd.kernel.memory import JitterMemory
+from hasherd.transport.jitter_async import JitterClient
 
 VECTORS = Path(__file__).parents[1] / "data" / "kernel-v1.json"
 RNG = np.random.default_rng(11)
