@@ -9,6 +9,7 @@ the event loop.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,7 +66,7 @@ def register(d: Daemon, server: ControlServer) -> None:
         active = sched.active
         return {
             "version": __version__, "pid": os.getpid(),
-            "uptime_s": round(_now() - d.started, 1), "state": d.state,
+            "uptime_s": round(time.monotonic() - d.started, 1), "state": d.state,
             "database": store.path, "jobs": counts,
             "active_job": await sched.job_json(active.job) if active else None,
             "actors": pool.snapshot(), "candidates_per_s": round(cps, 1),
@@ -162,9 +163,3 @@ def register(d: Daemon, server: ControlServer) -> None:
         "reload": reload,
     }.items():
         server.register(method, handler)
-
-
-def _now() -> float:
-    import time
-
-    return time.monotonic()
