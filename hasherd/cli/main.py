@@ -20,12 +20,15 @@ from hasherd.cli import (
     cmd_export,
     cmd_flash,
     cmd_train,
+    cmd_validate,
     cmd_vectors,
     cmd_verify,
 )
 from hasherd.errors import HasherError
 
-COMMANDS = (cmd_daemon, cmd_train, cmd_export, cmd_flash, cmd_verify, cmd_vectors, cmd_bench)
+COMMANDS = (
+    cmd_daemon, cmd_train, cmd_export, cmd_flash, cmd_verify, cmd_validate, cmd_vectors, cmd_bench,
+)  # fmt: skip
 
 EXIT_OK = 0
 EXIT_FAILED = 1

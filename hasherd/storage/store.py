@@ -12,11 +12,12 @@ from hasherd.storage.catalog import CatalogMixin
 from hasherd.storage.jobs import JobsMixin
 from hasherd.storage.opening import open_connection
 from hasherd.storage.training import TrainingMixin
+from hasherd.storage.validations import ValidationsMixin
 
 DEFAULT_BUSY_TIMEOUT_S = 5.0
 
 
-class Store(CatalogMixin, TrainingMixin, JobsMixin):
+class Store(CatalogMixin, TrainingMixin, JobsMixin, ValidationsMixin):
     """hasherd's database: datasets, runs, checkpoints, seen seeds, weights, events, jobs.
 
     Build it with ``await Store.open(path)`` (then ``close()``, or ``async with``) or

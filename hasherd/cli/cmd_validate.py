@@ -1,0 +1,86 @@
+"""``hasherd validate``: stored weights re-evaluated on two evaluators (cross-hardware).
+
+Each chosen weight runs on evaluator A (``--evaluator``) and B (``--against``); both must
+reproduce its stored output and golden nonce. The weight is marked validated or
+non-deterministic, and every check is stored with both outputs. Exit status: 0 when the
+disagreement rate is within ``validation.tolerance_threshold`` and every weight could be
+evaluated, 1 otherwise, 2 on bad input. See docs/validation.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from hasherd import config as config_mod
+from hasherd.cli.common import add_config_args
+from hasherd.errors import InputError
+from hasherd.kernel import evaluators
+from hasherd.storage import Store
+from hasherd.validate import Finding, Report, default_evaluators, validate
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("validate", help="re-evaluate stored weights on two evaluators",
+                       description=__doc__.splitlines()[0] if __doc__ else None)  # fmt: skip
+    p.add_argument("--db", required=True, metavar="PATH", help="the training database")
+    p.add_argument("--sample", type=float, default=1.0, metavar="F",
+                   help="share of the weights to check, in (0, 1] (default 1)")  # fmt: skip
+    p.add_argument("--seed", type=int, metavar="N",
+                   help="seed of the sample draw (default: a fresh one, printed)")  # fmt: skip
+    p.add_argument("--evaluator", metavar="A",
+                   help="first evaluator (default: numba)")  # fmt: skip
+    p.add_argument("--against", metavar="B", help="second evaluator (default: reference)")
+    p.add_argument("--run", type=int, metavar="ID", help="only the weights of this run")
+    p.add_argument("--job", type=int, metavar="ID", help="only the weights of this job's run")
+    p.add_argument("--dataset", type=int, metavar="ID", help="only this dataset's weights")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_config_args(p)
+    p.set_defaults(handler=run_validate)
+
+
+async def _validate(args: argparse.Namespace) -> Report:
+    cfg = config_mod.load(args.config)
+    name_a, name_b = default_evaluators(cfg.validation)
+    name_a, name_b = args.evaluator or name_a, args.against or name_b
+    ev_a, ev_b = evaluators.create(name_a), evaluators.create(name_b)
+    db = Path(args.db)
+    if not db.is_file():
+        raise InputError("--db", f"{db}: no such file")
+    async with await Store.open(db, create=False) as store:
+        return await validate(
+            store, ev_a, ev_b, config=cfg.validation, sample=args.sample, seed=args.seed,
+            run_id=args.run, job_id=args.job, dataset_id=args.dataset, labels=(name_a, name_b),
+        )  # fmt: skip
+
+
+def _line(f: Finding) -> str:
+    c = f.check
+    head = f"weight {c.weight_id} (record {f.record_id}, token {f.token_id}, run {f.run_id})"
+    if c.agree is None:
+        return f"FAILED {head} after {c.attempts} attempt(s): {c.error}"
+    return (f"NON-DETERMINISTIC {head}: stored output {c.stored_output} nonce "
+            f"{c.stored_golden_nonce}; {c.evaluator_a} {c.output_a} nonce {c.golden_nonce_a}; "
+            f"{c.evaluator_b} {c.output_b} nonce {c.golden_nonce_b}")  # fmt: skip
+
+
+def render(r: Report) -> str:
+    verdict = "within tolerance" if r.within_tolerance else "BEYOND tolerance"
+    lines = [
+        f"{r.evaluator_a} against {r.evaluator_b}: {r.checked} of {r.selected} weights checked"
+        f" (sample {r.sample:g}, seed {r.seed})",
+        f"agree {r.agree}, disagree {r.disagree}, failed {r.failed}",
+        f"disagreement rate {r.rate:.4f} (tolerance {r.tolerance:g}): {verdict}",
+    ]
+    lines += [_line(f) for f in (*r.disagreements, *r.failures)]
+    return "\n".join(lines)
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    report = anyio.run(_validate, args)
+    print(json.dumps(report.to_json(), indent=1) if args.json else render(report))
+    return 0 if report.ok else 1
