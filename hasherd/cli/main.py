@@ -17,6 +17,7 @@ from hasherd import __version__
 from hasherd.cli import (
     cmd_bench,
     cmd_daemon,
+    cmd_emulate,
     cmd_export,
     cmd_flash,
     cmd_train,
@@ -28,6 +29,7 @@ from hasherd.errors import HasherError
 
 COMMANDS = (
     cmd_daemon, cmd_train, cmd_export, cmd_flash, cmd_verify, cmd_validate, cmd_vectors, cmd_bench,
+    cmd_emulate,
 )  # fmt: skip
 
 EXIT_OK = 0
