@@ -1,1 +1,2 @@
-"""The asyncio edge: sockets (and, later, serial and USB links)."""
+"""The asyncio edge: Unix sockets (``unix``), the jitter RPC clients, serial links
+(``serial_link``: ttys, ptys and ``socket://`` through pyserial-asyncio)."""

@@ -57,15 +57,22 @@ def _rpc(arg: str | None) -> Evaluator:
     return factory(arg)
 
 
+def _asic(arg: str | None) -> Evaluator:
+    from hasherd.kernel.evaluators.asic import factory
+
+    return factory(arg)
+
+
 _FACTORIES: dict[str, Callable[[str | None], Evaluator]] = {
     "reference": _reference,
     "numba": _numba,
     "cuda": _cuda,
     "rpc": _rpc,
+    "asic": _asic,
 }
 _AVAILABLE: dict[str, Callable[[], bool]] = {"numba": _numba_available, "cuda": _cuda_available}
 # Kinds that need an argument (a socket, a device) are not part of "every available".
-_NEEDS_ARGUMENT: set[str] = {"rpc"}
+_NEEDS_ARGUMENT: set[str] = {"rpc", "asic"}
 
 
 def kinds() -> list[str]:

@@ -1,0 +1,229 @@
+"""The ASIC evaluator: golden-nonce passes on a BM1370 chain, everything else on the host.
+
+For a request at the device's ``zero_bits`` k (> 0), each pass of the loop (kernel.md) is
+one chip job (asic-protocols.md, section 9): the pass header, rolling off, starting nonce
+= the header's nonce; the chain sweeps its window, the host verifies every reported nonce
+and takes the first in scan order. Keys, jitter lookups and ``apply`` run on the host as
+in the reference evaluator, so the results equal the reference's for the same request.
+
+A job covers only the first ``covered_prefix(chips, nonces_per_chip)`` nonces from n0
+without a gap (``W``), and "first in scan order" is trusted only inside that window:
+
+* a request with ``nonce_space <= W`` is served exactly: hits at offsets
+  ``>= nonce_space`` are ignored and, when none is left, the pass rolls ntime (a new job
+  with ``ntime0 + r``), as the kernel does, up to ``max_rolls``;
+* a request with ``nonce_space > W`` (the kernel's 2^32 included) is served when the
+  window holds a hit, which is then the kernel's answer; otherwise ``EvaluatorError``:
+  the chip did not sweep far enough to know, and no value is invented.
+
+The chain is driven from a private asyncio loop owned by the evaluator (the actor calls
+it from one thread); ``close()`` releases the port and the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from typing import Any
+
+from hasherd.actors.bm13xx_chain import (
+    Bm13xxChain,
+    ChainError,
+    SweepBound,
+    covered_prefix,
+    open_chain,
+)
+from hasherd.errors import EvaluatorError, HasherError, InputError
+from hasherd.kernel import spec
+from hasherd.kernel.evaluators.base import EvalRequest, EvalResult, Evaluator
+from hasherd.kernel.evaluators.reference import _Loop, _Outputs, _spread
+
+__all__ = ["DEFAULT_BOUND", "AsicEvaluator", "factory"]
+
+# For the emulator (hashlib at ~430 kH/s in one thread): 64 Ki nonces per chip.
+DEFAULT_BOUND = SweepBound(nonces_per_chip=1 << 16, seconds=0.5, quiet=0.05)
+DEFAULT_ZERO_BITS = 8
+
+
+def _shutdown(loop: asyncio.AbstractEventLoop, holder: list[Bm13xxChain]) -> None:
+    try:
+        if holder and not loop.is_closed():
+            loop.run_until_complete(holder.pop().close())
+    finally:
+        if not loop.is_closed():
+            loop.close()
+
+
+class _ChipLoop(_Loop):
+    """The reference loop with its golden pass sent to the chain."""
+
+    def __init__(self, req: EvalRequest, ev: AsicEvaluator) -> None:
+        super().__init__(req)
+        self.ev = ev
+        self.swept = 0
+
+    def digest(self, head: bytes, mix: int, tail: bytes) -> spec.PassResult:
+        header = head + mix.to_bytes(16, "big") + tail
+        res, swept = self.ev.golden_pass(header, self.req.zero_bits, self.req.nonce_space)
+        self.swept += swept
+        return res
+
+
+class AsicEvaluator(Evaluator):
+    """Kernel passes on a BM13xx chain at ``path`` (see the module docstring).
+
+    ``zero_bits`` is the device's: the chip's hard-wired difficulty (the emulator's knob,
+    32 on silicon) unless ``base_zero_bits`` is lower, in which case the ticket mask makes
+    up the difference. Only requests at exactly ``zero_bits`` are supported.
+    """
+
+    name = "asic"
+    description = "BM1370 chain over a serial link (golden passes on the chips)"
+
+    def __init__(
+        self,
+        path: str,
+        zero_bits: int = DEFAULT_ZERO_BITS,
+        *,
+        bound: SweepBound = DEFAULT_BOUND,
+        base_zero_bits: int | None = None,
+        expected_chips: int | None = None,
+        baud: float | None = None,
+        max_rolls: int = 64,
+        enumerate_quiet: float = 0.2,
+    ) -> None:
+        k = spec.check_zero_bits(zero_bits)
+        if k == 0:
+            raise InputError("zero_bits", "a chip serves k > 0 only")
+        self.path = path
+        self.zero_bits = k
+        self.base_zero_bits = k if base_zero_bits is None else base_zero_bits
+        self.bound = bound
+        self.expected_chips = expected_chips
+        self.baud = baud
+        self.max_rolls = max_rolls
+        self.enumerate_quiet = enumerate_quiet
+        self._loop = asyncio.new_event_loop()
+        self._holder: list[Bm13xxChain] = []
+        self._finalizer = weakref.finalize(self, _shutdown, self._loop, self._holder)
+
+    def supports(self, zero_bits: int) -> bool:
+        return zero_bits == self.zero_bits
+
+    @property
+    def chain(self) -> Bm13xxChain:
+        if not self._holder:
+            try:
+                self._holder.append(
+                    self._loop.run_until_complete(
+                        open_chain(
+                            self.path,
+                            self.bound,
+                            base_zero_bits=self.base_zero_bits,
+                            expected_chips=self.expected_chips,
+                            baud=self.baud,
+                            enumerate_quiet=self.enumerate_quiet,
+                        )
+                    )
+                )
+            except HasherError as exc:
+                raise EvaluatorError(self.name, f"{self.path}: {exc}") from exc
+        return self._holder[0]
+
+    @property
+    def window(self) -> int:
+        """Nonces from n0 one job covers without a gap."""
+        return covered_prefix(self.chain.chips, self.bound.nonces_per_chip)
+
+    def warm_up(self) -> float:
+        loop = self._loop
+        start = loop.time()
+        _ = self.chain
+        return loop.time() - start
+
+    def close(self) -> None:
+        self._finalizer()
+
+    def __enter__(self) -> AsicEvaluator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def golden_pass(
+        self, header: bytes, zero_bits: int, nonce_space: int = spec.NONCE_SPACE
+    ) -> tuple[spec.PassResult, int]:
+        """``spec.golden_pass`` on the chain; also returns the nonces the chain swept."""
+        chain = self.chain
+        window = self.window
+        limit = min(nonce_space, window)
+        n0 = spec.scan_start(header)
+        ntime0 = int.from_bytes(header[68:72], "little")
+        swept = 0
+        for roll in range(self.max_rolls + 1):
+            rolled = header[:68] + ((ntime0 + roll) & spec.MASK32).to_bytes(4, "little")
+            rolled += header[72:]
+            try:
+                res = self._loop.run_until_complete(chain.mine(rolled, zero_bits))
+            except HasherError as exc:
+                raise EvaluatorError(self.name, f"{self.path}: {exc}") from exc
+            swept += res.swept
+            for _chip, nonce in res.found:  # in scan order
+                t = (nonce - n0) % spec.NONCE_SPACE
+                if t >= limit:
+                    break
+                full = rolled[:76] + nonce.to_bytes(4, "little")
+                digest = spec.dsha256(full)
+                return spec.PassResult(nonce, digest, roll, roll * nonce_space + t + 1), swept
+            if nonce_space > window:
+                raise EvaluatorError(
+                    self.name,
+                    f"no nonce meeting {zero_bits} zero bits in the swept window of {window} "
+                    f"nonces from {n0}; the kernel scans {nonce_space}, so the chip cannot "
+                    "say which comes first",
+                )
+        raise EvaluatorError(
+            self.name, f"no nonce meeting {zero_bits} zero bits within {self.max_rolls} ntime rolls"
+        )
+
+    def _evaluate(self, req: EvalRequest) -> EvalResult:
+        if not self.supports(req.zero_bits):
+            raise EvaluatorError(
+                self.name, f"serves zero_bits={self.zero_bits} only, not {req.zero_bits}"
+            )
+        loop = _ChipLoop(req, self)
+        out = _Outputs(req.n, req.passes, req.trace)
+        for i in range(req.n):
+            header = spec.build_header(loop.slots, req.seeds[i].tobytes())
+            head, mix, tail = header[:36], int.from_bytes(header[36:52], "big"), header[52:]
+            key = 0
+            for pno in range(req.passes):
+                res = loop.digest(head, mix, tail)
+                key = int.from_bytes(res.digest[0:4], "big")
+                j, hit = loop.jitter(mix, key, pno)
+                mix ^= _spread(j)
+                out.record(i, pno, key, res.nonce, j, hit)
+            final = loop.digest(head, mix, tail)
+            out.finish(i, final, key, head + mix.to_bytes(16, "big") + tail)
+        # dsha: what the chain hashed (every chip's whole window per job) plus the host's
+        # digest of each golden header; compressions at 2 per chain hash + 1 midstate.
+        jobs_dsha = loop.swept
+        host = req.n * (req.passes + 1)
+        return out.result(jobs_dsha + host, 2 * jobs_dsha + 3 * host)
+
+
+def factory(arg: str | None, **options: Any) -> Evaluator:
+    """``asic:PATH[,ZERO_BITS]`` for the registry (PATH a tty, pty or socket://host:port)."""
+    if not arg:
+        raise EvaluatorError("asic", "needs a device: asic:PATH or asic:PATH,ZERO_BITS")
+    path, sep, bits = arg.rpartition(",") if "," in arg else (arg, "", "")
+    zero_bits = DEFAULT_ZERO_BITS
+    if sep:
+        try:
+            zero_bits = int(bits)
+        except ValueError:
+            raise EvaluatorError("asic", f"zero bits must be an integer, got {bits!r}") from None
+    try:
+        return AsicEvaluator(path, zero_bits, **options)
+    except (InputError, ChainError) as exc:
+        raise EvaluatorError("asic", str(exc)) from exc
