@@ -66,7 +66,7 @@ class TrainingConfig:
     mutation_rate: float = 0.05  # share of each generation that is fresh random seeds
     target_fitness: float = 0.95  # share of records that must win at the final difficulty
     validation_split: float = 0.1  # share of new weights re-run on the reference evaluator
-    epochs: int = 2  # the sample trains in about 20 s on 2 cores; raise for harder runs
+    epochs: int = 2  # the sample trains in about 12 s on 2 cores; raise for harder runs
     difficulty_bits: int = 12  # base of the difficulty schedule
     token_bits: int = 17
     passes: int = 21
