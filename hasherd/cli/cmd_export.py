@@ -12,8 +12,6 @@ import argparse
 import csv
 import io
 import json
-import os
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ import anyio
 
 from hasherd import config as config_mod
 from hasherd.cli.common import add_config_args
+from hasherd.fileio import write_atomic
 from hasherd.storage import Store
 from hasherd.storage.rows import WeightRow
 
@@ -75,20 +74,6 @@ def encode(rows: list[dict[str, Any]], fmt: str) -> bytes:
     pq.write_table(table, sink)
     out: bytes = sink.getvalue().to_pybytes()
     return out
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 async def _weights(db: Path) -> list[WeightRow]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hasherd.cli import cmd_export
+from hasherd.fileio import write_atomic
 from hasherd.storage.rows import WeightRow
 
 FORMATS = cmd_export.FORMATS
@@ -79,12 +80,12 @@ def export(
     layers = layers_of(weights)
     if layer is not None:
         rows = layers.get(layer, [])
-        cmd_export.write_atomic(out, cmd_export.encode(rows, fmt))
+        write_atomic(out, cmd_export.encode(rows, fmt))
         say(f"layer {layer}: {len(rows)} weights -> {out}")
         return 1
     for n in sorted(layers):
         target = out / f"layer_{n}.{fmt}"
-        cmd_export.write_atomic(target, cmd_export.encode(layers[n], fmt))
+        write_atomic(target, cmd_export.encode(layers[n], fmt))
         say(f"layer {n}: {len(layers[n])} weights -> {target}")
     if not layers:
         say("no weights stored")

@@ -8,14 +8,13 @@ map are kept; older ones are removed after each write.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import time
 from pathlib import Path
 
 from hasherd.deploy.abi import Entries, Meta, decode_backup, encode_backup
 from hasherd.deploy.errors import DeployError
+from hasherd.fileio import write_atomic
 
 KEEP = 10
 
@@ -46,7 +45,7 @@ def write(directory: str | Path, stem: str, meta: Meta, entries: Entries) -> Pat
     target = d / f"{stem}.{stamp:013d}.layer{meta.layer}.bak"
     try:
         d.mkdir(parents=True, exist_ok=True)
-        _write_atomic(target, encode_backup(meta, entries))
+        write_atomic(target, encode_backup(meta, entries))
     except OSError as exc:
         raise DeployError(f"cannot write the backup {target}: {exc.strerror}") from None
     _prune(d, stem)
@@ -65,24 +64,6 @@ def _newest_stamp(d: Path, stem: str) -> int:
     newest = latest(d, stem)
     match = _pattern(stem).match(newest.name) if newest else None
     return int(match.group(1)) if match else 0
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _prune(d: Path, stem: str) -> None:

@@ -35,6 +35,7 @@ from hasherd.cli.ctl import main
 from hasherd.control.client import SOCKET_ENV
 from hasherd.control.server import ControlServer
 from hasherd.errors import HasherError, InputError
+from hasherd.fileio import write_atomic
 from hasherd.storage.rows import WeightRow
 
 LAYER_SIZE = 1000  # the stand-in daemon's storage.layer_size
@@ -417,7 +418,7 @@ def expected_layers(weights: list[WeightRow]) -> dict[int, list[dict[str, Any]]]
 
 def assert_same_file(got: Path, rows: list[dict[str, Any]], fmt: str, tmp_path: Path) -> None:
     want = tmp_path / f"want.{fmt}"
-    cmd_export.write_atomic(want, cmd_export.encode(rows, fmt))
+    write_atomic(want, cmd_export.encode(rows, fmt))
     if fmt == "parquet":  # compare the tables: the bytes carry writer metadata
         got_table, want_table = pq.read_table(got), pq.read_table(want)
         assert got_table.column_names == list(cmd_export.COLUMNS)
