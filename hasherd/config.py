@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -141,11 +141,31 @@ class MetricsConfig:
     address: str = "127.0.0.1:9464"  # host:port of the Prometheus endpoint; "" = off
 
 
+CHIP_DRIVERS = ("bm1370",)
+
+
+@dataclass(frozen=True)
+class ChipDeviceConfig:
+    """One chip chain (``[[devices.chips]]``): an actor of its own (docs/chips.md)."""
+
+    path: str = ""  # /dev/ttyUSB0, a pty, or socket://host:port
+    name: str = ""  # the actor's name; "" = chip<index>
+    driver: str = "bm1370"
+    zero_bits: int = 32  # the kernel's zero bits it serves; the chip's hard-wired minimum
+    chips: int = 0  # chips expected on the chain; 0 = as many as answer
+    baud: int = 0  # switch to this rate after init; 0 = stay at 115200
+    nonces_per_chip: int = 0  # nonces each chip sweeps per job; 0 = its whole share
+    sweep_time: float = 0.5  # seconds a job's sweep may take
+    quiet: float = 0.05  # after the sweep, this much silence ends the job
+    timeout: float = 600.0  # seconds one evaluation batch may take on the chain
+
+
 @dataclass(frozen=True)
 class DevicesConfig:
     cpu_actors: int = 1  # CPU simulator actors (the cores are shared among them)
     gpu_actors: int = 0  # CUDA actors, on GPUs simulator.gpu_device, +1, ...
     mailbox: int = 2  # batches an actor may hold at once (the bound on work in flight)
+    chips: tuple[ChipDeviceConfig, ...] = ()  # chip chains, one [[devices.chips]] table each
 
 
 @dataclass(frozen=True)
@@ -166,7 +186,7 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return {
             f.name: {
-                k.name: getattr(getattr(self, f.name), k.name)
+                k.name: _plain(getattr(getattr(self, f.name), k.name))
                 for k in fields(getattr(self, f.name))
             }
             for f in fields(self)
@@ -177,6 +197,13 @@ class Config:
         """A copy with training keys replaced (command-line options), re-validated."""
         merged = {**self.to_dict()["training"], **changes}
         return replace(self, training=_section(TrainingConfig, merged, "training", self.source))
+
+
+def _plain(value: Any) -> Any:
+    """JSON-able: a tuple of tables (``devices.chips``) as a list of dicts."""
+    if isinstance(value, tuple):
+        return [asdict(v) for v in value]
+    return value
 
 
 _SECTIONS: dict[str, type] = {
@@ -201,11 +228,14 @@ _DURATIONS = {
     "daemon.status_interval",
     "control.read_timeout",
     "jitter.read_timeout",
+    "devices.chips[].sweep_time",
+    "devices.chips[].quiet",
+    "devices.chips[].timeout",
 }
 
 
 def _typed(value: Any, default: Any, key: str, annotation: str) -> Any:
-    if key in _DURATIONS:
+    if re.sub(r"\[\d+\]", "[]", key) in _DURATIONS:
         return parse_duration(value, key)
     if annotation.startswith("int") and value is None and "None" in annotation:
         return None
@@ -235,6 +265,9 @@ def _section(cls: type, raw: Any, name: str, source: str) -> Any:
         if key not in known:
             raise ConfigError(f"{name}.{key}", f"unknown key (known: {', '.join(known)})", source)
         f = known[key]
+        if cls is DevicesConfig and key == "chips":
+            values[key] = _chips(value, source)
+            continue
         try:
             values[key] = _typed(value, f.default, f"{name}.{key}", str(f.type))
         except ConfigError as exc:
@@ -243,6 +276,35 @@ def _section(cls: type, raw: Any, name: str, source: str) -> Any:
     for problem_key, problem in _checks(name, obj):
         raise ConfigError(problem_key, problem, source)
     return obj
+
+
+def _chips(raw: Any, source: str) -> tuple[ChipDeviceConfig, ...]:
+    """``[[devices.chips]]``: a list of tables; names default to chip<index> and must be
+    unique."""
+    if not isinstance(raw, list):
+        raise ConfigError("devices.chips", "expected a list of tables ([[devices.chips]])",
+                          source)  # fmt: skip
+    out = []
+    for i, table in enumerate(raw):
+        chip = _section(ChipDeviceConfig, table, f"devices.chips[{i}]", source)
+        out.append(chip if chip.name else replace(chip, name=f"chip{i}"))
+    names = [c.name for c in out]
+    for i, n in enumerate(names):
+        if n in names[:i]:
+            raise ConfigError(f"devices.chips[{i}].name", f"{n!r} is used twice", source)
+    return tuple(out)
+
+
+def _baud_problem(baud: int) -> str | None:
+    """Why a BM13xx chain cannot run at ``baud`` (its rates are 25 MHz / 8 / (d + 1))."""
+    from hasherd.errors import InputError
+    from hasherd.protocol.bm13xx import baud_divider
+
+    try:
+        baud_divider(baud)
+    except InputError as exc:
+        return f"{exc.problem}; the chip's rates are 3125000 / (d + 1), d = 0..255"
+    return None
 
 
 def _checks(name: str, obj: Any) -> list[tuple[str, str]]:
@@ -314,6 +376,19 @@ def _checks(name: str, obj: Any) -> list[tuple[str, str]]:
         need(0 <= obj.cpu_actors <= 64, "cpu_actors", "must be in 0..64")
         need(0 <= obj.gpu_actors <= 16, "gpu_actors", "must be in 0..16")
         need(1 <= obj.mailbox <= 64, "mailbox", "must be in 1..64")
+    elif isinstance(obj, ChipDeviceConfig):
+        need(bool(obj.path), "path", "must name the chain's serial device")
+        need(re.fullmatch(r"[A-Za-z0-9_.-]{0,64}", obj.name) is not None, "name",
+             "must be letters, digits, '_', '.' or '-' (at most 64)")  # fmt: skip
+        need(obj.driver in CHIP_DRIVERS, "driver", f"must be one of {', '.join(CHIP_DRIVERS)}")
+        need(1 <= obj.zero_bits <= 32, "zero_bits", "must be in 1..32")
+        need(0 <= obj.chips <= 256, "chips", "must be in 0..256")
+        need(obj.baud == 0 or 115200 <= obj.baud <= 6_250_000, "baud",
+             "must be 0 or in 115200..6250000")  # fmt: skip
+        need(obj.baud == 0 or _baud_problem(obj.baud) is None, "baud", str(_baud_problem(obj.baud)))
+        need(0 <= obj.nonces_per_chip <= 2**32, "nonces_per_chip", "must be in 0..2^32")
+        need(obj.quiet > 0, "quiet", "must be > 0")
+        need(obj.timeout > 0, "timeout", "must be > 0")
     return out
 
 

@@ -18,14 +18,14 @@ import json
 import logging
 import math
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from hasherd.actors.thread import CallThread
-from hasherd.config import ValidationConfig
+from hasherd.config import Config, ValidationConfig
 from hasherd.errors import InputError
 from hasherd.kernel import evaluators
 from hasherd.kernel.evaluators.base import Evaluator
@@ -37,14 +37,28 @@ from hasherd.storage.validations import ValidationRow, outputs_agree, store_vali
 LOGGER = logging.getLogger(__name__)
 
 
-def default_evaluators(cfg: ValidationConfig) -> tuple[str, str]:
-    """The pair validated against each other when none is named: a chip against the
-    simulator once chips are evaluators; until then numba against the reference."""
-    if cfg.enable_asic and "asic" not in evaluators.kinds():
-        LOGGER.warning("validation.enable_asic: no chip evaluator in this release; "
-                       "validating numba against the reference")  # fmt: skip
-    first = "numba" if "numba" in evaluators.available() else "reference"
-    return first, "reference"
+def default_evaluators(cfg: Config) -> tuple[str, str]:
+    """The pair validated against each other when none is named: the first chip device
+    against numba when ``validation.enable_asic`` and a chip is configured; otherwise
+    numba (reference without numba) against the reference."""
+    simulator = "numba" if "numba" in evaluators.available() else "reference"
+    if cfg.validation.enable_asic:
+        if cfg.devices.chips:
+            return cfg.devices.chips[0].name, simulator
+        LOGGER.warning("validation.enable_asic: no [[devices.chips]] configured; "
+                       "validating %s against the reference", simulator)  # fmt: skip
+    return simulator, "reference"
+
+
+def make_evaluator(name: str, cfg: Config) -> Evaluator:
+    """A configured chip device by its name, else an evaluator spec (``numba``,
+    ``asic:PATH,K``, ...)."""
+    for chip in cfg.devices.chips:
+        if chip.name == name:
+            from hasherd.kernel.evaluators.asic import chip_evaluator
+
+            return chip_evaluator(chip)
+    return evaluators.create(name)
 
 
 @dataclass(frozen=True)
@@ -109,7 +123,9 @@ class Report:
 
 
 @dataclass(frozen=True)
-class _Task:
+class Task:
+    """What one weight's evaluation needs: its record, seed, memory, passes, zero bits."""
+
     slots: np.ndarray
     seed: bytes
     memory: JitterMemory
@@ -117,8 +133,25 @@ class _Task:
     zero_bits: int
 
 
-class _Lane:
-    """One evaluator on its own CallThread, one call at a time (so ``timeout`` times the
+class Lane(Protocol):
+    """One side of the comparison: an evaluator on its own thread (``EvaluatorLane``), or
+    a daemon actor reached through the pool (a chip that holds its port)."""
+
+    label: str
+
+    def supports(self, zero_bits: int) -> bool: ...
+
+    async def warm_up(self) -> None: ...
+
+    async def run(self, task: Task, timeout: float) -> tuple[int, int]:
+        """(output, golden nonce); ``TimeoutError`` after ``timeout`` seconds."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class EvaluatorLane:
+    """An evaluator on its own CallThread, one call at a time (so ``timeout`` times the
     evaluation, not the wait for the thread). A call that overruns cannot be stopped; it
     keeps its thread, and later calls get a fresh one."""
 
@@ -128,11 +161,14 @@ class _Lane:
         self.thread = CallThread(f"validate-{label}")
         self.lock = asyncio.Lock()
 
+    def supports(self, zero_bits: int) -> bool:
+        return self.evaluator.supports(zero_bits)
+
     async def warm_up(self) -> None:
         async with self.lock:
             await self.thread.call(self.evaluator.warm_up)
 
-    async def run(self, task: _Task, timeout: float) -> tuple[int, int]:
+    async def run(self, task: Task, timeout: float) -> tuple[int, int]:
         ev = self.evaluator
         async with self.lock:
             thread = self.thread
@@ -146,25 +182,26 @@ class _Lane:
                 raise
         return int(res.output[0]), int(res.golden_nonce[0])
 
-    async def attempt(
-        self, task: _Task, cfg: ValidationConfig, weight_id: int
-    ) -> tuple[tuple[int, int] | None, int, str | None]:
-        """(output, golden nonce) or None, the runs it took, the last error."""
-        if not self.evaluator.supports(task.zero_bits):
-            return None, 0, f"{self.label}: does not serve zero_bits {task.zero_bits}"
-        error = ""
-        for attempt in range(1, cfg.retry_attempts + 2):
-            try:
-                return await self.run(task, cfg.timeout), attempt, None
-            except TimeoutError:
-                error = f"{self.label}: timed out after {cfg.timeout:g} s"
-            except Exception as exc:  # any failure of the evaluator is retried
-                error = f"{self.label}: {type(exc).__name__}: {exc}"
-            LOGGER.warning("validation of weight %d, attempt %d: %s", weight_id, attempt, error)
-        return None, cfg.retry_attempts + 1, error
-
     def close(self) -> None:
-        self.thread.close()
+        self.thread.close(self.evaluator.close)
+
+
+async def _attempt(
+    lane: Lane, task: Task, cfg: ValidationConfig, weight_id: int
+) -> tuple[tuple[int, int] | None, int, str | None]:
+    """(output, golden nonce) or None, the runs it took, the last error."""
+    if not lane.supports(task.zero_bits):
+        return None, 0, f"{lane.label}: does not serve zero_bits {task.zero_bits}"
+    error = ""
+    for attempt in range(1, cfg.retry_attempts + 2):
+        try:
+            return await lane.run(task, cfg.timeout), attempt, None
+        except TimeoutError:
+            error = f"{lane.label}: timed out after {cfg.timeout:g} s"
+        except Exception as exc:  # any failure of the evaluator is retried
+            error = f"{lane.label}: {type(exc).__name__}: {exc}"
+        LOGGER.warning("validation of weight %d, attempt %d: %s", weight_id, attempt, error)
+    return None, cfg.retry_attempts + 1, error
 
 
 class _Context:
@@ -188,7 +225,7 @@ class _Context:
             run = await self.store.run(run_id)
             self.training[run_id] = json.loads(run.config_json)["training"]
 
-    def task(self, w: WeightRow) -> _Task:
+    def task(self, w: WeightRow) -> Task:
         memory = self.memories[self.record_ds[w.record_id]]
         if memory.memory_id != w.memory_id:
             raise InputError(
@@ -197,7 +234,7 @@ class _Context:
             )
         t = self.training[w.run_id]
         slots = np.frombuffer(w.slots, dtype="<u4").astype(np.uint32)
-        return _Task(slots, bytes(w.seed), memory, int(t["passes"]), int(t["zero_bits"]))
+        return Task(slots, bytes(w.seed), memory, int(t["passes"]), int(t["zero_bits"]))
 
 
 def choose(weights: list[WeightRow], sample: float, seed: int) -> list[WeightRow]:
@@ -228,8 +265,8 @@ async def _select(
 
 async def validate(
     store: Store,
-    evaluator_a: Evaluator,
-    evaluator_b: Evaluator,
+    evaluator_a: Evaluator | Lane,
+    evaluator_b: Evaluator | Lane,
     *,
     config: ValidationConfig,
     sample: float = 1.0,
@@ -238,21 +275,23 @@ async def validate(
     job_id: int | None = None,
     dataset_id: int | None = None,
     labels: tuple[str, str] | None = None,
+    on_check: Callable[[str], None] | None = None,
 ) -> Report:
     """Validate the stored weights that match the filters (a ``sample`` share of them,
     drawn with ``seed``; a fresh seed, reported, when None) on both evaluators,
     ``config.max_concurrency`` weights at once; store every check and return the report.
     ``labels`` name the evaluators in the database and the report (default: their
-    kinds)."""
+    kinds). ``on_check(kind)`` is called after each weight (``agree``, ``disagree`` or
+    ``failed``)."""
     if seed is None:
         seed = secrets.randbits(63)
-    label_a, label_b = labels or (evaluator_a.name, evaluator_b.name)
+    label_a, label_b = labels or (_label(evaluator_a), _label(evaluator_b))
     selected = await _select(store, run_id, job_id, dataset_id)
     chosen = choose(selected, sample, seed)
     ctx = _Context(store)
     datasets = [d.id for d in await store.datasets()]
     await ctx.load(datasets if dataset_id is None else [dataset_id], {w.run_id for w in chosen})
-    lanes = (_Lane(label_a, evaluator_a), _Lane(label_b, evaluator_b))
+    lanes = (_lane(label_a, evaluator_a), _lane(label_b, evaluator_b))
     findings: dict[str, list[Finding]] = {"agree": [], "disagree": [], "failed": []}
     try:
         await asyncio.gather(*(lane.warm_up() for lane in lanes))
@@ -263,6 +302,8 @@ async def validate(
                 check = await _check_one(store, ctx, lanes, w, config)
                 kind = {True: "agree", False: "disagree", None: "failed"}[check.agree]
                 findings[kind].append(Finding(w.record_id, w.token_id, w.run_id, check))
+                if on_check is not None:
+                    on_check(kind)
 
         async with asyncio.TaskGroup() as tg:
             for _ in range(max(1, min(config.max_concurrency, len(chosen)))):
@@ -287,10 +328,18 @@ async def validate(
     return report
 
 
+def _label(side: Evaluator | Lane) -> str:
+    return side.name if isinstance(side, Evaluator) else side.label
+
+
+def _lane(label: str, side: Evaluator | Lane) -> Lane:
+    return EvaluatorLane(label, side) if isinstance(side, Evaluator) else side
+
+
 async def _check_one(
     store: Store,
     ctx: _Context,
-    lanes: tuple[_Lane, _Lane],
+    lanes: tuple[Lane, Lane],
     w: WeightRow,
     cfg: ValidationConfig,
 ) -> ValidationRow:
@@ -306,7 +355,7 @@ async def _check_one(
         error = str(exc)
     else:
         (a, tries_a, error_a), (b, tries_b, error_b) = await asyncio.gather(
-            lanes[0].attempt(task, cfg, w.id), lanes[1].attempt(task, cfg, w.id)
+            _attempt(lanes[0], task, cfg, w.id), _attempt(lanes[1], task, cfg, w.id)
         )
         attempts = max(tries_a, tries_b)
         error = "; ".join(e for e in (error_a, error_b) if e) or None

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite needs (Debian 12 names):
 #   promtool        <- prometheus   (tests/metrics: `promtool check metrics` on a scrape)
+#   prometheus      <- prometheus   (tests/metrics/test_prometheus.py: a real server scraping
+#                                    the daemon; a promtool from elsewhere does not bring it)
 #   systemd-analyze <- systemd      (tests/systemd: unit verification, sysusers, tmpfiles)
 #   bpftool         <- bpftool      (BPF map flashing)
 #
@@ -16,6 +18,7 @@ set -euo pipefail
 
 declare -A PACKAGE_OF=(
     [promtool]=prometheus
+    [prometheus]=prometheus
     [systemd-analyze]=systemd
     [bpftool]=bpftool
 )
@@ -23,7 +26,7 @@ POLICY=/usr/sbin/policy-rc.d
 
 missing_packages() {
     local tool
-    for tool in promtool systemd-analyze bpftool; do
+    for tool in promtool prometheus systemd-analyze bpftool; do
         # bpftool lives in /usr/sbin, which a non-root PATH may lack.
         if ! command -v "$tool" >/dev/null 2>&1 && [[ ! -x "/usr/sbin/$tool" ]]; then
             echo "${PACKAGE_OF[$tool]}"
@@ -31,9 +34,9 @@ missing_packages() {
     done
 }
 
-mapfile -t packages < <(missing_packages)
+mapfile -t packages < <(missing_packages | sort -u)
 if ((${#packages[@]} == 0)); then
-    echo "install-system-deps: promtool, systemd-analyze and bpftool are present; nothing to do"
+    echo "install-system-deps: promtool, prometheus, systemd-analyze and bpftool are present; nothing to do"
     exit 0
 fi
 
@@ -68,7 +71,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${packages[@]}"
 
-for tool in promtool systemd-analyze bpftool; do
+for tool in promtool prometheus systemd-analyze bpftool; do
     if ! command -v "$tool" >/dev/null 2>&1 && [[ ! -x "/usr/sbin/$tool" ]]; then
         echo "install-system-deps: $tool is still missing after installing ${PACKAGE_OF[$tool]}" >&2
         exit 1

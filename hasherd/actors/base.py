@@ -52,6 +52,7 @@ class EvalJob:
     post: Callable[[list[EvalResult]], Any] | None = None  # run on the actor's thread after
     attempts: int = 0
     tried: set[str] = field(default_factory=set)  # actors that failed it
+    pinned: str = ""  # the only actor that may run it ("" = any)
 
     @property
     def candidates(self) -> int:

@@ -76,8 +76,9 @@ class ChainError(HasherError):
 @dataclass(frozen=True, slots=True)
 class SweepBound:
     """What one job covers and how long it may take: each chip sweeps ``nonces_per_chip``
-    nonces of its share within ``seconds``; after that, ``quiet`` seconds with no response
-    end the job. ``max_wait`` caps the whole wait (a chain that never stops talking)."""
+    nonces of its share (0: the whole share, ``2^32 // chips``, as silicon does) within
+    ``seconds``; after that, ``quiet`` seconds with no response end the job. ``max_wait``
+    caps the whole wait (a chain that never stops talking)."""
 
     nonces_per_chip: int
     seconds: float
@@ -85,8 +86,8 @@ class SweepBound:
     max_wait: float = 30.0
 
     def __post_init__(self) -> None:
-        if not 1 <= self.nonces_per_chip <= NONCE_SPACE:
-            raise InputError("nonces_per_chip", f"{self.nonces_per_chip} is outside 1..2^32")
+        if not 0 <= self.nonces_per_chip <= NONCE_SPACE:
+            raise InputError("nonces_per_chip", f"{self.nonces_per_chip} is outside 0..2^32")
         if not (self.seconds >= 0 and self.quiet > 0 and self.max_wait >= self.seconds):
             raise InputError("sweep bound", "needs seconds >= 0, quiet > 0, max_wait >= seconds")
 
@@ -106,9 +107,11 @@ def covered_prefix(chips: int, nonces_per_chip: int) -> int:
 
 @dataclass
 class ChipStats:
-    """Per chip: valid nonces, invalid ones (hardware errors), duplicates dropped."""
+    """Per chip: nonces hashed, valid nonces, invalid ones (hardware errors), duplicates
+    dropped."""
 
     address: int
+    hashes: int = 0
     nonces: int = 0
     invalid: int = 0
     duplicates: int = 0
@@ -144,6 +147,7 @@ class MineResult:
     job_id: int
     found: tuple[tuple[int, int], ...]
     swept: int  # nonces the chain hashed (chips * nonces_per_chip)
+    lost: int = 0  # frames that failed their CRC (or were unknown) while it ran
 
 
 class Bm13xxChain:
@@ -174,6 +178,13 @@ class Bm13xxChain:
     @property
     def chips(self) -> int:
         return len(self.addresses)
+
+    @property
+    def nonces_per_chip(self) -> int:
+        """Nonces each chip sweeps per job (the bound's, or the whole share)."""
+        if not self.addresses:
+            raise ChainError(self.link.path, "not initialised")
+        return self.bound.nonces_per_chip or NONCE_SPACE // self.chips
 
     def stats(self) -> ChainStats:
         """The counters, with the decoder's folded in (a live object: copy to keep)."""
@@ -305,6 +316,7 @@ class Bm13xxChain:
         await self.set_zero_bits(zero_bits)
         job = FullHeaderJob.from_header(self._next_job_id(), header)
         n0 = job.starting_nonce
+        lost_before = self._decoder.crc_errors + self._decoder.unknown_frames
         await self._send(job.to_bytes())
         self._stats.jobs += 1
         sent = time.monotonic()
@@ -333,8 +345,11 @@ class Bm13xxChain:
                 stats.nonces += 1
                 found.append((self._chip_of(offset), r.nonce))
         found.sort(key=lambda item: (item[1] - n0) % NONCE_SPACE)
-        swept = self.chips * self.bound.nonces_per_chip
-        return MineResult(job.job_id, tuple(found), swept)
+        per_chip = self.nonces_per_chip
+        for chip in self._stats.chips:
+            chip.hashes += per_chip
+        lost = self._decoder.crc_errors + self._decoder.unknown_frames - lost_before
+        return MineResult(job.job_id, tuple(found), self.chips * per_chip, lost)
 
     async def close(self) -> None:
         await self.link.close()

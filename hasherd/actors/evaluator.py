@@ -34,8 +34,10 @@ class EvaluatorActor:
         *,
         timeout: float = 30.0,
         mailbox: int = DEFAULT_MAILBOX,
+        zero_bits: int | None = None,
     ) -> None:
         self.name = name
+        self.zero_bits = zero_bits  # the only zero bits it serves (a chip); None = any
         self.kind = kind
         self.factory = factory
         self.timeout = timeout
@@ -48,6 +50,7 @@ class EvaluatorActor:
         self.thread: CallThread | None = None
         self._wake = anyio.Event()
         self.incarnation = 0  # counts starts: a work loop serves one incarnation only
+        self._device_past: dict[str, Any] | None = None  # counters of earlier incarnations
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -57,11 +60,12 @@ class EvaluatorActor:
         self._wake.set()  # a loop of the previous incarnation ends
         self.state = ActorState.STARTING
         thread = CallThread(f"hasherd-{self.name}")
+        evaluator: Evaluator | None = None
         try:
             evaluator = await thread.call(self.factory)
             await thread.call(evaluator.warm_up)
         except BaseException as exc:
-            thread.close()
+            thread.close(evaluator.close if evaluator is not None else None)
             self.state = ActorState.FAILED
             self.stats.failed(exc)
             if isinstance(exc, Exception):
@@ -72,8 +76,9 @@ class EvaluatorActor:
 
     def stop(self) -> list[EvalJob]:
         """Stop; returns the jobs it had not started (to re-dispatch). Never raises."""
+        self._device_past = self.device_stats()
         if self.thread is not None:
-            self.thread.close()
+            self.thread.close(self.evaluator.close if self.evaluator is not None else None)
         self.thread = self.evaluator = None
         self.state = ActorState.STOPPED
         left, self.queued = self.queued, []
@@ -85,6 +90,10 @@ class EvaluatorActor:
     @property
     def load(self) -> int:
         return len(self.queued) + (self.current is not None)
+
+    def serves(self, job: EvalJob) -> bool:
+        """Whether every request of ``job`` is at the zero bits this actor serves."""
+        return self.zero_bits is None or all(r.zero_bits == self.zero_bits for r in job.reqs)
 
     def can_take(self) -> bool:
         return self.state in (ActorState.READY, ActorState.BUSY) and self.load < self.capacity
@@ -143,7 +152,21 @@ class EvaluatorActor:
             raise ActorError(self.name, "stopped before the post step")
         return await thread.call(job.post, results)
 
+    def device_stats(self) -> dict[str, Any] | None:
+        """The hardware counters (``Evaluator.device_stats``), summed over every start of
+        the actor, so a reconnect does not reset them; None for a simulator."""
+        current = None
+        evaluator = self.evaluator
+        if evaluator is not None:
+            try:
+                current = evaluator.device_stats()
+            except Exception:  # a snapshot must never take the actor down
+                current = None
+        return _fold(self._device_past, current)
+
     def snapshot(self) -> dict[str, Any]:
+        device = self.device_stats()
+        extra = {} if device is None else {"device": device}
         return {
             "name": self.name,
             "kind": self.kind,
@@ -153,4 +176,18 @@ class EvaluatorActor:
             "in_flight": self.load,
             "threads": self.evaluator.threads if self.evaluator is not None else 0,
             **self.stats.snapshot(),
+            **({"zero_bits": self.zero_bits} if self.zero_bits is not None else {}),
+            **extra,
         }
+
+
+def _fold(past: dict[str, Any] | None, now: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Counters of two device snapshots added (``chips`` and strings: the newer ones)."""
+    if past is None or now is None:
+        return now if now is not None else past
+    device = {k: v if isinstance(v, str) or k == "chips" else v + past["device"].get(k, 0)
+              for k, v in now["device"].items()}  # fmt: skip
+    before = {c["chip"]: c for c in past["chips"]}
+    chips = [{k: v if k in ("chip", "address") else v + before.get(c["chip"], {}).get(k, 0)
+              for k, v in c.items()} for c in now["chips"]]  # fmt: skip
+    return {"device": device, "chips": chips}

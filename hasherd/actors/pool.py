@@ -121,7 +121,7 @@ class ActorPool:
 
     def _redispatch(self, job: EvalJob, exc: ActorError) -> None:
         job.attempts += 1
-        if job.attempts >= self.max_attempts:
+        if job.attempts >= self.max_attempts or job.pinned:
             _fail(job, exc)
             return
         self.redispatched += 1
@@ -184,6 +184,18 @@ class ActorPool:
         await self._dispatch(job)
         return await job.future
 
+    async def evaluate_on(self, name: str, reqs: list[EvalRequest]) -> list[EvalResult]:
+        """Evaluate on the actor ``name`` only (the validator's chip lane): waits for room
+        in its mailbox, and for its restart when it has failed; ``ActorError`` when it
+        fails the batch (no other actor takes it: that actor's answer was asked for)."""
+        actor = self.actors.get(name)
+        if actor is None:
+            raise KeyError(name)
+        job = EvalJob(list(reqs), asyncio.get_running_loop().create_future(), pinned=name)
+        await self._dispatch(job)
+        results, _ = await job.future
+        return results
+
     async def _dispatch(self, job: EvalJob) -> None:
         while True:
             if self._closing:
@@ -193,7 +205,13 @@ class ActorPool:
             if actor is not None:
                 actor.give(job)
                 return
-            if not any(a.state != ActorState.STOPPED for a in self.actors.values()):
+            able = [a for a in self.actors.values()
+                    if a.serves(job) and job.pinned in ("", a.name)]  # fmt: skip
+            if not able:
+                bits = sorted({r.zero_bits for r in job.reqs})
+                _fail(job, NoActorError(f"no evaluator actor serves zero_bits {bits}"))
+                return
+            if not any(a.state != ActorState.STOPPED for a in able):
                 _fail(job, NoActorError("no evaluator actor is running"))
                 return
             if self._room.is_set():  # one event shared by every waiter until it fires
@@ -201,7 +219,8 @@ class ActorPool:
             await self._room.wait()
 
     def _pick(self, job: EvalJob) -> EvaluatorActor | None:
-        free = [a for a in self.actors.values() if a.can_take()]
+        free = [a for a in self.actors.values()
+                if a.can_take() and a.serves(job) and job.pinned in ("", a.name)]  # fmt: skip
         fresh = [a for a in free if a.name not in job.tried] or free
         return min(fresh, key=lambda a: a.load, default=None)
 
@@ -214,6 +233,11 @@ class ActorPool:
     def capacity(self) -> int:
         """Jobs that can be in flight at once (every mailbox full)."""
         return sum(a.capacity for a in self.actors.values())
+
+    def capacity_for(self, zero_bits: int) -> int:
+        """Jobs at ``zero_bits`` that can be in flight at once (at least 1)."""
+        able = [a for a in self.actors.values() if a.zero_bits in (None, zero_bits)]
+        return max(1, sum(a.capacity for a in able))
 
     def snapshot(self) -> list[dict[str, Any]]:
         return [a.snapshot() for a in self.actors.values()]

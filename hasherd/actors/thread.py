@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import queue
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
 _STOP = object()
 
@@ -55,6 +57,12 @@ class CallThread:
             item = self._queue.get()
             if item is _STOP:
                 return
+            if callable(item):  # close(then=...): a last call nobody waits for
+                try:
+                    item()
+                except Exception:
+                    LOGGER.exception("%s: closing call failed", self.name)
+                continue
             loop, future, fn, args = item
             if future.cancelled():
                 continue
@@ -66,10 +74,13 @@ class CallThread:
                 _deliver(loop, future, result, None)
             self.calls += 1
 
-    def close(self) -> None:
-        """Stop after the calls already queued (does not wait for them)."""
+    def close(self, then: Callable[[], object] | None = None) -> None:
+        """Stop after the calls already queued, and ``then()`` when given (a device's
+        release, on the thread that used it); does not wait for any of them."""
         with self._lock:
             if self._thread is not None:
+                if then is not None:
+                    self._queue.put(then)
                 self._queue.put(_STOP)
                 self._thread = None
 

@@ -67,16 +67,22 @@ def check_config(args: argparse.Namespace) -> int:
 
 
 def to_toml(data: dict[str, dict[str, Any]]) -> str:
-    """The config as TOML (tables of scalars: all the config holds)."""
+    """The config as TOML: tables of scalars, and arrays of tables (``devices.chips``)."""
     out = []
     for section, keys in data.items():
         out.append(f"[{section}]")
+        tables = {k: v for k, v in keys.items() if isinstance(v, list)}
         for key, value in keys.items():
             if value is None:
                 out.append(f"# {key} is unset")
-            else:
+            elif key not in tables:
                 out.append(f"{key} = {_toml_value(value)}")
         out.append("")
+        for key, rows in tables.items():  # [[devices.chips]]: after the section's scalars
+            for row in rows:
+                out.append(f"[[{section}.{key}]]")
+                out += [f"{k} = {_toml_value(v)}" for k, v in row.items()]
+                out.append("")
     return "\n".join(out)
 
 

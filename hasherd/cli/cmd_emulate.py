@@ -13,6 +13,7 @@ import threading
 from types import FrameType
 from typing import Any
 
+from hasherd.cli.cmd_emulate_s3 import register_s3
 from hasherd.emulate import FAULTS, ChainEmulator
 
 LOGGER = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ def register(sub: Any) -> None:
         "--late-delay", type=float, default=0.5, help="seconds the 'late' fault waits (default 0.5)"
     )
     b.set_defaults(handler=run_bm1370)
+    register_s3(esub)
 
 
 def run_bm1370(args: argparse.Namespace) -> int:

@@ -19,9 +19,8 @@ import anyio
 from hasherd import config as config_mod
 from hasherd.cli.common import add_config_args
 from hasherd.errors import InputError
-from hasherd.kernel import evaluators
 from hasherd.storage import Store
-from hasherd.validate import Finding, Report, default_evaluators, validate
+from hasherd.validate import Finding, Report, default_evaluators, make_evaluator, validate
 
 
 def register(sub: Any) -> None:
@@ -33,7 +32,9 @@ def register(sub: Any) -> None:
     p.add_argument("--seed", type=int, metavar="N",
                    help="seed of the sample draw (default: a fresh one, printed)")  # fmt: skip
     p.add_argument("--evaluator", metavar="A",
-                   help="first evaluator (default: numba)")  # fmt: skip
+                   help="first evaluator: a [[devices.chips]] name or an evaluator such as "
+                        "numba or asic:PATH,K (default: the first chip with "
+                        "validation.enable_asic, else numba)")  # fmt: skip
     p.add_argument("--against", metavar="B", help="second evaluator (default: reference)")
     p.add_argument("--run", type=int, metavar="ID", help="only the weights of this run")
     p.add_argument("--job", type=int, metavar="ID", help="only the weights of this job's run")
@@ -45,9 +46,9 @@ def register(sub: Any) -> None:
 
 async def _validate(args: argparse.Namespace) -> Report:
     cfg = config_mod.load(args.config)
-    name_a, name_b = default_evaluators(cfg.validation)
+    name_a, name_b = default_evaluators(cfg)
     name_a, name_b = args.evaluator or name_a, args.against or name_b
-    ev_a, ev_b = evaluators.create(name_a), evaluators.create(name_b)
+    ev_a, ev_b = make_evaluator(name_a, cfg), make_evaluator(name_b, cfg)
     db = Path(args.db)
     if not db.is_file():
         raise InputError("--db", f"{db}: no such file")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hasherd import __version__
-from hasherd.cli import ctl_flash
+from hasherd.cli import ctl_flash, ctl_validate
 from hasherd.cli import ctl_views as views
 from hasherd.config import parse_duration
 from hasherd.control.client import (
@@ -352,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_weights(sub)
     _add_actors(sub)
     ctl_flash.register(sub, _reader, call_and_show)
+    ctl_validate.register(sub, _reader)
     monitor = sub.add_parser("monitor", help="a live view of jobs, actors and rates")
     monitor.add_argument("--refresh", type=_seconds("--refresh"), default=5.0, metavar="DURATION",
                          help="time between refreshes: 5, 5s, 500ms, 1m (default 5s)")  # fmt: skip

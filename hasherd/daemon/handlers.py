@@ -147,6 +147,14 @@ def register(d: Daemon, server: ControlServer) -> None:
             d.count_error("ConfigError")
             raise
 
+    async def validate_start(params: dict[str, Any]) -> dict[str, Any]:
+        _only(params, "job", "run", "sample", "seed", "evaluator", "against")
+        return {"validation": d.validation.start(params).to_json()}
+
+    async def validate_show(params: dict[str, Any]) -> dict[str, Any]:
+        _only(params, "id")
+        return {"validation": d.validation.show(_opt_int(params, "id")).to_json()}
+
     for method, handler in {
         "status": status,
         "health": health,
@@ -161,5 +169,7 @@ def register(d: Daemon, server: ControlServer) -> None:
         "actors.list": actors_list,
         "actors.restart": actors_restart,
         "reload": reload,
+        "validate.start": validate_start,
+        "validate.show": validate_show,
     }.items():
         server.register(method, handler)

@@ -33,7 +33,7 @@ from hasherd import __version__
 from hasherd import config as config_mod
 from hasherd.actors.evaluator import EvaluatorActor
 from hasherd.actors.pool import ActorPool
-from hasherd.config import DEVICE_EVALUATORS, Config
+from hasherd.config import DEVICE_EVALUATORS, ChipDeviceConfig, Config
 from hasherd.control.client import default_socket_path
 from hasherd.control.server import ControlServer, resolve_group
 from hasherd.daemon.notify import Notifier, watchdog_interval, watchdog_loop
@@ -80,7 +80,7 @@ def build_actors(cfg: Config) -> list[EvaluatorActor]:
     ``simulator.device_type`` says so) and ``devices.gpu_actors`` CUDA evaluators, one per
     GPU from ``simulator.gpu_device`` on."""
     n_cpu, n_gpu = cfg.devices.cpu_actors, cfg.devices.gpu_actors
-    if n_cpu + n_gpu < 1:
+    if n_cpu + n_gpu + len(cfg.devices.chips) < 1:
         raise ConfigError("devices.cpu_actors", "at least one evaluator actor is needed")
     timeout, mailbox = cfg.simulator.timeout, cfg.devices.mailbox
     kind = DEVICE_EVALUATORS[cfg.simulator.device_type]
@@ -95,7 +95,24 @@ def build_actors(cfg: Config) -> list[EvaluatorActor]:
         name = f"cuda:{cfg.simulator.gpu_device + i}"
         actors.append(EvaluatorActor(f"cuda{cfg.simulator.gpu_device + i}", "cuda",
                                      _factory(name), timeout=timeout, mailbox=mailbox))  # fmt: skip
+    names = {a.name for a in actors}
+    for chip in cfg.devices.chips:
+        if chip.name in names:
+            raise ConfigError("devices.chips", f"actor name {chip.name!r} is taken", cfg.source)
+        actors.append(chip_actor(chip))
     return actors
+
+
+def chip_actor(chip: ChipDeviceConfig) -> EvaluatorActor:
+    """A chip chain as an actor: it serves its ``zero_bits`` only, one batch at a time; a
+    restart (after a failure) reopens the port and runs the init sequence again."""
+    from hasherd.kernel.evaluators.asic import chip_evaluator
+
+    def make() -> Evaluator:
+        return chip_evaluator(chip)
+
+    return EvaluatorActor(chip.name, chip.driver, make, timeout=chip.timeout, mailbox=1,
+                          zero_bits=chip.zero_bits)  # fmt: skip
 
 
 def _factory(name: str) -> Callable[[], Evaluator]:
@@ -124,6 +141,9 @@ class Daemon:
         self.metrics: Any = None
         self.deploy_metrics: Any = None
         self.jitter: Any = None  # the JitterService, when jitter.enabled
+        from hasherd.daemon.validation import ValidationService
+
+        self.validation = ValidationService(self)
         self._tg: anyio.abc.TaskGroup | None = None
         self._rate: tuple[float, int, int] = (time.monotonic(), 0, 0)
         self.rates = (0.0, 0.0)  # candidates/s, double SHA-256/s over the last interval
@@ -208,6 +228,9 @@ class Daemon:
         if self.jitter is not None and not self.config.jitter.dataset:
             await self.jitter.set_default(ds.memory)
 
+    def validation_stats(self) -> dict[str, Any]:
+        return self.validation.stats()
+
     def jitter_stats(self) -> dict[str, Any] | None:
         return self.jitter.stats() if self.jitter is not None else None
 
@@ -266,7 +289,8 @@ class Daemon:
             merged = _merge(new, kept, applied)
             self.config = merged
             for actor in self.pool.actors.values():
-                actor.timeout = merged.simulator.timeout
+                if actor.zero_bits is None:  # a simulator (chips keep their own timeout)
+                    actor.timeout = merged.simulator.timeout
             if any(k.startswith("logging.") for k in applied):
                 from hasherd.logs import setup_logging
 

@@ -49,7 +49,9 @@ __all__ = ["FAULTS", "ChainEmulator", "EmulatorStats", "share_start"]
 
 LOGGER = logging.getLogger(__name__)
 
-FAULTS = frozenset({"bad_crc", "garbage", "duplicate", "stale_job", "dead_chip", "late"})
+FAULTS = frozenset(
+    {"bad_crc", "garbage", "duplicate", "stale_job", "dead_chip", "late", "drop_nonce"}
+)
 NONCE_SPACE = 1 << 32
 JOBS_KEPT = 16  # section 5: keep the last ~16 jobs
 _CHIP = Chip.BM1370
@@ -129,6 +131,7 @@ class EmulatorStats:
     garbage_bytes_sent: int
     baud: float
     termios_baud: int
+    nonces_dropped: int = 0
 
 
 @dataclass
@@ -184,7 +187,7 @@ class ChainEmulator:
         self._outbox: deque[bytes | int] = deque()  # an int: switch to that divider here
         self._late: list[tuple[float, int, bytes]] = []
         self._counts: dict[str, int] = {}
-        self._sent = {"responses": 0, "nonces": 0, "garbage": 0, "jobs": 0}
+        self._sent = {"responses": 0, "nonces": 0, "garbage": 0, "jobs": 0, "dropped": 0}
         self._divider = uart_baud_divider(_RESET_REGISTERS[Register.UART_BAUD])
         self._termios_baud = 0
         self._master = -1
@@ -247,7 +250,7 @@ class ChainEmulator:
         return EmulatorStats(
             d.frames, d.crc_errors, d.garbage_bytes, d.unknown_frames, self._sent["jobs"],
             self._sent["responses"], self._sent["nonces"], self._sent["garbage"],
-            baud_rate(self._divider), self._termios_baud,
+            baud_rate(self._divider), self._termios_baud, self._sent["dropped"],
         )  # fmt: skip
 
     # -- the I/O loop ----------------------------------------------------------------------
@@ -369,6 +372,9 @@ class ChainEmulator:
                 record.found += self._sweep(chip, job)
         self._rng.shuffle(record.found)  # chips answer out of order
         for frame in record.found:
+            if self._due("drop_nonce"):  # found, never sent: only a second opinion sees it
+                self._sent["dropped"] += 1
+                continue
             self._emit(frame, nonce=True)
         if "stale_job" in self.faults and previous is not None and previous is not record:
             for frame in previous.found[:2]:  # in-flight nonces of a replaced job (2.8)

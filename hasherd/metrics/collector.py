@@ -32,7 +32,7 @@ JOB_STATUSES: tuple[str, ...] = ("queued", "running", "paused", "cancelled", "fi
 
 ACTOR = ("actor", "kind")
 Family = CounterMetricFamily | GaugeMetricFamily
-JOB = ("job", "name")
+JOB = ("job_id", "name")  # not "job": Prometheus gives that label to the scrape target
 
 
 class MetricsSource(Protocol):
@@ -202,7 +202,52 @@ JITTER_ERRORS = _counter("hasherd_jitter_errors_total", "Jitter service errors b
                          ("kind",))  # fmt: skip
 JITTER_LATENCY = "hasherd_jitter_request_duration_seconds"
 
+DEVICE = ("device",)
+CHIP = ("device", "chip")
+CHIP_SPECS = (
+    _counter("hasherd_chip_hashes_total", "Nonces the chip hashed (rate: its hash rate).",
+             CHIP, "hashes"),
+    _counter("hasherd_chip_nonces_total", "Valid nonces the chip reported.", CHIP, "nonces"),
+    _counter("hasherd_chip_invalid_nonces_total",
+             "Nonces that failed the host's check (hardware errors).", CHIP, "invalid"),
+    _counter("hasherd_chip_duplicate_nonces_total", "Nonces reported twice for one job.",
+             CHIP, "duplicates"),
+)  # fmt: skip
+DEVICE_SPECS = (
+    _gauge("hasherd_device_chips", "Chips that answered the chain's enumeration.", DEVICE,
+           "chips"),
+    _counter("hasherd_device_jobs_total", "Jobs sent to the chain.", DEVICE, "jobs"),
+    _counter("hasherd_device_crc_errors_total",
+             "Response frames that failed their CRC (chain-wide: unattributable).", DEVICE,
+             "crc_errors"),
+    _counter("hasherd_device_stale_nonces_total", "Nonces for a job other than the current.",
+             DEVICE, "stale"),
+    _counter("hasherd_device_garbage_bytes_total", "Bytes skipped to resynchronise.", DEVICE,
+             "garbage_bytes"),
+    _counter("hasherd_device_resends_total",
+             "Jobs sent again because a response frame was lost.", DEVICE, "resends"),
+)  # fmt: skip
+DEVICE_RECONNECTS = _counter(
+    "hasherd_device_reconnects_total", "Times the chain was reopened and initialised again.", DEVICE
+)
+VALIDATION_SPECS = (
+    _counter("hasherd_validation_runs_total", "Validations finished.", key="runs"),
+    _gauge("hasherd_validation_last_mismatch_ratio",
+           "Disagreement rate of the last validation.", key="last_rate"),
+    _gauge("hasherd_validation_last_timestamp_seconds",
+           "When the last validation finished (Unix time).", key="last_finished_unix"),
+    _gauge("hasherd_validation_running", "1 while a validation runs.", key="running"),
+)  # fmt: skip
+VALIDATION_WEIGHTS = _counter("hasherd_validation_weights_total",
+                              "Weights checked, by outcome.", ("outcome",))  # fmt: skip
+VALIDATION_OUTCOMES = ("validated", "non_deterministic", "failed")
+
 SPECS: tuple[Spec, ...] = (
+    *CHIP_SPECS,
+    *DEVICE_SPECS,
+    DEVICE_RECONNECTS,
+    *VALIDATION_SPECS,
+    VALIDATION_WEIGHTS,
     *DEPLOY_SPECS,
     *JITTER_SPECS,
     JITTER_ERRORS,
@@ -251,6 +296,12 @@ class HasherCollector(Collector):
                 families[JITTER_ERRORS.name].add_metric([kind], float(count))
         for kind, count in sorted(self.source.error_counts().items()):
             families[ERRORS.name].add_metric([kind], float(count))
+        validation = getattr(self.source, "validation_stats", lambda: None)()
+        if validation is not None:
+            self._add_fields(families, VALIDATION_SPECS, (), validation)
+            for outcome in VALIDATION_OUTCOMES:
+                count = float(validation["weights"].get(outcome, 0))
+                families[VALIDATION_WEIGHTS.name].add_metric([outcome], count)
         yield from families.values()
         if jitter is not None and "latency" in jitter:
             yield _latency_family(jitter["latency"])
@@ -261,6 +312,12 @@ class HasherCollector(Collector):
         _enum(families[ACTOR_STATE.name], [name], str(snap["state"]), ACTOR_STATES)
         for kind, count in sorted(snap["errors"].items()):
             families[ACTOR_ERRORS.name].add_metric([name, kind], float(count))
+        device = snap.get("device")
+        if device is not None:
+            self._add_fields(families, DEVICE_SPECS, (name,), device["device"])
+            families[DEVICE_RECONNECTS.name].add_metric([name], float(snap["restarts"]))
+            for chip in device["chips"]:
+                self._add_fields(families, CHIP_SPECS, (name, str(chip["chip"])), chip)
 
     def _add_job(self, families: dict[str, Family], snap: Mapping[str, Any]) -> None:
         labels = (str(snap["id"]), str(snap["name"]))

@@ -102,7 +102,7 @@ class Metrics:
         self.generation_seconds = Histogram(
             "hasherd_generation_duration_seconds",
             "Wall time of one training generation, by job.",
-            ["job"],
+            ["job_id"],
             buckets=GENERATION_BUCKETS,
             registry=self.registry,
         )

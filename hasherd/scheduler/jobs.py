@@ -178,7 +178,8 @@ class JobScheduler:
                 await self.on_dataset(ds)
             progress = self.progress[job.id] = Progress(epochs=cfg.training.epochs)
             trainer = Trainer(
-                self.store, ds, cfg, dispatch=self.pool.evaluate_then, lanes=self.pool.capacity,
+                self.store, ds, cfg, dispatch=self.pool.evaluate_then,
+                lanes=self.pool.capacity_for(cfg.training.zero_bits),
                 batch=cfg.daemon.batch, on_step=lambda s: self.on_step(job.id, s),
             )  # fmt: skip
             trainer.progress = progress

@@ -160,7 +160,7 @@ def test_ready_status_job_metrics_and_clean_stop(rig: Rig) -> None:
         cands = [line for line in text.splitlines()
                  if line.startswith("hasherd_actor_candidates_total")]  # fmt: skip
         assert cands and float(cands[0].split()[-1]) == status["actors"][0]["candidates"]
-        assert 'hasherd_job_tokens_trained_total{job="1",name="frames"} 48.0' in text
+        assert 'hasherd_job_tokens_trained_total{job_id="1",name="frames"} 48.0' in text
         assert "hasherd_generation_duration_seconds_count" in text
         assert _stop(proc) == 0
         assert any("STOPPING=1" in n for n in rig.notes("STOPPING=1", timeout=10) + notes)

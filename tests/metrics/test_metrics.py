@@ -201,7 +201,7 @@ def test_job_and_store_values_match(metrics: Metrics, source: Source) -> None:
 def test_nan_fitness_gives_no_sample(metrics: Metrics) -> None:
     samples = scrape(metrics)
     for name in ("hasherd_job_best_fitness", "hasherd_job_mean_fitness"):
-        assert not values(samples, name, job="2")
+        assert not values(samples, name, job_id="2")
         assert not any(math.isnan(s.value) for s in samples if s.name == name)
 
 
@@ -209,7 +209,7 @@ def test_odd_job_names_survive_escaping(metrics: Metrics) -> None:
     text = scrape_text(metrics)
     assert '\\"1-20\\" \\\\ draft\\nv2' in text  # escaped on the wire, not raw
     samples = scrape(metrics)
-    assert values(samples, "hasherd_job_records", job="2") == {("2", ODD_NAME): 200.0}
+    assert values(samples, "hasherd_job_records", job_id="2") == {("2", ODD_NAME): 200.0}
 
 
 def test_each_actor_is_in_exactly_one_state(metrics: Metrics, source: Source) -> None:
@@ -224,7 +224,7 @@ def test_each_actor_is_in_exactly_one_state(metrics: Metrics, source: Source) ->
 def test_each_job_is_in_exactly_one_status(metrics: Metrics, source: Source) -> None:
     samples = scrape(metrics)
     for job in source.jobs:
-        status = values(samples, "hasherd_job_status", job=str(job["id"]))
+        status = values(samples, "hasherd_job_status", job_id=str(job["id"]))
         assert {labels[2] for labels in status} == set(JOB_STATUSES)
         assert [labels[2] for labels, v in status.items() if v == 1.0] == [job["status"]]
 
@@ -238,7 +238,7 @@ def test_scrape_reads_the_source_afresh(metrics: Metrics, source: Source) -> Non
     assert values(samples, "hasherd_actor_state", actor="cpu0", state="failed") == {
         ("cpu0", "failed"): 1.0
     }
-    assert not values(samples, "hasherd_job_records", job="2")
+    assert not values(samples, "hasherd_job_records", job_id="2")
 
 
 def test_generation_histogram(metrics: Metrics) -> None:
@@ -246,16 +246,16 @@ def test_generation_histogram(metrics: Metrics) -> None:
         metrics.observe_generation(seconds, job_id=1)
     metrics.observe_generation(0.02, job_id=2)
     samples = scrape(metrics)
-    buckets = values(samples, "hasherd_generation_duration_seconds_bucket", job="1")
+    buckets = values(samples, "hasherd_generation_duration_seconds_bucket", job_id="1")
     by_le = {float(labels[1]): v for labels, v in buckets.items()}
     assert sorted(by_le) == [*GENERATION_BUCKETS, math.inf]
     assert by_le[0.0005] == 1 and by_le[0.005] == 3 and by_le[1.0] == 4 and by_le[10.0] == 4
     assert by_le[math.inf] == 5
-    total = values(samples, "hasherd_generation_duration_seconds_sum", job="1")
+    total = values(samples, "hasherd_generation_duration_seconds_sum", job_id="1")
     assert total[("1",)] == pytest.approx(0.0004 + 0.003 * 2 + 0.7 + 12.0)
     assert values(samples, "hasherd_generation_duration_seconds_count") == {("1",): 5, ("2",): 1}
     metrics.forget_job(2)
-    assert not values(scrape(metrics), "hasherd_generation_duration_seconds_count", job="2")
+    assert not values(scrape(metrics), "hasherd_generation_duration_seconds_count", job_id="2")
 
 
 @pytest.mark.parametrize("seconds", [-0.1, math.nan, math.inf])

@@ -16,6 +16,11 @@ without a gap (``W``), and "first in scan order" is trusted only inside that win
   window holds a hit, which is then the kernel's answer; otherwise ``EvaluatorError``:
   the chip did not sweep far enough to know, and no value is invented.
 
+A response frame lost to a CRC error may have carried the first nonce, so a job during
+which one was lost is sent again (``max_resends`` times, counted in ``resends``) before
+the pass fails with ``EvaluatorError``. A nonce the chip never sends at all (a dropping
+chip) cannot be seen by the host; that is what the cross-hardware validator is for.
+
 The chain is driven from a private asyncio loop owned by the evaluator (the actor calls
 it from one thread); ``close()`` releases the port and the loop.
 """
@@ -33,12 +38,13 @@ from hasherd.actors.bm13xx_chain import (
     covered_prefix,
     open_chain,
 )
+from hasherd.config import ChipDeviceConfig
 from hasherd.errors import EvaluatorError, HasherError, InputError
 from hasherd.kernel import spec
 from hasherd.kernel.evaluators.base import EvalRequest, EvalResult, Evaluator
 from hasherd.kernel.evaluators.reference import _Loop, _Outputs, _spread
 
-__all__ = ["DEFAULT_BOUND", "AsicEvaluator", "factory"]
+__all__ = ["DEFAULT_BOUND", "AsicEvaluator", "chip_evaluator", "factory"]
 
 # For the emulator (hashlib at ~430 kH/s in one thread): 64 Ki nonces per chip.
 DEFAULT_BOUND = SweepBound(nonces_per_chip=1 << 16, seconds=0.5, quiet=0.05)
@@ -90,6 +96,7 @@ class AsicEvaluator(Evaluator):
         expected_chips: int | None = None,
         baud: float | None = None,
         max_rolls: int = 64,
+        max_resends: int = 3,
         enumerate_quiet: float = 0.2,
     ) -> None:
         k = spec.check_zero_bits(zero_bits)
@@ -102,6 +109,8 @@ class AsicEvaluator(Evaluator):
         self.expected_chips = expected_chips
         self.baud = baud
         self.max_rolls = max_rolls
+        self.max_resends = max_resends
+        self.resends = 0  # jobs sent again because a response frame was lost
         self.enumerate_quiet = enumerate_quiet
         self._loop = asyncio.new_event_loop()
         self._holder: list[Bm13xxChain] = []
@@ -133,7 +142,22 @@ class AsicEvaluator(Evaluator):
     @property
     def window(self) -> int:
         """Nonces from n0 one job covers without a gap."""
-        return covered_prefix(self.chain.chips, self.bound.nonces_per_chip)
+        chain = self.chain
+        return covered_prefix(chain.chips, chain.nonces_per_chip)
+
+    def device_stats(self) -> dict[str, Any] | None:
+        if not self._holder:
+            return None
+        chain = self._holder[0]
+        st = chain.stats()
+        device = {"path": self.path, "driver": "bm1370", "chips": chain.chips, "jobs": st.jobs,
+                  "crc_errors": st.crc_errors, "stale": st.stale,
+                  "garbage_bytes": st.garbage_bytes, "unknown_frames": st.unknown_frames,
+                  "unexpected": st.unexpected, "resends": self.resends}  # fmt: skip
+        chips = [{"chip": i, "address": c.address, "hashes": c.hashes, "nonces": c.nonces,
+                  "invalid": c.invalid, "duplicates": c.duplicates}
+                 for i, c in enumerate(st.chips)]  # fmt: skip
+        return {"device": device, "chips": chips}
 
     def warm_up(self) -> float:
         loop = self._loop
@@ -163,11 +187,22 @@ class AsicEvaluator(Evaluator):
         for roll in range(self.max_rolls + 1):
             rolled = header[:68] + ((ntime0 + roll) & spec.MASK32).to_bytes(4, "little")
             rolled += header[72:]
-            try:
-                res = self._loop.run_until_complete(chain.mine(rolled, zero_bits))
-            except HasherError as exc:
-                raise EvaluatorError(self.name, f"{self.path}: {exc}") from exc
-            swept += res.swept
+            res, attempts = None, 0
+            while res is None or res.lost:  # a lost frame may have been the first nonce
+                if attempts > self.max_resends:
+                    raise EvaluatorError(
+                        self.name,
+                        f"{self.path}: frames lost to CRC errors in {attempts} tries of one "
+                        "job; its first nonce cannot be trusted",
+                    )
+                if attempts:
+                    self.resends += 1
+                try:
+                    res = self._loop.run_until_complete(chain.mine(rolled, zero_bits))
+                except HasherError as exc:
+                    raise EvaluatorError(self.name, f"{self.path}: {exc}") from exc
+                attempts += 1
+                swept += res.swept
             for _chip, nonce in res.found:  # in scan order
                 t = (nonce - n0) % spec.NONCE_SPACE
                 if t >= limit:
@@ -212,18 +247,37 @@ class AsicEvaluator(Evaluator):
         return out.result(jobs_dsha + host, 2 * jobs_dsha + 3 * host)
 
 
+def chip_evaluator(chip: ChipDeviceConfig) -> AsicEvaluator:
+    """The evaluator of a ``[[devices.chips]]`` entry (its port opens on first use)."""
+    bound = SweepBound(chip.nonces_per_chip, chip.sweep_time, chip.quiet,
+                       max_wait=max(30.0, chip.sweep_time))  # fmt: skip
+    return AsicEvaluator(chip.path, chip.zero_bits, bound=bound,
+                         expected_chips=chip.chips or None, baud=chip.baud or None)  # fmt: skip
+
+
 def factory(arg: str | None, **options: Any) -> Evaluator:
-    """``asic:PATH[,ZERO_BITS]`` for the registry (PATH a tty, pty or socket://host:port)."""
+    """``asic:PATH[,ZERO_BITS[,NONCES_PER_CHIP[,SWEEP_SECONDS]]]`` for the registry (PATH a
+    tty, pty or socket://host:port; the sweep bound defaults to ``DEFAULT_BOUND``, which
+    matches ``hasherd emulate bm1370``'s default window)."""
+    usage = "asic:PATH[,ZERO_BITS[,NONCES_PER_CHIP[,SWEEP_SECONDS]]]"
     if not arg:
-        raise EvaluatorError("asic", "needs a device: asic:PATH or asic:PATH,ZERO_BITS")
-    path, sep, bits = arg.rpartition(",") if "," in arg else (arg, "", "")
-    zero_bits = DEFAULT_ZERO_BITS
-    if sep:
+        raise EvaluatorError("asic", f"needs a device: {usage}")
+    path, *rest = arg.split(",")
+    if len(rest) > 3:
+        raise EvaluatorError("asic", f"too many fields in {arg!r}: {usage}")
+    names = ("zero bits", "nonces per chip", "sweep seconds")
+    values: list[float] = []
+    for name, text in zip(names, rest, strict=False):
         try:
-            zero_bits = int(bits)
+            values.append(float(text) if name == "sweep seconds" else int(text))
         except ValueError:
-            raise EvaluatorError("asic", f"zero bits must be an integer, got {bits!r}") from None
+            kind = "a number" if name == "sweep seconds" else "an integer"
+            raise EvaluatorError("asic", f"{name} must be {kind}, got {text!r}") from None
+    zero_bits = int(values[0]) if values else DEFAULT_ZERO_BITS
     try:
+        if len(values) > 1:
+            seconds = values[2] if len(values) > 2 else DEFAULT_BOUND.seconds
+            options.setdefault("bound", SweepBound(int(values[1]), seconds, DEFAULT_BOUND.quiet))
         return AsicEvaluator(path, zero_bits, **options)
     except (InputError, ChainError) as exc:
         raise EvaluatorError("asic", str(exc)) from exc

@@ -137,6 +137,15 @@ class Evaluator(ABC):
         """Load or compile whatever the evaluator needs; returns the seconds it took."""
         return 0.0
 
+    def close(self) -> None:  # noqa: B027 - a no-op unless the evaluator holds a device
+        """Release what the evaluator holds (a port, a socket); called on its thread."""
+
+    def device_stats(self) -> dict[str, Any] | None:
+        """A hardware evaluator's counters (``{"device": {...}, "chips": [{...}]}``, every
+        value a number but the strings ``device.path`` and ``device.driver``); None for
+        the simulators. Read from another thread: a cheap snapshot, never blocking."""
+        return None
+
     def evaluate(
         self,
         slots: Any,
