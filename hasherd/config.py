@@ -141,16 +141,16 @@ class MetricsConfig:
     address: str = "127.0.0.1:9464"  # host:port of the Prometheus endpoint; "" = off
 
 
-CHIP_DRIVERS = ("bm1370",)
+CHIP_DRIVERS = ("bm1370", "s3")
 
 
 @dataclass(frozen=True)
 class ChipDeviceConfig:
     """One chip chain (``[[devices.chips]]``): an actor of its own (docs/chips.md)."""
 
-    path: str = ""  # /dev/ttyUSB0, a pty, or socket://host:port
+    path: str = ""  # /dev/ttyUSB0, a pty, socket://host:port; s3: also usb[:VVVV:PPPP]
     name: str = ""  # the actor's name; "" = chip<index>
-    driver: str = "bm1370"
+    driver: str = "bm1370"  # bm1370 (UART chain) | s3 (Antminer S3 controller)
     zero_bits: int = 32  # the kernel's zero bits it serves; the chip's hard-wired minimum
     chips: int = 0  # chips expected on the chain; 0 = as many as answer
     baud: int = 0  # switch to this rate after init; 0 = stay at 115200
@@ -386,6 +386,7 @@ def _checks(name: str, obj: Any) -> list[tuple[str, str]]:
         need(obj.baud == 0 or 115200 <= obj.baud <= 6_250_000, "baud",
              "must be 0 or in 115200..6250000")  # fmt: skip
         need(obj.baud == 0 or _baud_problem(obj.baud) is None, "baud", str(_baud_problem(obj.baud)))
+        need(obj.baud == 0 or obj.driver != "s3", "baud", "the S3 controller has no baud switch")
         need(0 <= obj.nonces_per_chip <= 2**32, "nonces_per_chip", "must be in 0..2^32")
         need(obj.quiet > 0, "quiet", "must be > 0")
         need(obj.timeout > 0, "timeout", "must be > 0")

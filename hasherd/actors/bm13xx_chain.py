@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from hasherd.errors import HasherError, InputError
 from hasherd.kernel import spec
@@ -55,9 +57,12 @@ __all__ = [
     "ChipStats",
     "MineResult",
     "SweepBound",
+    "collect",
     "covered_prefix",
     "open_chain",
 ]
+
+T = TypeVar("T")
 
 NONCE_SPACE = 1 << 32
 _ROLLING_OFF = version_rolling_value(0)  # 0x90000000: 11-byte answers, no version rolling
@@ -103,6 +108,36 @@ def covered_prefix(chips: int, nonces_per_chip: int) -> int:
             break
         prefix = max(prefix, start + nonces_per_chip)
     return min(prefix, NONCE_SPACE)
+
+
+async def collect(
+    read: Callable[[float], Awaitable[bytes]],
+    feed: Callable[[bytes], list[T]],
+    timeouts: tuple[type[Exception], ...],
+    quiet: float,
+    max_wait: float,
+    until: float | None = None,
+    enough: Callable[[list[T]], bool] = lambda out: False,
+) -> list[T]:
+    """What ``feed`` decodes of the bytes ``read(timeout)`` returns, until ``quiet`` s of
+    silence (and not before ``until``, monotonic), ``max_wait`` s in all, or until
+    ``enough`` of it came. A ``timeouts`` error from ``read`` is silence."""
+    out: list[T] = []
+    stop = time.monotonic() + max_wait
+    while not enough(out):
+        now = time.monotonic()
+        wait = quiet if until is None or now >= until else max(quiet, until - now)
+        wait = min(wait, max(0.0, stop - now))
+        if wait <= 0:
+            return out
+        try:
+            data = await read(wait)
+        except timeouts:
+            if until is None or time.monotonic() >= until:
+                return out
+            continue
+        out += feed(data)
+    return out
 
 
 @dataclass
@@ -204,22 +239,10 @@ class Bm13xxChain:
     ) -> list[Response]:
         """Responses until ``quiet`` s of silence (and not before ``until``, monotonic), or
         until ``count`` of them arrived."""
-        out: list[Response] = []
-        stop = time.monotonic() + self.bound.max_wait
-        while count is None or len(out) < count:
-            now = time.monotonic()
-            wait = quiet if until is None or now >= until else max(quiet, until - now)
-            wait = min(wait, max(0.0, stop - now))
-            if wait <= 0:
-                return out
-            try:
-                data = await self.link.read(wait)
-            except SerialTimeoutError:
-                if until is None or time.monotonic() >= until:
-                    return out
-                continue
-            out += self._decoder.feed(data)
-        return out
+        return await collect(
+            self.link.read, self._decoder.feed, (SerialTimeoutError,), quiet,
+            self.bound.max_wait, until, lambda out: count is not None and len(out) >= count,
+        )  # fmt: skip
 
     async def _read_ids(
         self, address: int, broadcast: bool, count: int | None

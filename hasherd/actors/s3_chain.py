@@ -36,6 +36,7 @@ from hasherd.actors.bm13xx_chain import (
     ChipStats,
     MineResult,
     SweepBound,
+    collect,
     covered_prefix,
 )
 from hasherd.errors import InputError
@@ -189,23 +190,10 @@ class S3Chain:
     ) -> list[RxToken]:
         """Tokens until ``quiet`` s of silence (and not before ``until``, monotonic), or
         until an RxStatus came when ``want_status``."""
-        out: list[RxToken] = []
-        stop = time.monotonic() + self.bound.max_wait
-        while True:
-            now = time.monotonic()
-            wait = quiet if until is None or now >= until else max(quiet, until - now)
-            wait = min(wait, max(0.0, stop - now))
-            if wait <= 0:
-                return out
-            try:
-                data = await self.link.read(wait)
-            except _TIMEOUTS:
-                if until is None or time.monotonic() >= until:
-                    return out
-                continue
-            out += self._decoder.feed(data)
-            if want_status and any(isinstance(t, RxStatus) for t in out):
-                return out
+        return await collect(
+            self.link.read, self._decoder.feed, _TIMEOUTS, quiet, self.bound.max_wait, until,
+            lambda out: want_status and any(isinstance(t, RxStatus) for t in out),
+        )  # fmt: skip
 
     def _note(self, token: RxToken) -> None:
         """Fifo space and counters every token carries."""

@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
-import threading
-from types import FrameType
 from typing import Any
 
 from hasherd.cli.cmd_emulate_s3 import register_s3
+from hasherd.cli.emulate_common import EXIT_OK as EXIT_OK
+from hasherd.cli.emulate_common import add_emulator_args, serve_until_signal
 from hasherd.emulate import FAULTS, ChainEmulator
 
 LOGGER = logging.getLogger(__name__)
-
-EXIT_OK = 0
 
 
 def register(sub: Any) -> None:
@@ -34,30 +31,12 @@ def register(sub: Any) -> None:
         description="Emulate a chain of BM1370 chips on a pty; print its path and run until "
         "SIGINT or SIGTERM.",
     )
-    b.add_argument("--chips", type=int, default=1, help="chips in the chain (default 1)")
-    b.add_argument(
-        "--zero-bits",
-        type=int,
-        default=16,
-        help="leading zero bits a reported nonce needs before the ticket mask "
-        "(a real chip has 32; default 16)",
-    )
-    b.add_argument(
-        "--fault",
-        dest="faults",
-        action="append",
-        default=[],
-        choices=sorted(FAULTS),
-        help="inject a fault; repeat for several",
-    )
-    b.add_argument(
-        "--sweep-limit",
-        type=int,
-        default=65536,
-        help="nonces each chip hashes per job (default 65536)",
-    )
-    b.add_argument(
-        "--late-delay", type=float, default=0.5, help="seconds the 'late' fault waits (default 0.5)"
+    add_emulator_args(
+        b,
+        FAULTS,
+        sizes=[("--chips", 1, "chips in the chain (default 1)")],
+        difficulty="the ticket mask",
+        unit="job",
     )
     b.set_defaults(handler=run_bm1370)
     register_s3(esub)
@@ -72,19 +51,7 @@ def run_bm1370(args: argparse.Namespace) -> int:
         sweep_limit=args.sweep_limit,
         late_delay=args.late_delay,
     )
-    done = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        done.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        with emulator:
-            print(emulator.slave_path, flush=True)
-            LOGGER.info("BM1370 chain of %d on %s", args.chips, emulator.slave_path)
-            while not done.wait(0.5):
-                pass
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return EXIT_OK
+    return serve_until_signal(
+        emulator,
+        lambda: LOGGER.info("BM1370 chain of %d on %s", args.chips, emulator.slave_path),
+    )

@@ -10,20 +10,16 @@ from __future__ import annotations
 import argparse
 import logging
 import random
-import signal
-import threading
 import time
-from types import FrameType
 from typing import Any
 
+from hasherd.cli.emulate_common import EXIT_OK, add_emulator_args, serve_until_signal
 from hasherd.emulate.s3 import FAULTS, S3Emulator, S3Engine
 from hasherd.protocol.s3 import TxTask, Work
 
 __all__ = ["register_s3", "run_s3"]
 
 LOGGER = logging.getLogger(__name__)
-
-EXIT_OK = 0
 
 
 def register_s3(esub: Any) -> None:
@@ -34,31 +30,15 @@ def register_s3(esub: Any) -> None:
         description="Emulate an Antminer S3 controller and its BM1382 chains on a pty; print "
         "its path and run until SIGINT or SIGTERM.",
     )
-    p.add_argument("--chips", type=int, default=32, help="ASICs in all (default 32)")
-    p.add_argument("--chains", type=int, default=1, help="chains they sit on (default 1)")
-    p.add_argument(
-        "--zero-bits",
-        type=int,
-        default=16,
-        help="leading zero bits a reported nonce needs before the work's diff "
-        "(a real chip has 32; default 16)",
-    )
-    p.add_argument(
-        "--fault",
-        dest="faults",
-        action="append",
-        default=[],
-        choices=sorted(FAULTS),
-        help="inject a fault; repeat for several",
-    )
-    p.add_argument(
-        "--sweep-limit",
-        type=int,
-        default=65536,
-        help="nonces each chip hashes per work (default 65536)",
-    )
-    p.add_argument(
-        "--late-delay", type=float, default=0.5, help="seconds the 'late' fault waits (default 0.5)"
+    add_emulator_args(
+        p,
+        FAULTS,
+        sizes=[
+            ("--chips", 32, "ASICs in all (default 32)"),
+            ("--chains", 1, "chains they sit on (default 1)"),
+        ],
+        difficulty="the work's diff",
+        unit="work",
     )
     p.add_argument(
         "--bench",
@@ -99,22 +79,14 @@ def run_s3(args: argparse.Namespace) -> int:
     if args.bench > 0:
         return bench(args)
     emulator = S3Emulator(args.chips, args.zero_bits, set(args.faults), **_options(args))
-    done = threading.Event()
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        done.set()
+    def finished() -> None:
+        s = emulator.stats()
+        LOGGER.info("%d works, %d nonces sent, %.0f nonces/s hashing",
+                    s.works, s.nonces_sent, s.hash_rate)  # fmt: skip
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        with emulator:
-            print(emulator.slave_path, flush=True)
-            LOGGER.info("S3 controller with %d ASICs on %s", args.chips, emulator.slave_path)
-            while not done.wait(0.5):
-                pass
-            s = emulator.stats()
-            LOGGER.info("%d works, %d nonces sent, %.0f nonces/s hashing",
-                        s.works, s.nonces_sent, s.hash_rate)  # fmt: skip
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return EXIT_OK
+    return serve_until_signal(
+        emulator,
+        lambda: LOGGER.info("S3 controller with %d ASICs on %s", args.chips, emulator.slave_path),
+        finished,
+    )

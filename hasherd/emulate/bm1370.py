@@ -1,8 +1,9 @@
 """A BM1370 chip chain on a real pty (asic-protocols.md, sections 1-2, 5 and 9).
 
-``ChainEmulator`` owns a pty pair and answers on its master side from one thread:
-enumeration, chain inactive, set address, a register file per chip, the ticket mask, a
-baud switch that really changes the pty's termios speed, and full-header jobs. Each chip
+``ChainEmulator`` owns a pty pair and answers on its master side from one thread (both
+from ``emulate.pty.PtyEmulator``): enumeration, chain inactive, set address, a register
+file per chip, the ticket mask, a baud switch that really changes the pty's termios
+speed, and full-header jobs. Each chip
 hashes its share of the nonce space with ``hashlib`` (a window of ``sweep_limit`` nonces
 per job) and reports the nonces whose double SHA-256 has ``zero_bits`` (the reduced,
 "hard-wired" difficulty of section 5) plus the ticket mask's bits of leading zeros. Every
@@ -15,18 +16,14 @@ from __future__ import annotations
 import hashlib
 import heapq
 import logging
-import os
 import random
-import select
 import struct
 import termios
-import threading
 import time
-import tty
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from types import TracebackType
 
+from hasherd.emulate.pty import PtyEmulator
 from hasherd.emulate.stream import CommandDecoder, HostFrame
 from hasherd.errors import InputError
 from hasherd.kernel import spec
@@ -140,13 +137,17 @@ class _JobRecord:
     found: list[bytes] = field(default_factory=list)  # the nonce frames it produced
 
 
-class ChainEmulator:
+class ChainEmulator(PtyEmulator):
     """``chips`` BM1370s behind one pty; ``slave_path`` is the host's serial port.
 
     ``start()`` opens the pty (raw mode; the slave stays open here, so a host may close and
     reopen it) and starts the thread; ``stop()`` joins it and closes both ends. Use it as a
-    context manager. ``zero_bits`` replaces the chip's hard-wired 32 (0..32).
+    context manager (all of that is ``PtyEmulator``'s). ``zero_bits`` replaces the chip's
+    hard-wired 32 (0..32).
     """
+
+    _name = "bm1370-emulator"
+    _label = "BM1370"
 
     def __init__(
         self,
@@ -160,6 +161,7 @@ class ChainEmulator:
         dead_chip: int | None = None,
         seed: int = 0,
     ) -> None:
+        super().__init__()
         if isinstance(chips, bool) or not isinstance(chips, int) or not 1 <= chips <= 256:
             raise InputError("chips", f"{chips!r} is outside 1..256")
         self.zero_bits = spec.check_zero_bits(zero_bits)
@@ -190,60 +192,6 @@ class ChainEmulator:
         self._sent = {"responses": 0, "nonces": 0, "garbage": 0, "jobs": 0, "dropped": 0}
         self._divider = uart_baud_divider(_RESET_REGISTERS[Register.UART_BAUD])
         self._termios_baud = 0
-        self._master = -1
-        self._slave = -1
-        self._path = ""
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle -------------------------------------------------------------------------
-
-    @property
-    def slave_path(self) -> str:
-        if not self._path:
-            raise RuntimeError("the emulator is not started")
-        return self._path
-
-    def start(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError("the emulator is already started")
-        self._master, self._slave = os.openpty()
-        try:
-            tty.setraw(self._slave)  # section 5: without raw mode the host sees nothing
-            os.set_blocking(self._master, False)
-            self._path = os.ttyname(self._slave)
-            self._set_speed(baud_rate(self._divider))
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="bm1370-emulator", daemon=True)
-            self._thread.start()
-        except BaseException:
-            self._close_fds()
-            raise
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        self._close_fds()
-
-    def __enter__(self) -> ChainEmulator:
-        self.start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def _close_fds(self) -> None:
-        for fd in (self._master, self._slave):
-            if fd >= 0:
-                try:
-                    os.close(fd)
-                except OSError:
-                    LOGGER.debug("closing pty fd %d failed", fd)
-        self._master = self._slave = -1
 
     def stats(self) -> EmulatorStats:
         d = self._decoder
@@ -253,31 +201,23 @@ class ChainEmulator:
             baud_rate(self._divider), self._termios_baud, self._sent["dropped"],
         )  # fmt: skip
 
-    # -- the I/O loop ----------------------------------------------------------------------
+    # -- the I/O loop (the pty and its thread are PtyEmulator's) ---------------------------
 
-    def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                self._release_late()
-                self._pump()
-        except Exception:  # the thread must not die silently: log, then stop answering
-            LOGGER.exception("BM1370 emulator failed")
+    def _opened(self) -> None:
+        self._set_speed(baud_rate(self._divider))
 
-    def _pump(self) -> None:
-        timeout = 0.02
-        if self._late:
-            timeout = min(timeout, max(0.0, self._late[0][0] - time.monotonic()))
-        writing = [self._master] if self._outbox else []
-        readable, writable, _ = select.select([self._master], writing, [], timeout)
-        if readable:
-            try:
-                data = os.read(self._master, 4096)
-            except (BlockingIOError, InterruptedError):
-                data = b""
-            for frame in self._decoder.feed(data):
-                self._handle(frame)
-        if writable:
-            self._write_some()
+    def _tick(self) -> None:
+        self._release_late()
+
+    def _next_due(self) -> float | None:
+        return self._late[0][0] if self._late else None
+
+    def _received(self, data: bytes) -> None:
+        for frame in self._decoder.feed(data):
+            self._handle(frame)
+
+    def _has_output(self) -> bool:
+        return bool(self._outbox)
 
     def _write_some(self) -> None:
         while self._outbox:
@@ -286,10 +226,7 @@ class ChainEmulator:
                 self._outbox.popleft()
                 self._set_speed(baud_rate(item))
                 continue
-            try:
-                written = os.write(self._master, item)
-            except BlockingIOError:
-                return
+            written = self._try_write(item)
             if written < len(item):
                 self._outbox[0] = item[written:]
                 return

@@ -15,8 +15,9 @@ the TxTask's). Nonces go back in ``RxNonce`` tokens (0xA2) of up to ``NONCES_PER
 ``{work_id, nonce}`` entries, the work ID echoed, shuffled across chips, with the fifo
 space and a running count of the nonces found.
 
-``S3Emulator`` runs an engine behind a pty, as the S2's character device carries the same
-token stream; a USB front-end needs only the engine (see tests/s3/fake_usb.py).
+``S3Emulator`` runs an engine behind a pty (``emulate.pty.PtyEmulator``), as the S2's
+character device carries the same token stream; a USB front-end needs only the engine (see
+tests/s3/fake_usb.py).
 
 Faults (``FAULTS``) are deterministic: every ``fault_every``-th eligible event.
 """
@@ -26,19 +27,15 @@ from __future__ import annotations
 import heapq
 import importlib
 import logging
-import os
 import random
-import select
-import threading
 import time
-import tty
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 
+from hasherd.emulate.pty import PtyEmulator
 from hasherd.emulate.s3_stream import TxDecoder, TxToken
 from hasherd.errors import InputError
 from hasherd.kernel import spec
@@ -351,98 +348,42 @@ class S3Engine:
             self._ready += out
 
 
-class S3Emulator:
+class S3Emulator(PtyEmulator):
     """An ``S3Engine`` behind a pty; ``slave_path`` is the host's device (the S2 style).
 
     ``start()`` loads the hashing kernels, opens the pty (raw mode; the slave stays open
     here, so a host may close and reopen it) and starts one thread; ``stop()`` joins it
-    and closes both ends. Use it as a context manager. Arguments go to ``S3Engine``.
+    and closes both ends. Use it as a context manager (the pty and the thread are
+    ``PtyEmulator``'s). Arguments go to ``S3Engine``.
     """
+
+    _name = "s3-emulator"
+    _label = "S3"
 
     def __init__(self, chips: int, zero_bits: int, faults: set[str] | frozenset[str] = frozenset(),
                  **options: Any) -> None:  # fmt: skip
+        super().__init__()
         self.engine = S3Engine(chips, zero_bits, faults, **options)
         self._outbox = bytearray()
-        self._master = -1
-        self._slave = -1
-        self._path = ""
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    @property
-    def slave_path(self) -> str:
-        if not self._path:
-            raise RuntimeError("the emulator is not started")
-        return self._path
 
     def stats(self) -> S3EmulatorStats:
         return self.engine.stats()
 
-    def start(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError("the emulator is already started")
+    def _prepare(self) -> None:
         self.engine.warm_up()
-        self._master, self._slave = os.openpty()
-        try:
-            tty.setraw(self._slave)  # section 5: without raw mode the host sees nothing
-            os.set_blocking(self._master, False)
-            self._path = os.ttyname(self._slave)
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="s3-emulator", daemon=True)
-            self._thread.start()
-        except BaseException:
-            self._close_fds()
-            raise
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        self._close_fds()
-
-    def __enter__(self) -> S3Emulator:
-        self.start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def _close_fds(self) -> None:
-        for fd in (self._master, self._slave):
-            if fd >= 0:
-                try:
-                    os.close(fd)
-                except OSError:
-                    LOGGER.debug("closing pty fd %d failed", fd)
-        self._master = self._slave = -1
-
-    def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                self._pump()
-        except Exception:  # the thread must not die silently: log, then stop answering
-            LOGGER.exception("S3 emulator failed")
-
-    def _pump(self) -> None:
+    def _tick(self) -> None:
         self._outbox += self.engine.take()
-        timeout = 0.02
-        due = self.engine.next_due()
-        if due is not None:
-            timeout = min(timeout, max(0.0, due - time.monotonic()))
-        writing = [self._master] if self._outbox else []
-        readable, writable, _ = select.select([self._master], writing, [], timeout)
-        if readable:
-            try:
-                data = os.read(self._master, 4096)
-            except (BlockingIOError, InterruptedError):
-                data = b""
-            self._outbox += self.engine.feed(data)
-        if writable and self._outbox:
-            try:
-                written = os.write(self._master, self._outbox)
-            except BlockingIOError:
-                return
-            del self._outbox[:written]
+
+    def _next_due(self) -> float | None:
+        return self.engine.next_due()
+
+    def _received(self, data: bytes) -> None:
+        self._outbox += self.engine.feed(data)
+
+    def _has_output(self) -> bool:
+        return bool(self._outbox)
+
+    def _write_some(self) -> None:
+        if self._outbox:
+            del self._outbox[: self._try_write(self._outbox)]

@@ -8,7 +8,7 @@ bit 0.
 
 Host to device: ``TxConfig`` (0x51), ``TxTask`` (0x52), ``RxStatusRequest`` (0x53).
 Device to host: ``RxStatus`` (0xA1), ``RxNonce`` (0xA2), framed from a hostile stream by
-``RxDecoder``.
+``RxDecoder`` (the scan, shared with the host-to-device direction, is in ``s3_framing``).
 
 Pure: no USB, no event loop. Malformed tokens raise ``S3Error`` (bytes in ``raw``);
 out-of-range field values raise ``InputError``; the decoder never raises.
@@ -25,6 +25,7 @@ from typing import TypeAlias
 
 from hasherd.errors import HasherError, InputError
 from hasherd.protocol.crc import Buffer, crc16_modbus
+from hasherd.protocol.s3_framing import TokenDecoder
 
 __all__ = [
     "MAX_TOKEN_BYTES", "MAX_WORKS", "RX_NONCE", "RX_STATUS", "RX_STATUS_REQUEST", "TX_CONFIG",
@@ -463,7 +464,7 @@ def decode_rx(data: Buffer) -> RxToken:
     raise S3Error("not an RxStatus (A1) or RxNonce (A2) token", raw=raw)
 
 
-class RxDecoder:
+class RxDecoder(TokenDecoder[RxToken]):
     """RxStatus / RxNonce tokens from a byte stream in any chunking.
 
     A hostile wire is assumed. A candidate starts at an ``A1``/``A2`` byte followed by
@@ -472,72 +473,19 @@ class RxDecoder:
     whose CRC passes but whose layout does not counts in ``malformed``, and in both cases
     the scan resumes one byte later, so tokens inside a false candidate are still found.
     The buffer never exceeds ``max_token`` bytes. ``feed`` never raises on wire input.
+    The scan is ``s3_framing.TokenDecoder``'s.
     """
+
+    _START = _RX_START
 
     def __init__(self, max_token: int = MAX_TOKEN_BYTES) -> None:
         if isinstance(max_token, bool) or not isinstance(max_token, int) or max_token < 30:
             raise InputError("max_token", f"{max_token!r} is below the 30-byte minimum")
-        self.max_token = max_token
-        self._buf = bytearray()
-        self.tokens = 0
-        self.crc_errors = 0
-        self.garbage_bytes = 0
-        self.malformed = 0
+        super().__init__(max_token)
 
-    @property
-    def buffered(self) -> int:
-        return len(self._buf)
+    def _plausible(self, kind: int, size: int) -> bool:
+        minimum = _STATUS_MIN if kind == RX_STATUS else 18
+        return minimum <= size <= self.max_token
 
-    def feed(self, data: Buffer) -> list[RxToken]:
-        out: list[RxToken] = []
-        view = memoryview(data).cast("B")
-        pos = 0
-        while pos < len(view):
-            room = self.max_token - len(self._buf)
-            self._buf += view[pos : pos + room]
-            pos += room
-            self._drain(out)
-        return out
-
-    def _skip(self, count: int, garbage: bool = True) -> None:
-        del self._buf[:count]
-        if garbage:
-            self.garbage_bytes += count
-
-    def _drain(self, out: list[RxToken]) -> None:
-        buf = self._buf
-        while buf:
-            found = _RX_START.search(buf)
-            if found is None:
-                self._skip(len(buf))
-                return
-            at = found.start()
-            if at:
-                self._skip(at)
-            if len(buf) < 4:
-                if len(buf) >= 2 and buf[1] != 0:
-                    self._skip(1)
-                    continue
-                return
-            kind, version, length = _HEAD.unpack_from(buf)
-            size = length + 4
-            minimum = _STATUS_MIN if kind == RX_STATUS else 18
-            if version != 0 or not minimum <= size <= self.max_token:
-                self._skip(1)
-                continue
-            if len(buf) < size:
-                return
-            token = bytes(buf[:size])
-            if int.from_bytes(token[-2:], "little") != crc16_modbus(token[:-2]):
-                self.crc_errors += 1
-                self._skip(1, garbage=False)
-                continue
-            try:
-                parsed = decode_rx(token)
-            except (S3Error, InputError):
-                self.malformed += 1
-                self._skip(1, garbage=False)
-                continue
-            self._skip(size, garbage=False)
-            self.tokens += 1
-            out.append(parsed)
+    def _parse(self, token: bytes) -> RxToken:
+        return decode_rx(token)

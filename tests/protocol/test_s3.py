@@ -1,5 +1,6 @@
 """Antminer S2/S3 tokens (shared ASIC protocol reference, section 3): the reference's byte
-vectors as hex literals, both directions, and the Rx stream decoder on a hostile wire."""
+vectors as hex literals (shared with the S3 tests in tests/s3/s3_helpers.py), both
+directions, and the Rx stream decoder on a hostile wire."""
 
 from __future__ import annotations
 
@@ -29,26 +30,17 @@ from hasherd.protocol.s3 import (
     data2_from_header,
     decode_rx,
 )
+from tests.s3.s3_helpers import (  # the section-3 vectors
+    DETECT,
+    GENESIS,
+    GENESIS_MIDSTATE,
+    RX_NONCE,
+    TX_CONFIG,
+    TX_TASK,
+)
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-GENESIS = bytes.fromhex(
-    "01000000" + "00" * 32 + "3ba3edfd7a7b12b27ac72c3e67768f617fc81bc3888a51323a9fb8aa4b1e5e4a"
-    "29ab5f49ffff001d1dac2b7c"
-)
-GENESIS_MIDSTATE = bytes.fromhex("339A90BCF0BF58637DACCC90A8CA591EE9D8C8C3C803014F3687B1961BF91947")
-
-# [calc] section 3.2: TxConfig with the init defaults (8 chains x 32 ASICs, PWM A0, 282 MHz)
-TX_CONFIG = bytes.fromhex("51001400 5F000000 0820A02D 1A01 0000 00000000 00 04 870C")
-# [calc] section 3.2: genesis work, wid 1, new_block 1, diff 0
-TX_TASK = bytes.fromhex(
-    "520036000100000001000000339A90BCF0BF58637DACCC90A8CA591EE9D8C8C3C803014F3687B1961BF919"
-    "474A5E1E4B495FAB291D00FFFF5922"
-)
-# [calc] section 3.2: the init detect request
-DETECT = bytes.fromhex("530008000200000000 00830D")
-# [calc] section 3.3: genesis nonce, fifo 0x0100, wid 1
-RX_NONCE = bytes.fromhex("A20016000001000001000000000000000100 00007C2BAC1D230E")
 # Built here from the section 3.3 layout (no capture exists): 2 chains, 1 bitmap word each,
 # 2 temps, 2 fans. Regression literal; its CRC is checked independently below.
 RX_STATUS = bytes.fromhex(

@@ -38,6 +38,7 @@ from hasherd.actors.bm13xx_chain import (
     covered_prefix,
     open_chain,
 )
+from hasherd.actors.s3_chain import S3Chain, open_s3_chain
 from hasherd.config import ChipDeviceConfig
 from hasherd.errors import EvaluatorError, HasherError, InputError
 from hasherd.kernel import spec
@@ -51,7 +52,11 @@ DEFAULT_BOUND = SweepBound(nonces_per_chip=1 << 16, seconds=0.5, quiet=0.05)
 DEFAULT_ZERO_BITS = 8
 
 
-def _shutdown(loop: asyncio.AbstractEventLoop, holder: list[Bm13xxChain]) -> None:
+Chain = Bm13xxChain | S3Chain
+DRIVERS = ("bm1370", "s3")
+
+
+def _shutdown(loop: asyncio.AbstractEventLoop, holder: list[Chain]) -> None:
     try:
         if holder and not loop.is_closed():
             loop.run_until_complete(holder.pop().close())
@@ -84,7 +89,7 @@ class AsicEvaluator(Evaluator):
     """
 
     name = "asic"
-    description = "BM1370 chain over a serial link (golden passes on the chips)"
+    description = "BM1370 chain or S3 controller (golden passes on the chips)"
 
     def __init__(
         self,
@@ -98,10 +103,16 @@ class AsicEvaluator(Evaluator):
         max_rolls: int = 64,
         max_resends: int = 3,
         enumerate_quiet: float = 0.2,
+        driver: str = "bm1370",
     ) -> None:
         k = spec.check_zero_bits(zero_bits)
         if k == 0:
             raise InputError("zero_bits", "a chip serves k > 0 only")
+        if driver not in DRIVERS:
+            raise InputError("driver", f"{driver!r} is not one of {', '.join(DRIVERS)}")
+        if driver == "s3" and baud is not None:
+            raise InputError("baud", "the S3 controller's link has no baud switch")
+        self.driver = driver
         self.path = path
         self.zero_bits = k
         self.base_zero_bits = k if base_zero_bits is None else base_zero_bits
@@ -113,44 +124,51 @@ class AsicEvaluator(Evaluator):
         self.resends = 0  # jobs sent again because a response frame was lost
         self.enumerate_quiet = enumerate_quiet
         self._loop = asyncio.new_event_loop()
-        self._holder: list[Bm13xxChain] = []
+        self._holder: list[Chain] = []
         self._finalizer = weakref.finalize(self, _shutdown, self._loop, self._holder)
 
     def supports(self, zero_bits: int) -> bool:
         return zero_bits == self.zero_bits
 
+    async def _open(self) -> Chain:
+        if self.driver == "s3":
+            return await open_s3_chain(self.path, self.bound, base_zero_bits=self.base_zero_bits,
+                                       expected_chips=self.expected_chips)  # fmt: skip
+        return await open_chain(
+            self.path, self.bound, base_zero_bits=self.base_zero_bits,
+            expected_chips=self.expected_chips, baud=self.baud,
+            enumerate_quiet=self.enumerate_quiet,
+        )  # fmt: skip
+
     @property
-    def chain(self) -> Bm13xxChain:
+    def chain(self) -> Chain:
         if not self._holder:
             try:
-                self._holder.append(
-                    self._loop.run_until_complete(
-                        open_chain(
-                            self.path,
-                            self.bound,
-                            base_zero_bits=self.base_zero_bits,
-                            expected_chips=self.expected_chips,
-                            baud=self.baud,
-                            enumerate_quiet=self.enumerate_quiet,
-                        )
-                    )
-                )
+                self._holder.append(self._loop.run_until_complete(self._open()))
             except HasherError as exc:
                 raise EvaluatorError(self.name, f"{self.path}: {exc}") from exc
         return self._holder[0]
 
+    def window_at(self, n0: int) -> int:
+        """Nonces from ``n0`` one job covers without a gap: on a BM1370 chain the jobs
+        start at ``n0``, so it is the same for every header; an S3 work starts its chips
+        at fixed offsets from 0, so it depends on where ``n0`` falls."""
+        chain = self.chain
+        if isinstance(chain, S3Chain):
+            return chain.covered(n0)
+        return covered_prefix(chain.chips, chain.nonces_per_chip)
+
     @property
     def window(self) -> int:
-        """Nonces from n0 one job covers without a gap."""
-        chain = self.chain
-        return covered_prefix(chain.chips, chain.nonces_per_chip)
+        """``window_at(0)`` (on a BM1370 chain, the window of every header)."""
+        return self.window_at(0)
 
     def device_stats(self) -> dict[str, Any] | None:
         if not self._holder:
             return None
         chain = self._holder[0]
         st = chain.stats()
-        device = {"path": self.path, "driver": "bm1370", "chips": chain.chips, "jobs": st.jobs,
+        device = {"path": self.path, "driver": self.driver, "chips": chain.chips, "jobs": st.jobs,
                   "crc_errors": st.crc_errors, "stale": st.stale,
                   "garbage_bytes": st.garbage_bytes, "unknown_frames": st.unknown_frames,
                   "unexpected": st.unexpected, "resends": self.resends}  # fmt: skip
@@ -179,9 +197,9 @@ class AsicEvaluator(Evaluator):
     ) -> tuple[spec.PassResult, int]:
         """``spec.golden_pass`` on the chain; also returns the nonces the chain swept."""
         chain = self.chain
-        window = self.window
-        limit = min(nonce_space, window)
         n0 = spec.scan_start(header)
+        window = self.window_at(n0)
+        limit = min(nonce_space, window)
         ntime0 = int.from_bytes(header[68:72], "little")
         swept = 0
         for roll in range(self.max_rolls + 1):
@@ -251,7 +269,7 @@ def chip_evaluator(chip: ChipDeviceConfig) -> AsicEvaluator:
     """The evaluator of a ``[[devices.chips]]`` entry (its port opens on first use)."""
     bound = SweepBound(chip.nonces_per_chip, chip.sweep_time, chip.quiet,
                        max_wait=max(30.0, chip.sweep_time))  # fmt: skip
-    return AsicEvaluator(chip.path, chip.zero_bits, bound=bound,
+    return AsicEvaluator(chip.path, chip.zero_bits, bound=bound, driver=chip.driver,
                          expected_chips=chip.chips or None, baud=chip.baud or None)  # fmt: skip
 
 
