@@ -1,12 +1,14 @@
 """The actor pool: work-conserving dispatch over evaluator actors, and their supervisor.
 
-``await pool.evaluate(reqs)`` hands a batch to the least-loaded actor that has room in
-its mailbox (waiting while every mailbox is full: that is the bound on work in flight)
-and returns its results. When an actor fails a job, the job goes to another actor (up to
-``max_attempts`` tries), the jobs waiting in the failed actor's mailbox are dispatched
-again, and the supervisor restarts the actor after an exponential backoff. Nothing given
-to the pool is lost while at least one actor works; when none can, ``evaluate`` raises
-``NoActorError``.
+``await pool.evaluate(reqs)`` hands a batch to an actor that serves its zero bits and has
+room in its mailbox: a free chip chain that serves exactly those zero bits first, else
+the least-loaded actor (waiting while every mailbox is full: that is the bound on work in
+flight), and returns its results. ``evaluate_on`` pins a batch to one actor. When an
+actor fails a job, the job goes to another actor (up to ``max_attempts`` tries), the jobs
+waiting in the failed actor's mailbox are dispatched again, and the supervisor restarts
+the actor after an exponential backoff. Nothing given to the pool is lost while at least
+one actor works; when none can, ``evaluate`` raises ``NoActorError`` (so does a batch at
+zero bits no actor serves).
 """
 
 from __future__ import annotations
@@ -222,7 +224,8 @@ class ActorPool:
         free = [a for a in self.actors.values()
                 if a.can_take() and a.serves(job) and job.pinned in ("", a.name)]  # fmt: skip
         fresh = [a for a in free if a.name not in job.tried] or free
-        return min(fresh, key=lambda a: a.load, default=None)
+        # a free chip that serves exactly these zero bits first, then the least loaded
+        return min(fresh, key=lambda a: (a.zero_bits is None, a.load), default=None)
 
     def _signal(self) -> None:
         self._room.set()

@@ -282,6 +282,7 @@ class S3Chain:
         if k < self.base_zero_bits:
             raise ChainError(self.link.path, f"zero_bits {k} is below the chips' "
                              f"{self.base_zero_bits}")  # fmt: skip
+        lost_before = self._decoder.crc_errors + self._decoder.malformed
         wid = await self._send_work(header, k - self.base_zero_bits)
         sent = time.monotonic()
         tokens: list[RxToken] = [*self._backlog]
@@ -295,7 +296,8 @@ class S3Chain:
         found.sort(key=lambda item: (item[1] - n0) % NONCE_SPACE)
         for chip in self._stats.chips:
             chip.hashes += self.nonces_per_chip
-        return MineResult(wid, tuple(found), self.chips * self.nonces_per_chip)
+        lost = self._decoder.crc_errors + self._decoder.malformed - lost_before
+        return MineResult(wid, tuple(found), self.chips * self.nonces_per_chip, lost)
 
     def _take(
         self, tokens: list[RxToken], wid: int, header: bytes, zero_bits: int

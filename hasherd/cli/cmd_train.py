@@ -49,6 +49,9 @@ def register(sub: Any) -> None:
     p.add_argument("--generations", type=int, help="max generations per record per epoch")
     p.add_argument("--difficulty-bits", type=int, help="base of the difficulty schedule")
     p.add_argument("--seed", type=int, help="RNG seed (recorded; default: drawn)")
+    p.add_argument("--zero-bits", type=int, metavar="K",
+                   help="kernel zero bits (training.zero_bits; asic:PATH,K needs K)")  # fmt: skip
+    p.add_argument("--passes", type=int, metavar="P", help="kernel passes (training.passes)")
     p.add_argument("--evaluator", metavar="NAME", help="evaluator (default from "
                    "simulator.device_type: numba)")  # fmt: skip
     p.add_argument("--strict", action="store_true", help="abort on the first invalid row")
@@ -66,6 +69,8 @@ def effective_config(args: argparse.Namespace) -> Config:
             ("max_generations", args.generations),
             ("difficulty_bits", args.difficulty_bits),
             ("seed", args.seed),
+            ("zero_bits", args.zero_bits),
+            ("passes", args.passes),
         )
         if value is not None
     }

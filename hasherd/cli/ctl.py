@@ -133,6 +133,8 @@ _SUBMIT_OPTIONS = (
     "generations",
     "difficulty_bits",
     "seed",
+    "zero_bits",
+    "passes",
     "strict",
 )
 
@@ -298,6 +300,9 @@ def _add_jobs(sub: Any) -> None:
     p.add_argument("--difficulty-bits", type=NATURAL, metavar="D",
                    help="base of the difficulty schedule")  # fmt: skip
     p.add_argument("--seed", type=int, metavar="N", help="RNG seed (default: drawn)")
+    p.add_argument("--zero-bits", type=NATURAL, metavar="K",
+                   help="kernel zero bits (a chip serves only its own: docs/chips.md)")  # fmt: skip
+    p.add_argument("--passes", type=POSITIVE, metavar="P", help="kernel passes per candidate")
     p.add_argument("--strict", action="store_true", help="abort on the first invalid row")
     p = _reader(
         jsub, "list", "list the jobs", call_and_show("jobs.list", views.jobs_view, _jobs_filter)

@@ -38,6 +38,8 @@ OPTION_KEYS = {
     "generations": "max_generations",
     "difficulty_bits": "difficulty_bits",
     "seed": "seed",
+    "zero_bits": "zero_bits",  # a job at a chip device's zero bits runs on that chip
+    "passes": "passes",
 }
 BOOL_OPTIONS = {"strict"}
 

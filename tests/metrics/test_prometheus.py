@@ -105,6 +105,11 @@ sweep_time = "50ms"
 # The job the daemon trains: the embedded sample at a difficulty that keeps it running
 # (several minutes) for as long as the test needs.
 JOB = {"name": "sample", "difficulty_bits": 15, "epochs": 3}
+# Before it, a small job at the emulated chain's zero bits (4): its batches go to the chain
+# or to the CPU actor, which serves every zero bits; its weights are then validated on the
+# chain, so the chain has hashed by the time Prometheus is queried.
+CHIP_JOB = {"name": "chip", "zero_bits": 4, "passes": 3, "population": 4,
+            "difficulty_bits": 2, "epochs": 1, "seed": 3}  # fmt: skip
 
 
 def prometheus_config(rules: Path, target: str) -> str:
@@ -294,6 +299,23 @@ def test_promtool_accepts_the_rules_and_the_example_config() -> None:
         assert "SUCCESS" in done.stdout and "WARNING" not in done.stdout + done.stderr
 
 
+def test_every_alert_fires_on_its_series_and_stays_quiet_otherwise() -> None:
+    """``promtool test rules`` on tests/metrics/hasherd-rules-test.yml: each alert silent on
+    healthy series, then firing with its labels and rendered annotations (the values in
+    them, such as 14.29 % or 100 double SHA-256/s, follow from the input series)."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool not found: run `sudo tools/install-system-deps.sh`")
+    tests = Path(__file__).with_name("hasherd-rules-test.yml")
+    done = subprocess.run([promtool, "test", "rules", tests.name], capture_output=True,
+                          text=True, timeout=120, check=False, cwd=tests.parent)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS" in done.stdout
+    alerts = set(re.findall(r"^\s*- alert: (\S+)", RULES.read_text(), re.MULTILINE))
+    tested = set(re.findall(r"alertname: (\w+)", tests.read_text()))
+    assert alerts and alerts == tested  # every alert has its test
+
+
 # -- The live rig -------------------------------------------------------------------------
 
 
@@ -404,15 +426,26 @@ def live() -> Iterator[Live]:
 
         _wait(ping, "the daemon's control socket", 180, rig.log)
         sample = resources.files("hasherd.data").joinpath("sample")
+        frames = d / "chip-frames.json"
+        frames.write_text(json.dumps([{"feature_vector": list(range(i, i + 12)),
+                                       "target_token": 1000 + i} for i in range(3)]))  # fmt: skip
+        # the chain works while Prometheus watches: its rates are then above 0
+        _wait(lambda: (rig.value(f'count_over_time(up{{job="{SCRAPE_JOB}"}}[1m])') or 0) >= 2,
+              "Prometheus' first scrapes", 120, rig.log)  # fmt: skip
         with ControlClient(d / "control.sock", timeout=20) as c:
+            # first a small job at the chain's zero bits (CHIP_JOB)
+            chip_job = c.call("jobs.submit", data=str(frames), **CHIP_JOB)["job"]["id"]
+            _wait(lambda: c.call("jobs.show", id=chip_job)["job"]["status"] == "finished",
+                  "the chain's job", 120, rig.log)  # fmt: skip
             job_id = c.call("jobs.submit", data=str(sample), **JOB)["job"]["id"]
-            _wait(lambda: (c.call("jobs.show", id=job_id)["job"]["progress"] or {}).get("tokens"),
-                  "the job to train a token", 180, rig.log)  # fmt: skip
-            # a validation of a few weights (numba against the reference) while it trains
-            run = c.call("validate.start", job=job_id, sample=0.01, seed=1)["validation"]
+            # the chain's weights validated through the chain, against numba
+            run = c.call("validate.start", job=chip_job, evaluator="chain0")["validation"]
             done = _wait(lambda: (v := c.call("validate.show", id=run["id"])["validation"])
                          ["state"] != "running" and v, "the validation", 120, rig.log)  # fmt: skip
-            assert done["state"] == "finished" and done["report"]["checked"] >= 1, done["error"]
+            assert done["state"] == "finished", done["error"]
+            assert (done["report"]["agree"], done["report"]["checked"]) == (3, 3), done
+            _wait(lambda: (c.call("jobs.show", id=job_id)["job"]["progress"] or {}).get("tokens"),
+                  "the job to train a token", 180, rig.log)  # fmt: skip
 
         def scraped() -> bool:
             targets = _get(f"{rig.api}/api/v1/targets")["data"]["activeTargets"]
