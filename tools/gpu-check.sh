@@ -12,7 +12,12 @@
 # 3. a check at scale against the reference evaluator (4096-candidate batches, traces,
 #    several records in one launch, k = 8 and 12 scans) and throughput figures for large
 #    batches (the GPU needs about 10^5 candidates in flight to fill);
-# 4. `hasherd bench --evaluator cuda --evaluator numba --seconds SECONDS --json`.
+# 4. `hasherd bench --evaluator cuda --evaluator numba --seconds SECONDS --json`;
+# 5. the daemon with one CUDA actor and no CPU actor (`devices.gpu_actors = 1`): it trains a
+#    frames dataset submitted with hasherctl, every stored weight is then checked with
+#    `hasherd verify`, and it stops cleanly on SIGTERM.
+#
+# GPU_CHECK_STEPS (default "vectors scale bench daemon") picks the steps.
 #
 # Everything goes to stdout and to ${OUT:-.}/gpu-check/. Exit status 0 when the vectors and
 # the scale check pass, 1 otherwise, 2 when no usable Python environment was found.
@@ -113,13 +118,19 @@ EOF
 fi
 
 status=0
+read -r -a STEPS <<<"${GPU_CHECK_STEPS:-vectors scale bench daemon}"
+step() { [[ " ${STEPS[*]} " == *" $1 "* ]]; }
+
+if step vectors; then
 say "vectors check ($VECTORS) --evaluator cuda"
 t0=$(date +%s)
 if ! "${HASHERD[@]}" vectors check "$VECTORS" --evaluator cuda 2>&1 | tee "$DEST/vectors.txt"; then
     status=1
 fi
 say "vectors check took $(($(date +%s) - t0)) s"
+fi
 
+if step scale; then
 say "scale check against the reference, and throughput"
 if ! "$PY" - "$DEST/scale.json" <<'EOF' 2>&1 | tee "$DEST/scale.txt"; then
 import json, statistics, sys, time
@@ -204,7 +215,9 @@ sys.exit(0 if all(report["checks"].values()) else 1)
 EOF
     status=1
 fi
+fi
 
+if step bench; then
 BENCH_ARGS=()
 for name in "${BENCH_EVALUATORS[@]}"; do
     BENCH_ARGS+=(--evaluator "$name")
@@ -220,6 +233,12 @@ for name, e in [("reference", rep["baseline"]), *rep["evaluators"].items()]:
         print(f"{name:<10} {rec:<10} {fig['candidates_per_s'] / 1e6:9.3f} M cand/s  "
               f"population {fig['population']}  startup {e['startup_s']:.1f} s ({e['startup_kind']})")
 EOF
+fi
+
+if step daemon; then
+    say "daemon: one CUDA actor trains 400 frames, then hasherd verify"
+    bash tools/gpu-daemon-step.sh "$PY" "$DEST" || status=1
+fi
 
 say "$([[ $status -eq 0 ]] && echo "all checks passed" || echo "FAILED: see $DEST")"
 exit "$status"

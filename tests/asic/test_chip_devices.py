@@ -243,3 +243,18 @@ def test_chip_and_validation_metrics_come_from_the_snapshots() -> None:
     assert samples[("hasherd_validation_weights_total", (("outcome", "validated"),))] == 5
     assert samples[("hasherd_validation_weights_total", (("outcome", "failed"),))] == 0
     assert samples[("hasherd_validation_last_mismatch_ratio", ())] == 0.25
+
+
+def test_jobs_take_zero_bits_and_passes_as_options() -> None:
+    from hasherd.errors import InputError
+    from hasherd.scheduler.jobs import check_options, job_config
+
+    cfg = config_mod.Config()
+    options = check_options({"zero_bits": K, "passes": 3, "population": 4}, cfg)
+    training = job_config(cfg, options).training
+    assert (training.zero_bits, training.passes, training.population_size) == (K, 3, 4)
+    for bad, key in (({"zero_bits": 33}, "zero_bits"), ({"passes": 0}, "passes"),
+                     ({"zero_bits": "4"}, "zero_bits")):  # fmt: skip
+        with pytest.raises(InputError) as err:
+            check_options(bad, cfg)
+        assert err.value.field == key
