@@ -165,6 +165,7 @@ class DevicesConfig:
     cpu_actors: int = 1  # CPU simulator actors (the cores are shared among them)
     gpu_actors: int = 0  # CUDA actors, on GPUs simulator.gpu_device, +1, ...
     mailbox: int = 2  # batches an actor may hold at once (the bound on work in flight)
+    simulator_max_zero_bits: int = 24  # CPU/GPU actors take no batch above these zero bits
     chips: tuple[ChipDeviceConfig, ...] = ()  # chip chains, one [[devices.chips]] table each
 
 
@@ -376,6 +377,7 @@ def _checks(name: str, obj: Any) -> list[tuple[str, str]]:
         need(0 <= obj.cpu_actors <= 64, "cpu_actors", "must be in 0..64")
         need(0 <= obj.gpu_actors <= 16, "gpu_actors", "must be in 0..16")
         need(1 <= obj.mailbox <= 64, "mailbox", "must be in 1..64")
+        need(0 <= obj.simulator_max_zero_bits <= 32, "simulator_max_zero_bits", "must be in 0..32")
     elif isinstance(obj, ChipDeviceConfig):
         need(bool(obj.path), "path", "must name the chain's serial device")
         need(re.fullmatch(r"[A-Za-z0-9_.-]{0,64}", obj.name) is not None, "name",

@@ -35,9 +35,11 @@ class EvaluatorActor:
         timeout: float = 30.0,
         mailbox: int = DEFAULT_MAILBOX,
         zero_bits: int | None = None,
+        max_zero_bits: int = 32,
     ) -> None:
         self.name = name
         self.zero_bits = zero_bits  # the only zero bits it serves (a chip); None = any
+        self.max_zero_bits = max_zero_bits  # and none above this (a simulator's limit)
         self.kind = kind
         self.factory = factory
         self.timeout = timeout
@@ -91,9 +93,16 @@ class EvaluatorActor:
     def load(self) -> int:
         return len(self.queued) + (self.current is not None)
 
+    def serves_bits(self, zero_bits: int) -> bool:
+        """Whether it serves requests at ``zero_bits``: a chip its own only, a simulator any
+        up to ``max_zero_bits`` (``devices.simulator_max_zero_bits``)."""
+        if self.zero_bits is not None and zero_bits != self.zero_bits:
+            return False
+        return zero_bits <= self.max_zero_bits
+
     def serves(self, job: EvalJob) -> bool:
-        """Whether every request of ``job`` is at the zero bits this actor serves."""
-        return self.zero_bits is None or all(r.zero_bits == self.zero_bits for r in job.reqs)
+        """Whether every request of ``job`` is at zero bits this actor serves."""
+        return all(self.serves_bits(r.zero_bits) for r in job.reqs)
 
     def can_take(self) -> bool:
         return self.state in (ActorState.READY, ActorState.BUSY) and self.load < self.capacity

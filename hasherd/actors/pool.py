@@ -189,13 +189,21 @@ class ActorPool:
     async def evaluate_on(self, name: str, reqs: list[EvalRequest]) -> list[EvalResult]:
         """Evaluate on the actor ``name`` only (the validator's chip lane): waits for room
         in its mailbox, and for its restart when it has failed; ``ActorError`` when it
-        fails the batch (no other actor takes it: that actor's answer was asked for)."""
+        fails the batch (no other actor takes it: that actor's answer was asked for). A
+        caller that stops waiting (a timeout) takes the batch back unless it has started."""
         actor = self.actors.get(name)
         if actor is None:
             raise KeyError(name)
         job = EvalJob(list(reqs), asyncio.get_running_loop().create_future(), pinned=name)
-        await self._dispatch(job)
-        results, _ = await job.future
+        try:
+            await self._dispatch(job)
+            results, _ = await job.future
+        except BaseException:  # cancelled (a caller's timeout): drop it if not yet started
+            left = [j for j in actor.queued if j is not job]  # identity: jobs hold arrays
+            if len(left) != len(actor.queued):
+                actor.queued = left
+                self._signal()
+            raise
         return results
 
     async def _dispatch(self, job: EvalJob) -> None:
@@ -239,7 +247,7 @@ class ActorPool:
 
     def capacity_for(self, zero_bits: int) -> int:
         """Jobs at ``zero_bits`` that can be in flight at once (at least 1)."""
-        able = [a for a in self.actors.values() if a.zero_bits in (None, zero_bits)]
+        able = [a for a in self.actors.values() if a.serves_bits(zero_bits)]
         return max(1, sum(a.capacity for a in able))
 
     def snapshot(self) -> list[dict[str, Any]]:

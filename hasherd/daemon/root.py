@@ -87,14 +87,12 @@ def build_actors(cfg: Config) -> list[EvaluatorActor]:
     if kind not in ("numba", "reference"):
         kind = "numba"  # the CPU actors' evaluator; GPUs and chips are actors of their own
     cpu_name = evaluator_name(cfg, cpu_threads(cfg)) if kind == "numba" else kind
-    actors = [
-        EvaluatorActor(f"{kind}{i}", kind, _factory(cpu_name), timeout=timeout, mailbox=mailbox)
-        for i in range(n_cpu)
-    ]
+    simulator = functools.partial(EvaluatorActor, timeout=timeout, mailbox=mailbox,
+                                  max_zero_bits=cfg.devices.simulator_max_zero_bits)  # fmt: skip
+    actors = [simulator(f"{kind}{i}", kind, _factory(cpu_name)) for i in range(n_cpu)]
     for i in range(n_gpu):
         name = f"cuda:{cfg.simulator.gpu_device + i}"
-        actors.append(EvaluatorActor(f"cuda{cfg.simulator.gpu_device + i}", "cuda",
-                                     _factory(name), timeout=timeout, mailbox=mailbox))  # fmt: skip
+        actors.append(simulator(f"cuda{cfg.simulator.gpu_device + i}", "cuda", _factory(name)))
     names = {a.name for a in actors}
     for chip in cfg.devices.chips:
         if chip.name in names:

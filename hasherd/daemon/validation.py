@@ -49,7 +49,7 @@ class ActorLane:
         self.actor = pool.actors[name]
 
     def supports(self, zero_bits: int) -> bool:
-        return self.actor.zero_bits in (None, zero_bits)
+        return self.actor.serves_bits(zero_bits)
 
     async def warm_up(self) -> None:
         return None  # the actor is started by the pool

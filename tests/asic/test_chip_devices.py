@@ -258,3 +258,49 @@ def test_jobs_take_zero_bits_and_passes_as_options() -> None:
         with pytest.raises(InputError) as err:
             check_options(bad, cfg)
         assert err.value.field == key
+
+
+class _Held(ReferenceEvaluator):
+    """The reference evaluator, except that each batch waits for ``go`` (fault injection:
+    a chain busy with a long job)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.go = threading.Event()
+        self.batches = 0
+
+    def evaluate_many(self, reqs: list[EvalRequest]) -> list:  # type: ignore[override]
+        self.go.wait(30)
+        self.batches += 1
+        return super().evaluate_many(reqs)
+
+
+@pytest.mark.anyio
+async def test_simulators_stop_at_their_zero_bits_and_pinned_work_can_be_taken_back() -> None:
+    cfg = config_mod.from_mapping({"devices": {"simulator_max_zero_bits": 6}})
+    (cpu,) = build_actors(cfg)
+    assert cpu.max_zero_bits == 6 and cpu.serves_bits(6) and not cpu.serves_bits(7)
+    held = _Held()
+    chip = EvaluatorActor("chain0", "bm1370", lambda: held, mailbox=2, zero_bits=K)
+    pool = ActorPool([cpu, chip])
+    assert pool.capacity_for(7) == 1  # nobody serves 7: still one lane, whose batch fails
+    async with anyio.create_task_group() as tg:
+        await tg.start(pool.run)
+        with pytest.raises(NoActorError, match="serves zero_bits \\[7\\]"):
+            await pool.evaluate(_requests(1, 7))
+        with anyio.fail_after(60):
+            while chip.state != "ready":
+                await anyio.sleep(0.05)
+            first = _requests(1, K, 1)
+            tg.start_soon(pool.evaluate_on, "chain0", first)
+            while chip.current is None:
+                await anyio.sleep(0.01)
+            with anyio.move_on_after(0.3):  # the caller gives up while it waits its turn
+                await pool.evaluate_on("chain0", _requests(2, K, 1))
+            assert chip.queued == [] and chip.load == 1  # taken back, never run
+            held.go.set()
+            while chip.current is not None:
+                await anyio.sleep(0.01)
+        tg.cancel_scope.cancel()
+    assert held.batches == 1
