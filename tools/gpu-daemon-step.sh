@@ -8,7 +8,8 @@
 # prints the job, the status and the actor metrics, stops the daemon with SIGTERM (it must
 # exit 0) and runs `hasherd verify` on the database. Output goes to stdout and to
 # DEST/summary.txt (the daemon's log to DEST/daemon.log). Exit 1 when any of that fails.
-# GPU_STEP_CPU=1 runs the same with one CPU actor instead (a dry run without a GPU).
+# GPU_STEP_CPU=1 runs the same with one CPU actor instead (a dry run without a GPU);
+# GPU_STEP_BATCH sets daemon.batch (records in flight, default 64).
 set -uo pipefail
 
 PY=$1
@@ -18,7 +19,7 @@ trap 'rm -rf "$RUN"' EXIT
 status=0
 log() { tee -a "$DEST/summary.txt"; }
 
-"$PY" - "$RUN" "${GPU_STEP_CPU:-0}" <<'EOF'
+"$PY" - "$RUN" "${GPU_STEP_CPU:-0}" "${GPU_STEP_BATCH:-64}" <<'EOF'
 import json, socket, sys
 import numpy as np
 run = sys.argv[1]
@@ -35,6 +36,7 @@ with open(f"{run}/hasherd.toml", "w") as f:
 [daemon]
 database = "{run}/hasherd.db"
 status_interval = "2s"
+batch = {int(sys.argv[3])}
 [control]
 socket = "{run}/control.sock"
 [metrics]
