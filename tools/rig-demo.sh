@@ -26,23 +26,25 @@ cleanup() {
 }
 trap cleanup EXIT
 
-hasherd() { "$py" -m hasherd.cli.main "$@"; }
-hasherctl() { "$py" -m hasherd.cli.ctl --socket "$work/control.sock" "$@"; }
+# arrays, not functions: a function run with & is a subshell, and its $! is not python's
+hasherd=("$py" -m hasherd.cli.main)
+hasherctl=("$py" -m hasherd.cli.ctl --socket "$work/control.sock")
 
-emulate() {  # emulate NAME ARGS...: start an emulator, wait for its pty path
+emulate() {  # emulate NAME ARGS...: start an emulator; its pty path goes to $work/NAME.path
     local name=$1
     shift
-    hasherd emulate bm1370 "$@" >"$work/$name.path" 2>"$work/$name.log" &
-    pids+=($!)
+    "${hasherd[@]}" emulate bm1370 "$@" >"$work/$name.path" 2>"$work/$name.log" &
+    pids+=($!)  # not in $(...): a subshell would lose the pid, and the emulator with it
     for _ in $(seq 100); do
         [[ -s "$work/$name.path" ]] && break
         sleep 0.1
     done
-    head -n 1 "$work/$name.path"
 }
 
-good=$(emulate good --chips 2 --zero-bits 4 --sweep-limit 1024)
-bad=$(emulate bad --chips 1 --zero-bits 4 --sweep-limit 1024 --fault drop_nonce)
+emulate good --chips 2 --zero-bits 4 --sweep-limit 1024
+emulate bad --chips 1 --zero-bits 4 --sweep-limit 1024 --fault drop_nonce
+good=$(head -n 1 "$work/good.path")
+bad=$(head -n 1 "$work/bad.path")
 echo "== chains: healthy on $good, dropping nonces on $bad"
 
 "$py" - "$records" >"$work/frames.json" <<'EOF'
@@ -89,28 +91,28 @@ EOF
 }
 { common; chain chain0 "$good" "chips = 2" "baud = 3125000"; } >"$work/rig.toml"
 
-hasherd run --config "$work/rig.toml" 2>"$work/daemon.log" &
+"${hasherd[@]}" run --config "$work/rig.toml" 2>"$work/daemon.log" &
 daemon=$!
 pids+=("$daemon")
 for _ in $(seq 300); do
-    hasherctl actors list --json 2>/dev/null | grep -q '"state": "ready"' && break
+    "${hasherctl[@]}" actors list --json 2>/dev/null | grep -q '"state": "ready"' && break
     sleep 0.2
 done
 echo "== actors"
-hasherctl actors list
+"${hasherctl[@]}" actors list
 echo "== training $records records, $passes passes, difficulty 3, population 8"
 start=$(date +%s.%N)
-hasherctl jobs submit --data "$work/frames.json" --name rig --difficulty-bits 3 --population 8
-while ! hasherctl jobs show 1 --json | grep -Eq '"status": "(finished|failed)"'; do sleep 1; done
+"${hasherctl[@]}" jobs submit --data "$work/frames.json" --name rig --difficulty-bits 3 --population 8
+while ! "${hasherctl[@]}" jobs show 1 --json | grep -Eq '"status": "(finished|failed)"'; do sleep 1; done
 end=$(date +%s.%N)
-hasherctl jobs show 1
+"${hasherctl[@]}" jobs show 1
 "$py" -c "print(f'wall time {float($end) - float($start):.1f} s')"
 echo "== weights"
-hasherctl weights list
+"${hasherctl[@]}" weights list
 echo "== hasherd verify (every weight against the reference evaluator)"
-hasherd verify --db "$work/hasherd.db"
+"${hasherd[@]}" verify --db "$work/hasherd.db"
 echo "== hasherctl validate --job 1 (chain0 against numba, in the daemon)"
-hasherctl validate --job 1
+"${hasherctl[@]}" validate --job 1
 echo "== chip metrics"
 "$py" - "$port" <<'EOF'
 import sys, urllib.request
@@ -120,11 +122,12 @@ for line in text.splitlines():
         print(line)
 EOF
 kill -TERM "$daemon"
-wait "$daemon" || true
+if wait "$daemon"; then echo "== the daemon stopped on SIGTERM, exit 0"; else
+    echo "== FAILED: the daemon did not exit 0 on SIGTERM"; exit 1; fi
 echo "== hasherd validate with the chain that drops nonces (expect exit 1)"
 { common; chain dropper "$bad"; } >"$work/bad.toml"
 set +e
-hasherd validate --db "$work/hasherd.db" --config "$work/bad.toml"
+"${hasherd[@]}" validate --db "$work/hasherd.db" --config "$work/bad.toml"
 status=$?
 set -e
 echo "exit status $status"
