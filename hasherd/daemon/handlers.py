@@ -149,6 +149,8 @@ def register(d: Daemon, server: ControlServer) -> None:
 
     async def validate_start(params: dict[str, Any]) -> dict[str, Any]:
         _only(params, "job", "run", "sample", "seed", "evaluator", "against")
+        for key in ("job", "run", "seed"):
+            _opt_int(params, key)
         return {"validation": d.validation.start(params).to_json()}
 
     async def validate_show(params: dict[str, Any]) -> dict[str, Any]:

@@ -120,10 +120,15 @@ class ValidationService:
             raise InputError("evaluator", f"{name!r}: {exc}") from None
 
     def start(self, params: dict[str, Any]) -> ValidationRun:
-        """Check ``params`` and start a validation task; InputError when one is running."""
+        """Start a validation task for ``params`` (``job``, ``run`` and ``seed`` already
+        checked as integers by the control handler); InputError on a bad sample or
+        evaluator, or while one is running."""
         busy = self.running
         if busy is not None:
             raise InputError("validation", f"validation {busy.id} is still running")
+        tg = self.daemon._tg
+        if tg is None:
+            raise InputError("validation", "the daemon is not running")
         cfg = self.daemon.config
         name_a, name_b = default_evaluators(cfg)
         name_a = _opt_str(params, "evaluator") or name_a
@@ -133,10 +138,6 @@ class ValidationService:
             raise InputError("sample", f"expected a number in (0, 1], got {sample!r}")
         if not 0.0 < float(sample) <= 1.0:
             raise InputError("sample", f"{sample} is outside (0, 1]")
-        for key in ("job", "run", "seed"):
-            value = params.get(key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                raise InputError(key, f"expected an integer, got {value!r}")
         lane_a = self._lane(name_a)
         try:
             lane_b = self._lane(name_b)
@@ -148,9 +149,6 @@ class ValidationService:
         self.runs[run.id] = run
         for old in sorted(self.runs)[:-KEPT]:
             del self.runs[old]
-        tg = self.daemon._tg
-        if tg is None:
-            raise InputError("validation", "the daemon is not running")
         tg.start_soon(self._run, run, lane_a, lane_b, float(sample))
         LOGGER.info("validation %d started: %s against %s", run.id, name_a, name_b)
         return run

@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from hasherd.control.client import ControlClient, ControlError
-from tests.conftest import VECTORS
+from tests.conftest import VECTORS, free_port
 
 HASHERD = [sys.executable, "-m", "hasherd.cli.main"]
 HASHERCTL = [sys.executable, "-m", "hasherd.cli.ctl"]
@@ -59,12 +58,6 @@ class Emulator:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.communicate()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _chip_table(name: str, path: str, **extra: Any) -> str:
@@ -117,7 +110,7 @@ def test_emulated_rig_trains_exports_chip_metrics_and_validates(rig_dir: Path) -
         ]  # fmt: skip
         data = rig_dir / "frames.json"
         data.write_text(json.dumps(frames))
-        port = _free_port()
+        port = free_port()
         db, control = rig_dir / "hasherd.db", rig_dir / "control.sock"
         common = f"""
 [daemon]

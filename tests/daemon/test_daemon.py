@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 from hasherd.control.client import ControlClient, ControlError
+from tests.conftest import free_port
 
 HASHERD = [sys.executable, "-m", "hasherd.cli.main"]
 
@@ -71,18 +72,12 @@ class Rig:
             return conn.execute(sql).fetchall()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def rig() -> Iterator[Rig]:
     d = Path(tempfile.mkdtemp(prefix="hd-", dir="/tmp"))  # short: AF_UNIX paths
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(d / "notify.sock"))
-    port = _free_port()
+    port = free_port()
     rng = np.random.default_rng(3)
     frames = [{"feature_vector": rng.integers(0, 2**32, 12, dtype=np.uint64).tolist(),
                "target_token": int(rng.integers(0, 100_000))} for _ in range(48)]  # fmt: skip

@@ -36,7 +36,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -54,6 +53,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from hasherd.control.client import ControlClient, ControlError
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "etc" / "grafana" / "hasherd-dashboard.json"
@@ -319,12 +319,6 @@ def test_every_alert_fires_on_its_series_and_stays_quiet_otherwise() -> None:
 # -- The live rig -------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _get(url: str, timeout: float = 10) -> Any:
     with urllib.request.urlopen(url, timeout=timeout) as resp:
         return json.loads(resp.read())
@@ -394,7 +388,7 @@ def live() -> Iterator[Live]:
         pytest.fail(f"{d} is too long for an AF_UNIX socket path: set a shorter TMPDIR")
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        metrics_port, prom_port = _free_port(), _free_port()
+        metrics_port, prom_port = free_port(), free_port()
         emulator = subprocess.Popen([*HASHERD, "emulate", "bm1370", "--chips", "2",
                                      "--zero-bits", "4", "--sweep-limit", "1024"],
                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
