@@ -19,8 +19,15 @@ from hasherd.errors import ConfigError
 
 # simulator.device_type -> evaluator kind. "vhasher" is the prototype's name for the CPU
 # simulator; the gpu and asic evaluators arrive with their drivers.
-DEVICE_EVALUATORS = {"cpu": "numba", "numba": "numba", "vhasher": "numba", "reference": "reference",
-                     "gpu": "cuda", "cuda": "cuda", "asic": "asic"}  # fmt: skip
+DEVICE_EVALUATORS = {
+    "cpu": "numba",
+    "numba": "numba",
+    "vhasher": "numba",
+    "reference": "reference",
+    "gpu": "cuda",
+    "cuda": "cuda",
+    "asic": "asic",
+}
 DEVICE_TYPES = tuple(DEVICE_EVALUATORS)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):(\d{1,5})$")
@@ -283,8 +290,7 @@ def _chips(raw: Any, source: str) -> tuple[ChipDeviceConfig, ...]:
     """``[[devices.chips]]``: a list of tables; names default to chip<index> and must be
     unique."""
     if not isinstance(raw, list):
-        raise ConfigError("devices.chips", "expected a list of tables ([[devices.chips]])",
-                          source)  # fmt: skip
+        raise ConfigError("devices.chips", "expected a list of tables ([[devices.chips]])", source)
     out = []
     for i, table in enumerate(raw):
         chip = _section(ChipDeviceConfig, table, f"devices.chips[{i}]", source)
@@ -317,8 +323,11 @@ def _checks(name: str, obj: Any) -> list[tuple[str, str]]:
             out.append((f"{name}.{key}", problem))
 
     if isinstance(obj, SimulatorConfig):
-        need(obj.device_type in DEVICE_TYPES, "device_type",
-             f"{obj.device_type!r} is not one of {', '.join(DEVICE_TYPES)}")  # fmt: skip
+        need(
+            obj.device_type in DEVICE_TYPES,
+            "device_type",
+            f"{obj.device_type!r} is not one of {', '.join(DEVICE_TYPES)}",
+        )
         need(obj.max_concurrency >= 0, "max_concurrency", "must be >= 0 (0 = every core)")
         need(obj.target_hash_rate >= 0, "target_hash_rate", "must be >= 0")
         need(obj.cache_size >= 1, "cache_size", "must be >= 1")
@@ -341,16 +350,22 @@ def _checks(name: str, obj: Any) -> list[tuple[str, str]]:
         need(0 <= obj.zero_bits <= 32, "zero_bits", "must be in 0..32")
         need(obj.seed is None or 0 <= obj.seed < 2**63, "seed", "must be in 0..2^63-1")
     elif isinstance(obj, DeploymentConfig):
-        need(obj.validation_mode in ("strict", "lenient"), "validation_mode",
-             "must be strict or lenient")  # fmt: skip
+        need(
+            obj.validation_mode in ("strict", "lenient"),
+            "validation_mode",
+            "must be strict or lenient",
+        )
         need(obj.max_retries >= 0, "max_retries", "must be >= 0")
     elif isinstance(obj, ValidationConfig):
         need(obj.max_concurrency >= 1, "max_concurrency", "must be >= 1")
         need(obj.retry_attempts >= 0, "retry_attempts", "must be >= 0")
         need(0 <= obj.tolerance_threshold <= 1, "tolerance_threshold", "must be in [0, 1]")
     elif isinstance(obj, LoggingConfig):
-        need(obj.level.lower() in ("debug", "info", "warn", "warning", "error"), "level",
-             "must be debug, info, warning or error")  # fmt: skip
+        need(
+            obj.level.lower() in ("debug", "info", "warn", "warning", "error"),
+            "level",
+            "must be debug, info, warning or error",
+        )
         need(obj.format in ("text", "json"), "format", "must be text or json")
         need(obj.max_size >= 1, "max_size", "must be >= 1 (MiB)")
         need(obj.max_backups >= 0, "max_backups", "must be >= 0")
@@ -360,19 +375,28 @@ def _checks(name: str, obj: Any) -> list[tuple[str, str]]:
         need(obj.shutdown_timeout > 0, "shutdown_timeout", "must be > 0")
         need(obj.status_interval > 0, "status_interval", "must be > 0")
     elif isinstance(obj, ControlConfig):
-        need(re.fullmatch(r"0?[0-7]{3}", obj.mode) is not None, "mode",
-             f"{obj.mode!r} is not an octal mode such as \"0660\"")  # fmt: skip
+        need(
+            re.fullmatch(r"0?[0-7]{3}", obj.mode) is not None,
+            "mode",
+            f'{obj.mode!r} is not an octal mode such as "0660"',
+        )
         need(obj.read_timeout > 0, "read_timeout", "must be > 0")
         need(obj.max_connections >= 1, "max_connections", "must be >= 1")
     elif isinstance(obj, JitterConfig):
-        need(re.fullmatch(r"0?[0-7]{3}", obj.mode) is not None, "mode",
-             f"{obj.mode!r} is not an octal mode such as \"0660\"")  # fmt: skip
+        need(
+            re.fullmatch(r"0?[0-7]{3}", obj.mode) is not None,
+            "mode",
+            f'{obj.mode!r} is not an octal mode such as "0660"',
+        )
         need(obj.read_timeout > 0, "read_timeout", "must be > 0")
         need(obj.max_connections >= 1, "max_connections", "must be >= 1")
         need(1 <= obj.max_uploads <= 1024, "max_uploads", "must be in 1..1024")
     elif isinstance(obj, MetricsConfig):
-        need(obj.address == "" or _ADDRESS.match(obj.address) is not None, "address",
-             f"{obj.address!r} is not host:port (or \"\" to switch metrics off)")  # fmt: skip
+        need(
+            obj.address == "" or _ADDRESS.match(obj.address) is not None,
+            "address",
+            f'{obj.address!r} is not host:port (or "" to switch metrics off)',
+        )
     elif isinstance(obj, DevicesConfig):
         need(0 <= obj.cpu_actors <= 64, "cpu_actors", "must be in 0..64")
         need(0 <= obj.gpu_actors <= 16, "gpu_actors", "must be in 0..16")
@@ -380,13 +404,19 @@ def _checks(name: str, obj: Any) -> list[tuple[str, str]]:
         need(0 <= obj.simulator_max_zero_bits <= 32, "simulator_max_zero_bits", "must be in 0..32")
     elif isinstance(obj, ChipDeviceConfig):
         need(bool(obj.path), "path", "must name the chain's serial device")
-        need(re.fullmatch(r"[A-Za-z0-9_.-]{0,64}", obj.name) is not None, "name",
-             "must be letters, digits, '_', '.' or '-' (at most 64)")  # fmt: skip
+        need(
+            re.fullmatch(r"[A-Za-z0-9_.-]{0,64}", obj.name) is not None,
+            "name",
+            "must be letters, digits, '_', '.' or '-' (at most 64)",
+        )
         need(obj.driver in CHIP_DRIVERS, "driver", f"must be one of {', '.join(CHIP_DRIVERS)}")
         need(1 <= obj.zero_bits <= 32, "zero_bits", "must be in 1..32")
         need(0 <= obj.chips <= 256, "chips", "must be in 0..256")
-        need(obj.baud == 0 or 115200 <= obj.baud <= 6_250_000, "baud",
-             "must be 0 or in 115200..6250000")  # fmt: skip
+        need(
+            obj.baud == 0 or 115200 <= obj.baud <= 6_250_000,
+            "baud",
+            "must be 0 or in 115200..6250000",
+        )
         need(obj.baud == 0 or _baud_problem(obj.baud) is None, "baud", str(_baud_problem(obj.baud)))
         need(obj.baud == 0 or obj.driver != "s3", "baud", "the S3 controller has no baud switch")
         need(0 <= obj.nonces_per_chip <= 2**32, "nonces_per_chip", "must be in 0..2^32")

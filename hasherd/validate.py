@@ -45,8 +45,11 @@ def default_evaluators(cfg: Config) -> tuple[str, str]:
     if cfg.validation.enable_asic:
         if cfg.devices.chips:
             return cfg.devices.chips[0].name, simulator
-        LOGGER.warning("validation.enable_asic: no [[devices.chips]] configured; "
-                       "validating %s against the reference", simulator)  # fmt: skip
+        LOGGER.warning(
+            "validation.enable_asic: no [[devices.chips]] configured; "
+            "validating %s against the reference",
+            simulator,
+        )
     return simulator, "reference"
 
 
@@ -71,8 +74,12 @@ class Finding:
     check: ValidationRow
 
     def to_json(self) -> dict[str, Any]:
-        return {"record_id": self.record_id, "token_id": self.token_id, "run_id": self.run_id,
-                **self.check.to_json()}  # fmt: skip
+        return {
+            "record_id": self.record_id,
+            "token_id": self.token_id,
+            "run_id": self.run_id,
+            **self.check.to_json(),
+        }
 
 
 @dataclass(frozen=True)
@@ -112,14 +119,22 @@ class Report:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "evaluator_a": self.evaluator_a, "evaluator_b": self.evaluator_b,
-            "sample": self.sample, "seed": self.seed, "selected": self.selected,
-            "checked": self.checked, "agree": self.agree, "disagree": self.disagree,
-            "failed": self.failed, "rate": self.rate, "tolerance": self.tolerance,
-            "within_tolerance": self.within_tolerance, "ok": self.ok,
+            "evaluator_a": self.evaluator_a,
+            "evaluator_b": self.evaluator_b,
+            "sample": self.sample,
+            "seed": self.seed,
+            "selected": self.selected,
+            "checked": self.checked,
+            "agree": self.agree,
+            "disagree": self.disagree,
+            "failed": self.failed,
+            "rate": self.rate,
+            "tolerance": self.tolerance,
+            "within_tolerance": self.within_tolerance,
+            "ok": self.ok,
             "disagreements": [f.to_json() for f in self.disagreements],
             "failures": [f.to_json() for f in self.failures],
-        }  # fmt: skip
+        }
 
 
 @dataclass(frozen=True)
@@ -172,8 +187,9 @@ class EvaluatorLane:
         ev = self.evaluator
         async with self.lock:
             thread = self.thread
-            call = thread.call(ev.evaluate, task.slots, [task.seed], task.memory,
-                               task.passes, task.zero_bits)  # fmt: skip
+            call = thread.call(
+                ev.evaluate, task.slots, [task.seed], task.memory, task.passes, task.zero_bits
+            )
             try:
                 res = await asyncio.wait_for(call, timeout)
             except TimeoutError:
@@ -316,12 +332,19 @@ async def validate(
         return tuple(sorted(items, key=lambda f: f.check.weight_id))
 
     report = Report(
-        evaluator_a=label_a, evaluator_b=label_b, sample=sample, seed=seed,
-        selected=len(selected), checked=len(chosen), agree=len(findings["agree"]),
-        disagree=len(findings["disagree"]), failed=len(findings["failed"]),
+        evaluator_a=label_a,
+        evaluator_b=label_b,
+        sample=sample,
+        seed=seed,
+        selected=len(selected),
+        checked=len(chosen),
+        agree=len(findings["agree"]),
+        disagree=len(findings["disagree"]),
+        failed=len(findings["failed"]),
         tolerance=config.tolerance_threshold,
-        disagreements=by_weight(findings["disagree"]), failures=by_weight(findings["failed"]),
-    )  # fmt: skip
+        disagreements=by_weight(findings["disagree"]),
+        failures=by_weight(findings["failed"]),
+    )
     payload = {k: v for k, v in report.to_json().items() if k not in ("disagreements", "failures")}
     payload["non_deterministic"] = [f.check.weight_id for f in report.disagreements]
     await store.add_event("validation", payload, run_id=run_id)
@@ -360,13 +383,20 @@ async def _check_one(
         attempts = max(tries_a, tries_b)
         error = "; ".join(e for e in (error_a, error_b) if e) or None
     row = ValidationRow(
-        weight_id=w.id, seed=bytes(w.seed), stored_output=stored[0],
-        stored_golden_nonce=stored[1], evaluator_a=lanes[0].label,
-        output_a=None if a is None else a[0], golden_nonce_a=None if a is None else a[1],
-        evaluator_b=lanes[1].label, output_b=None if b is None else b[0],
-        golden_nonce_b=None if b is None else b[1], agree=outputs_agree(stored, a, b),
-        attempts=attempts, error=error,
-    )  # fmt: skip
+        weight_id=w.id,
+        seed=bytes(w.seed),
+        stored_output=stored[0],
+        stored_golden_nonce=stored[1],
+        evaluator_a=lanes[0].label,
+        output_a=None if a is None else a[0],
+        golden_nonce_a=None if a is None else a[1],
+        evaluator_b=lanes[1].label,
+        output_b=None if b is None else b[0],
+        golden_nonce_b=None if b is None else b[1],
+        agree=outputs_agree(stored, a, b),
+        attempts=attempts,
+        error=error,
+    )
     if row.agree is False:
         LOGGER.warning(
             "weight %d (record %d) is non-deterministic: stored %s, %s %s, %s %s",

@@ -15,20 +15,49 @@ from hasherd.cli.common import evaluator_for, setup_logging
 from hasherd.errors import ConfigError
 
 PROTOTYPE = {
-    "simulator": {"device_type": "vhasher", "max_concurrency": 1, "target_hash_rate": 500000000,
-                  "cache_size": 10000, "gpu_device": 0, "timeout": 30},
+    "simulator": {
+        "device_type": "vhasher",
+        "max_concurrency": 1,
+        "target_hash_rate": 500000000,
+        "cache_size": 10000,
+        "gpu_device": 0,
+        "timeout": 30,
+    },
     "storage": {"base_path": "data/weights", "layer_size": 1000},
-    "training": {"population_size": 128, "max_generations": 500, "elite_ratio": 0.25,
-                 "mutation_rate": 0.05, "target_fitness": 0.95, "validation_split": 0.1},
-    "deployment": {"bpf_map_path": "/sys/fs/bpf/hasher_weights", "deployment_timeout": "300s",
-                   "max_retries": 3, "retry_delay": "5s", "validation_mode": "strict",
-                   "backup_enabled": True, "backup_path": "data/backups",
-                   "rollback_enabled": True},
-    "validation": {"timeout": "30s", "max_concurrency": 10, "retry_attempts": 3,
-                   "tolerance_threshold": 0.01, "enable_asic": False},
-    "logging": {"level": "info", "format": "text", "output": "stdout", "max_size": 100,
-                "max_backups": 10, "max_age": 30},
-}  # fmt: skip
+    "training": {
+        "population_size": 128,
+        "max_generations": 500,
+        "elite_ratio": 0.25,
+        "mutation_rate": 0.05,
+        "target_fitness": 0.95,
+        "validation_split": 0.1,
+    },
+    "deployment": {
+        "bpf_map_path": "/sys/fs/bpf/hasher_weights",
+        "deployment_timeout": "300s",
+        "max_retries": 3,
+        "retry_delay": "5s",
+        "validation_mode": "strict",
+        "backup_enabled": True,
+        "backup_path": "data/backups",
+        "rollback_enabled": True,
+    },
+    "validation": {
+        "timeout": "30s",
+        "max_concurrency": 10,
+        "retry_attempts": 3,
+        "tolerance_threshold": 0.01,
+        "enable_asic": False,
+    },
+    "logging": {
+        "level": "info",
+        "format": "text",
+        "output": "stdout",
+        "max_size": 100,
+        "max_backups": 10,
+        "max_age": 30,
+    },
+}
 
 
 def test_the_prototype_file_loads(tmp_path: Path) -> None:

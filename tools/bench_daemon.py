@@ -33,8 +33,13 @@ HASHERD = [sys.executable, "-m", "hasherd.cli.main"]
 
 def write_data(d: Path, n: int) -> Path:
     rng = np.random.default_rng(11)
-    frames = [{"feature_vector": rng.integers(0, 2**32, 12, dtype=np.uint64).tolist(),
-               "target_token": int(rng.integers(0, 100_000))} for _ in range(n)]  # fmt: skip
+    frames = [
+        {
+            "feature_vector": rng.integers(0, 2**32, 12, dtype=np.uint64).tolist(),
+            "target_token": int(rng.integers(0, 100_000)),
+        }
+        for _ in range(n)
+    ]
     path = d / "frames.json"
     path.write_text(json.dumps(frames))
     return path
@@ -62,10 +67,22 @@ validation_split = 0.0
 def run_train(d: Path, cfg: Path, data: Path, seed: int) -> float:
     db = d / f"train-{seed}.db"
     out = subprocess.run(
-        [*HASHERD, "train", "--config", str(cfg), "--data", str(data), "--db", str(db),
-         "--seed", str(seed)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        [
+            *HASHERD,
+            "train",
+            "--config",
+            str(cfg),
+            "--data",
+            str(data),
+            "--db",
+            str(db),
+            "--seed",
+            str(seed),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     m = re.search(r"candidates evaluated\s+([\d,]+) in ([\d.]+) s", out.stdout)
     if m is None:
         raise RuntimeError(f"hasherd train printed no summary:\n{out.stdout}\n{out.stderr}")
@@ -96,8 +113,12 @@ def main() -> int:
         d = Path(tmp)
         data, cfg = write_data(d, 128), config(d, args.generations)
         log = open(d / "daemon.log", "w")  # noqa: SIM115 - closed below
-        daemon = subprocess.Popen([*HASHERD, "run", "--config", str(cfg)], stdout=log,
-                                  stderr=log, env={**os.environ, "NOTIFY_SOCKET": ""})  # fmt: skip
+        daemon = subprocess.Popen(
+            [*HASHERD, "run", "--config", str(cfg)],
+            stdout=log,
+            stderr=log,
+            env={**os.environ, "NOTIFY_SOCKET": ""},
+        )
         try:
             client = ControlClient(d / "c.sock", timeout=60)
             deadline = time.monotonic() + 300
@@ -127,10 +148,14 @@ def main() -> int:
     if args.json:
         print(json.dumps(out, indent=2))
     else:
-        print(f"hasherd train: {out['train_candidates_per_s']:,.0f} cand/s (runs: "
-              f"{', '.join(f'{x:,.0f}' for x in trained)})")  # fmt: skip
-        print(f"hasherd run:   {out['daemon_candidates_per_s']:,.0f} cand/s (runs: "
-              f"{', '.join(f'{x:,.0f}' for x in daemoned)})")  # fmt: skip
+        print(
+            f"hasherd train: {out['train_candidates_per_s']:,.0f} cand/s (runs: "
+            f"{', '.join(f'{x:,.0f}' for x in trained)})"
+        )
+        print(
+            f"hasherd run:   {out['daemon_candidates_per_s']:,.0f} cand/s (runs: "
+            f"{', '.join(f'{x:,.0f}' for x in daemoned)})"
+        )
         print(f"daemon / train: {out['daemon_over_train']:.2f}")
     return 0
 

@@ -184,8 +184,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=0, help="random memory of N frames "
-                        "(default 0: the sample data set's memory)")  # fmt: skip
+    parser.add_argument(
+        "--frames",
+        type=int,
+        default=0,
+        help="random memory of N frames (default 0: the sample data set's memory)",
+    )
     parser.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
     parser.add_argument("--no-numba", action="store_true", help="skip the numba evaluator")
     parser.add_argument("--json", action="store_true", help="print JSON only")

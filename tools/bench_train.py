@@ -44,8 +44,12 @@ async def _train(ds: Dataset, cfg: Config, ev: Evaluator, db: Path) -> dict[str,
         t0 = time.perf_counter()
         trainer = Trainer(store, ds, cfg, ev)
         s = await trainer.run()
-        return {"seconds": time.perf_counter() - t0, "candidates": s.candidates,
-                "winners": s.winners, "records": s.records}  # fmt: skip
+        return {
+            "seconds": time.perf_counter() - t0,
+            "candidates": s.candidates,
+            "winners": s.winners,
+            "records": s.records,
+        }
 
 
 def train(ds: Dataset, ev: Evaluator, **training: Any) -> dict[str, Any]:
@@ -85,19 +89,38 @@ def random_search(ds: Dataset, ev: Evaluator, d: int) -> dict[str, Any]:
                 cands.append(n + int(hit[0]) + 1)
                 break
             n += 256
-    return {"seconds": time.perf_counter() - t0, "candidates_per_win": statistics.mean(cands),
-            "wins": len(cands)}  # fmt: skip
+    return {
+        "seconds": time.perf_counter() - t0,
+        "candidates_per_win": statistics.mean(cands),
+        "wins": len(cands),
+    }
 
 
 def rss_1000(tmp: Path) -> float:
     """Peak RSS (MiB) of ``hasherd train`` on 1,000 generated records, in a child process."""
     rng = np.random.default_rng(4)
-    frames = [{"feature_vector": rng.integers(0, 2**32, 12, dtype=np.uint64).tolist(),
-               "target_token": int(rng.integers(0, 100_000))} for _ in range(1000)]  # fmt: skip
+    frames = [
+        {
+            "feature_vector": rng.integers(0, 2**32, 12, dtype=np.uint64).tolist(),
+            "target_token": int(rng.integers(0, 100_000)),
+        }
+        for _ in range(1000)
+    ]
     data = tmp / "k.json"
     data.write_text(json.dumps(frames))
-    args = ["train", "--data", str(data), "--db", str(tmp / "k.db"), "--epochs", "1",
-            "--difficulty-bits", "8", "--seed", "1"]  # fmt: skip
+    args = [
+        "train",
+        "--data",
+        str(data),
+        "--db",
+        str(tmp / "k.db"),
+        "--epochs",
+        "1",
+        "--difficulty-bits",
+        "8",
+        "--seed",
+        "1",
+    ]
     # The child reports VmHWM, the peak of its own address space: ru_maxrss would carry the
     # pages its fork shared with this (larger) process over the exec.
     code = (
@@ -128,9 +151,13 @@ def main() -> int:
         trained.append(tp["candidates"] / tp["seconds"])
         bares.append(bare_rate(ds, ev, 256, 2.0))
     t_med, b_med = statistics.median(trained), statistics.median(bares)
-    out["throughput"] = {"training_candidates_per_s": t_med, "bare_candidates_per_s": b_med,
-                         "ratio": t_med / b_med, "training_runs": trained,
-                         "bare_runs": bares}  # fmt: skip
+    out["throughput"] = {
+        "training_candidates_per_s": t_med,
+        "bare_candidates_per_s": b_med,
+        "ratio": t_med / b_med,
+        "training_runs": trained,
+        "bare_runs": bares,
+    }
     # 2. Tokens per hour and candidates per win, GRPO beside plain random search.
     plan = {12: 40, 17: 4, 20: 1} if args.quick else {12: 100, 17: 8, 20: 2}
     out["difficulty"] = {}

@@ -240,9 +240,14 @@ class Bm13xxChain:
         """Responses until ``quiet`` s of silence (and not before ``until``, monotonic), or
         until ``count`` of them arrived."""
         return await collect(
-            self.link.read, self._decoder.feed, (SerialTimeoutError,), quiet,
-            self.bound.max_wait, until, lambda out: count is not None and len(out) >= count,
-        )  # fmt: skip
+            self.link.read,
+            self._decoder.feed,
+            (SerialTimeoutError,),
+            quiet,
+            self.bound.max_wait,
+            until,
+            lambda out: count is not None and len(out) >= count,
+        )
 
     async def _read_ids(
         self, address: int, broadcast: bool, count: int | None
@@ -303,8 +308,9 @@ class Bm13xxChain:
         """Switch chips and host to the chip rate nearest ``baud`` (section 2.4); returns
         the chip's exact rate. The host is set to that rate rounded."""
         divider = baud_divider(baud)
-        await self._send(WriteRegister(Register.UART_BAUD, uart_baud_value(divider),
-                                       broadcast=True).to_bytes())  # fmt: skip
+        await self._send(
+            WriteRegister(Register.UART_BAUD, uart_baud_value(divider), broadcast=True).to_bytes()
+        )
         exact = baud_rate(divider)
         await self.link.set_baud(round(exact))
         return exact

@@ -194,9 +194,16 @@ def _fold(past: dict[str, Any] | None, now: dict[str, Any] | None) -> dict[str, 
     """Counters of two device snapshots added (``chips`` and strings: the newer ones)."""
     if past is None or now is None:
         return now if now is not None else past
-    device = {k: v if isinstance(v, str) or k == "chips" else v + past["device"].get(k, 0)
-              for k, v in now["device"].items()}  # fmt: skip
+    device = {
+        k: v if isinstance(v, str) or k == "chips" else v + past["device"].get(k, 0)
+        for k, v in now["device"].items()
+    }
     before = {c["chip"]: c for c in past["chips"]}
-    chips = [{k: v if k in ("chip", "address") else v + before.get(c["chip"], {}).get(k, 0)
-              for k, v in c.items()} for c in now["chips"]]  # fmt: skip
+    chips = [
+        {
+            k: v if k in ("chip", "address") else v + before.get(c["chip"], {}).get(k, 0)
+            for k, v in c.items()
+        }
+        for c in now["chips"]
+    ]
     return {"device": device, "chips": chips}

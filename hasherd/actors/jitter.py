@@ -77,8 +77,15 @@ _THREAD_MIN = 8192  # batches of at least this many records run on a worker thre
 _U32 = struct.Struct("<I")
 
 MemorySource = JitterMemory | np.ndarray | Callable[[], Any] | None
-__all__ = ["JitterAlreadyRunning", "JitterService", "JitterSocketError", "Latency",
-           "default_jitter_socket_path", "run_jitter_service", "serving_in_thread"]  # fmt: skip
+__all__ = [
+    "JitterAlreadyRunning",
+    "JitterService",
+    "JitterSocketError",
+    "Latency",
+    "default_jitter_socket_path",
+    "run_jitter_service",
+    "serving_in_thread",
+]
 
 
 class Latency:
@@ -147,14 +154,27 @@ class JitterService:
         self._scope: anyio.CancelScope | None = None
         self._stop_requested = False
         self._active = 0
-        self._counts = dict.fromkeys(("connections_total", "requests", "legacy_requests",
-                                      "batches", "lookups", "uploads", "infos"), 0)  # fmt: skip
+        self._counts = dict.fromkeys(
+            (
+                "connections_total",
+                "requests",
+                "legacy_requests",
+                "batches",
+                "lookups",
+                "uploads",
+                "infos",
+            ),
+            0,
+        )
         self._errors: dict[str, int] = {}
         self.latency = Latency()
         self._handlers: dict[type, Callable[[Any], Any]] = {
-            LegacyBlock: self._legacy, Hello: self._hello, LookupRequest: self._lookup,
-            UploadRequest: self._upload, InfoRequest: self._info,
-        }  # fmt: skip
+            LegacyBlock: self._legacy,
+            Hello: self._hello,
+            LookupRequest: self._lookup,
+            UploadRequest: self._upload,
+            InfoRequest: self._info,
+        }
 
     # -- memories -------------------------------------------------------------------------
 
@@ -228,8 +248,9 @@ class JitterService:
                     tg.cancel_scope.cancel()
                 self.state = ActorState.READY
                 task_status.started(self.path)
-                LOGGER.info("jitter service listening on %s (%d memories)", self.path,
-                            len(self.memories))  # fmt: skip
+                LOGGER.info(
+                    "jitter service listening on %s (%d memories)", self.path, len(self.memories)
+                )
                 await self._accept_loop(listener, tg)
         finally:
             self._scope = None
@@ -402,10 +423,13 @@ class JitterService:
         self._counts["infos"] += 1
         default = self.default_memory
         return InfoReply(
-            req.request_id, default.memory_id if default is not None else None,
-            len(default) if default is not None else 0, len(self.memories),
-            self.limits.max_records, self.limits.max_upload_frames,
-        ).to_bytes()  # fmt: skip
+            req.request_id,
+            default.memory_id if default is not None else None,
+            len(default) if default is not None else 0,
+            len(self.memories),
+            self.limits.max_records,
+            self.limits.max_upload_frames,
+        ).to_bytes()
 
 
 # -- integration --------------------------------------------------------------------------

@@ -58,8 +58,9 @@ def default_jitter_socket_path(
 
 def open_listener(path: Path, mode: int, gid: int | None) -> tuple[socket.socket, Identity]:
     """The bound, listening, non-blocking socket at ``path`` and the file's identity."""
-    return unix.open_listener(path, mode, gid, label="jitter", error=JitterSocketError,
-                              in_use=JitterAlreadyRunning)  # fmt: skip
+    return unix.open_listener(
+        path, mode, gid, label="jitter", error=JitterSocketError, in_use=JitterAlreadyRunning
+    )
 
 
 def remove_socket(path: Path, identity: Identity | None) -> None:
@@ -76,8 +77,13 @@ def admit(conn: socket.socket, own_uid: int, group_gid: int | None) -> bool:
         return False
     if peer_allowed(peer, own_uid=own_uid, group_gid=group_gid):
         return True
-    LOGGER.warning("jitter connection refused: pid %d uid %d gid %d is not root, the "
-                   "service's user or in its group", peer.pid, peer.uid, peer.gid)  # fmt: skip
+    LOGGER.warning(
+        "jitter connection refused: pid %d uid %d gid %d is not root, the "
+        "service's user or in its group",
+        peer.pid,
+        peer.uid,
+        peer.gid,
+    )
     return False
 
 

@@ -215,8 +215,7 @@ class ActorPool:
             if actor is not None:
                 actor.give(job)
                 return
-            able = [a for a in self.actors.values()
-                    if a.serves(job) and job.pinned in ("", a.name)]  # fmt: skip
+            able = [a for a in self.actors.values() if a.serves(job) and job.pinned in ("", a.name)]
             if not able:
                 bits = sorted({r.zero_bits for r in job.reqs})
                 _fail(job, NoActorError(f"no evaluator actor serves zero_bits {bits}"))
@@ -229,8 +228,11 @@ class ActorPool:
             await self._room.wait()
 
     def _pick(self, job: EvalJob) -> EvaluatorActor | None:
-        free = [a for a in self.actors.values()
-                if a.can_take() and a.serves(job) and job.pinned in ("", a.name)]  # fmt: skip
+        free = [
+            a
+            for a in self.actors.values()
+            if a.can_take() and a.serves(job) and job.pinned in ("", a.name)
+        ]
         fresh = [a for a in free if a.name not in job.tried] or free
         # a free chip that serves exactly these zero bits first, then the least loaded
         return min(fresh, key=lambda a: (a.zero_bits is None, a.load), default=None)

@@ -62,10 +62,16 @@ __all__ = ["INIT_CONFIG", "S3Chain", "S3Link", "S3Stats", "covered_run", "open_s
 
 # Section 3.2, the cgminer init call: 8 chains x 32 ASICs, PWM 0xA0, timeout 0x2D, 282 MHz.
 INIT_CONFIG = TxConfig(
-    ConfigFlag.RESET | ConfigFlag.FAN | ConfigFlag.TIMEOUT | ConfigFlag.FREQUENCY
-    | ConfigFlag.VOLTAGE | ConfigFlag.CHIP_CONFIG,
-    chain_num=8, asic_num=32, reg_address=0x04,
-)  # fmt: skip
+    ConfigFlag.RESET
+    | ConfigFlag.FAN
+    | ConfigFlag.TIMEOUT
+    | ConfigFlag.FREQUENCY
+    | ConfigFlag.VOLTAGE
+    | ConfigFlag.CHIP_CONFIG,
+    chain_num=8,
+    asic_num=32,
+    reg_address=0x04,
+)
 _TIMEOUTS = (SerialTimeoutError, UsbTimeoutError)
 _RECENT_WORKS = 16
 _NO_FLAGS = StatusFlag(0)
@@ -191,9 +197,14 @@ class S3Chain:
         """Tokens until ``quiet`` s of silence (and not before ``until``, monotonic), or
         until an RxStatus came when ``want_status``."""
         return await collect(
-            self.link.read, self._decoder.feed, _TIMEOUTS, quiet, self.bound.max_wait, until,
+            self.link.read,
+            self._decoder.feed,
+            _TIMEOUTS,
+            quiet,
+            self.bound.max_wait,
+            until,
             lambda out: want_status and any(isinstance(t, RxStatus) for t in out),
-        )  # fmt: skip
+        )
 
     def _note(self, token: RxToken) -> None:
         """Fifo space and counters every token carries."""
@@ -242,9 +253,12 @@ class S3Chain:
             raise ChainError(self.link.path, f"{count} ASICs reported, expected {expected_chips}")
         self.chain_asic_num = reply.chain_asic_num
         self._stats = S3Stats(
-            [ChipStats(i) for i in range(count)], fifo_space=reply.fifo_space,
-            nonce_error=reply.nonce_error, status_replies=1, unhealthy=_unhealthy(reply),
-        )  # fmt: skip
+            [ChipStats(i) for i in range(count)],
+            fifo_space=reply.fifo_space,
+            nonce_error=reply.nonce_error,
+            status_replies=1,
+            unhealthy=_unhealthy(reply),
+        )
         self._seen.clear()
         self._backlog = []
         self._total = self._total_accounted = 0  # the reset flag restarts the count
@@ -280,8 +294,9 @@ class S3Chain:
             raise InputError("header", f"expected 80 bytes, got {len(header)}")
         k = spec.check_zero_bits(zero_bits)
         if k < self.base_zero_bits:
-            raise ChainError(self.link.path, f"zero_bits {k} is below the chips' "
-                             f"{self.base_zero_bits}")  # fmt: skip
+            raise ChainError(
+                self.link.path, f"zero_bits {k} is below the chips' {self.base_zero_bits}"
+            )
         lost_before = self._decoder.crc_errors + self._decoder.malformed
         wid = await self._send_work(header, k - self.base_zero_bits)
         sent = time.monotonic()

@@ -51,8 +51,7 @@ def register_s3(esub: Any) -> None:
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
-    return {"chains": args.chains, "sweep_limit": args.sweep_limit,
-            "late_delay": args.late_delay}  # fmt: skip
+    return {"chains": args.chains, "sweep_limit": args.sweep_limit, "late_delay": args.late_delay}
 
 
 def bench(args: argparse.Namespace) -> int:
@@ -82,8 +81,9 @@ def run_s3(args: argparse.Namespace) -> int:
 
     def finished() -> None:
         s = emulator.stats()
-        LOGGER.info("%d works, %d nonces sent, %.0f nonces/s hashing",
-                    s.works, s.nonces_sent, s.hash_rate)  # fmt: skip
+        LOGGER.info(
+            "%d works, %d nonces sent, %.0f nonces/s hashing", s.works, s.nonces_sent, s.hash_rate
+        )
 
     return serve_until_signal(
         emulator,

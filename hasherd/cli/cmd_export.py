@@ -26,19 +26,40 @@ from hasherd.storage.rows import WeightRow
 
 FORMATS = ("csv", "parquet", "json")
 COLUMNS = (
-    "token_id", "best_seed", "fitness_score", "generation", "context_key",
-    "slots", "seed", "output", "golden_nonce", "prefix_bits", "difficulty_bits", "fitness",
-    "epoch", "memory_id", "layer", "validation",
-)  # fmt: skip
+    "token_id",
+    "best_seed",
+    "fitness_score",
+    "generation",
+    "context_key",
+    "slots",
+    "seed",
+    "output",
+    "golden_nonce",
+    "prefix_bits",
+    "difficulty_bits",
+    "fitness",
+    "epoch",
+    "memory_id",
+    "layer",
+    "validation",
+)
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("export", help="write stored weights as layer files",
-                       description=__doc__.splitlines()[0] if __doc__ else None)  # fmt: skip
+    p = sub.add_parser(
+        "export",
+        help="write stored weights as layer files",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
     p.add_argument("--db", required=True, metavar="PATH", help="the training database")
     p.add_argument("--format", required=True, choices=FORMATS, help="file format")
-    p.add_argument("--layer", type=int, metavar="N", help="only this layer (--out is a file); "
-                   "without it every layer is written into the --out directory")  # fmt: skip
+    p.add_argument(
+        "--layer",
+        type=int,
+        metavar="N",
+        help="only this layer (--out is a file); "
+        "without it every layer is written into the --out directory",
+    )
     p.add_argument("--out", required=True, metavar="PATH", help="output file or directory")
     add_config_args(p)
     p.set_defaults(handler=run_export)
@@ -47,13 +68,23 @@ def register(sub: Any) -> None:
 def row_of(w: WeightRow, layer_size: int) -> dict[str, Any]:
     slots = [int.from_bytes(w.slots[i : i + 4], "little") for i in range(0, 48, 4)]
     return {
-        "token_id": w.token_id, "best_seed": w.seed.hex(), "fitness_score": w.fitness,
-        "generation": w.generation, "context_key": w.context_key, "slots": slots,
-        "seed": w.seed.hex(), "output": w.output, "golden_nonce": w.golden_nonce,
-        "prefix_bits": w.prefix_bits, "difficulty_bits": w.difficulty_bits,
-        "fitness": w.fitness, "epoch": w.epoch, "memory_id": w.memory_id,
-        "layer": w.token_id // layer_size, "validation": w.validation,
-    }  # fmt: skip
+        "token_id": w.token_id,
+        "best_seed": w.seed.hex(),
+        "fitness_score": w.fitness,
+        "generation": w.generation,
+        "context_key": w.context_key,
+        "slots": slots,
+        "seed": w.seed.hex(),
+        "output": w.output,
+        "golden_nonce": w.golden_nonce,
+        "prefix_bits": w.prefix_bits,
+        "difficulty_bits": w.difficulty_bits,
+        "fitness": w.fitness,
+        "epoch": w.epoch,
+        "memory_id": w.memory_id,
+        "layer": w.token_id // layer_size,
+        "validation": w.validation,
+    }
 
 
 def encode(rows: list[dict[str, Any]], fmt: str) -> bytes:

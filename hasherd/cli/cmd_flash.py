@@ -33,19 +33,36 @@ DB_NAME = "hasherd.db"
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("flash", help="deploy a layer into the BPF maps; status; rollback",
-                       description=__doc__.splitlines()[0] if __doc__ else None)  # fmt: skip
+    p = sub.add_parser(
+        "flash",
+        help="deploy a layer into the BPF maps; status; rollback",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
     ctl_flash.add_deploy_options(p)
-    p.add_argument("--db", metavar="PATH", help="the training database: required to deploy; "
-                   "rollback logs to it (default <storage.base_path>/hasherd.db)")  # fmt: skip
-    p.add_argument("--map-path", metavar="PATH", help="the pinned outer map (default "
-                   "deployment.bpf_map_path)")  # fmt: skip
-    p.add_argument("--validation-mode", choices=("strict", "lenient"), help="strict: only "
-                   "validated weights (default deployment.validation_mode)")  # fmt: skip
-    p.add_argument("--backup-path", metavar="DIR", help="where backups of replaced layers go "
-                   "(default deployment.backup_path)")  # fmt: skip
-    p.add_argument("--no-mount", action="store_true", help="never mount bpffs; fail when "
-                   "the map's directory is not on one")  # fmt: skip
+    p.add_argument(
+        "--db",
+        metavar="PATH",
+        help="the training database: required to deploy; "
+        "rollback logs to it (default <storage.base_path>/hasherd.db)",
+    )
+    p.add_argument(
+        "--map-path", metavar="PATH", help="the pinned outer map (default deployment.bpf_map_path)"
+    )
+    p.add_argument(
+        "--validation-mode",
+        choices=("strict", "lenient"),
+        help="strict: only validated weights (default deployment.validation_mode)",
+    )
+    p.add_argument(
+        "--backup-path",
+        metavar="DIR",
+        help="where backups of replaced layers go (default deployment.backup_path)",
+    )
+    p.add_argument(
+        "--no-mount",
+        action="store_true",
+        help="never mount bpffs; fail when the map's directory is not on one",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     add_config_args(p)
     p.set_defaults(handler=run_flash)
@@ -66,9 +83,12 @@ def run_flash(args: argparse.Namespace) -> int:
         print(f"hasherd flash: error: {problem}", file=sys.stderr)
         return EXIT_USAGE
     cfg = config_mod.load(args.config)
-    settings = Settings.from_config(cfg.deployment, map_path=args.map_path,
-                                    backup_path=args.backup_path,
-                                    allow_mount=False if args.no_mount else None)  # fmt: skip
+    settings = Settings.from_config(
+        cfg.deployment,
+        map_path=args.map_path,
+        backup_path=args.backup_path,
+        allow_mount=False if args.no_mount else None,
+    )
     try:
         if args.action == "status":
             _show(args, anyio.run(flash.status, settings), ctl_flash.status_view)
@@ -93,8 +113,10 @@ async def _deploy(s: Settings, db: Path, layer: int, gates: Gates, dry_run: bool
 
 async def _rollback(s: Settings, db: Path) -> dict[str, Any]:
     if not db.exists():  # still roll back: the maps matter more than the event
-        print(f"hasherd flash: note: no database at {db}; the rollback event is not recorded",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"hasherd flash: note: no database at {db}; the rollback event is not recorded",
+            file=sys.stderr,
+        )
         return await flash.rollback(s)
     async with Store.connect(db, create=False) as store:
         return await flash.rollback(s, store)

@@ -39,21 +39,30 @@ def register(sub: Any) -> None:
         description="Train seeds for every record of a dataset with the GRPO evolutionary "
         "search. The same command resumes an interrupted run.",
     )
-    p.add_argument("--data", metavar="PATH", help="dataset file or directory (default: the "
-                   "embedded sample corpus)")  # fmt: skip
+    p.add_argument(
+        "--data",
+        metavar="PATH",
+        help="dataset file or directory (default: the embedded sample corpus)",
+    )
     add_config_args(p)
-    p.add_argument("--db", metavar="PATH", help=f"SQLite database (default: "
-                   f"<storage.base_path>/{DB_NAME})")  # fmt: skip
+    p.add_argument(
+        "--db", metavar="PATH", help=f"SQLite database (default: <storage.base_path>/{DB_NAME})"
+    )
     p.add_argument("--epochs", type=int, help="epochs of the difficulty schedule")
     p.add_argument("--population", type=int, help="population per record (1..4096)")
     p.add_argument("--generations", type=int, help="max generations per record per epoch")
     p.add_argument("--difficulty-bits", type=int, help="base of the difficulty schedule")
     p.add_argument("--seed", type=int, help="RNG seed (recorded; default: drawn)")
-    p.add_argument("--zero-bits", type=int, metavar="K",
-                   help="kernel zero bits (training.zero_bits; asic:PATH,K needs K)")  # fmt: skip
+    p.add_argument(
+        "--zero-bits",
+        type=int,
+        metavar="K",
+        help="kernel zero bits (training.zero_bits; asic:PATH,K needs K)",
+    )
     p.add_argument("--passes", type=int, metavar="P", help="kernel passes (training.passes)")
-    p.add_argument("--evaluator", metavar="NAME", help="evaluator (default from "
-                   "simulator.device_type: numba)")  # fmt: skip
+    p.add_argument(
+        "--evaluator", metavar="NAME", help="evaluator (default from simulator.device_type: numba)"
+    )
     p.add_argument("--strict", action="store_true", help="abort on the first invalid row")
     p.add_argument("--verbose", "-v", action="store_true", help="log every epoch and winner")
     p.set_defaults(handler=run_train)
@@ -113,8 +122,10 @@ async def _train(cfg: Config, ds: Any, evaluator: Any, path: Path) -> RunSummary
 async def _watch_signals(trainer: Trainer, scope: anyio.CancelScope) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
-            print(f"\n{signal.Signals(signum).name}: stopping after the current generation",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"\n{signal.Signals(signum).name}: stopping after the current generation",
+                file=sys.stderr,
+            )
             trainer.stop.set()
             return
 
@@ -153,8 +164,14 @@ class RichDisplay:
         self.task = self.bar.add_task("train", total=1, epoch=0, d=0, rate="0")
 
     def update(self, p: Progress) -> None:
-        self.bar.update(self.task, total=max(1, p.todo), completed=p.done, epoch=p.epoch,
-                        d=p.difficulty, rate=f"{p.candidates_per_s:,.0f}")  # fmt: skip
+        self.bar.update(
+            self.task,
+            total=max(1, p.todo),
+            completed=p.done,
+            epoch=p.epoch,
+            d=p.difficulty,
+            rate=f"{p.candidates_per_s:,.0f}",
+        )
 
     def close(self) -> None:
         self.bar.stop()

@@ -24,17 +24,32 @@ from hasherd.validate import Finding, Report, default_evaluators, make_evaluator
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("validate", help="re-evaluate stored weights on two evaluators",
-                       description=__doc__.splitlines()[0] if __doc__ else None)  # fmt: skip
+    p = sub.add_parser(
+        "validate",
+        help="re-evaluate stored weights on two evaluators",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
     p.add_argument("--db", required=True, metavar="PATH", help="the training database")
-    p.add_argument("--sample", type=float, default=1.0, metavar="F",
-                   help="share of the weights to check, in (0, 1] (default 1)")  # fmt: skip
-    p.add_argument("--seed", type=int, metavar="N",
-                   help="seed of the sample draw (default: a fresh one, printed)")  # fmt: skip
-    p.add_argument("--evaluator", metavar="A",
-                   help="first evaluator: a [[devices.chips]] name or an evaluator such as "
-                        "numba or asic:PATH,K (default: the first chip with "
-                        "validation.enable_asic, else numba)")  # fmt: skip
+    p.add_argument(
+        "--sample",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="share of the weights to check, in (0, 1] (default 1)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        metavar="N",
+        help="seed of the sample draw (default: a fresh one, printed)",
+    )
+    p.add_argument(
+        "--evaluator",
+        metavar="A",
+        help="first evaluator: a [[devices.chips]] name or an evaluator such as "
+        "numba or asic:PATH,K (default: the first chip with "
+        "validation.enable_asic, else numba)",
+    )
     p.add_argument("--against", metavar="B", help="second evaluator (default: reference)")
     p.add_argument("--run", type=int, metavar="ID", help="only the weights of this run")
     p.add_argument("--job", type=int, metavar="ID", help="only the weights of this job's run")
@@ -54,9 +69,17 @@ async def _validate(args: argparse.Namespace) -> Report:
         raise InputError("--db", f"{db}: no such file")
     async with await Store.open(db, create=False) as store:
         return await validate(
-            store, ev_a, ev_b, config=cfg.validation, sample=args.sample, seed=args.seed,
-            run_id=args.run, job_id=args.job, dataset_id=args.dataset, labels=(name_a, name_b),
-        )  # fmt: skip
+            store,
+            ev_a,
+            ev_b,
+            config=cfg.validation,
+            sample=args.sample,
+            seed=args.seed,
+            run_id=args.run,
+            job_id=args.job,
+            dataset_id=args.dataset,
+            labels=(name_a, name_b),
+        )
 
 
 def _line(f: Finding) -> str:
@@ -64,9 +87,11 @@ def _line(f: Finding) -> str:
     head = f"weight {c.weight_id} (record {f.record_id}, token {f.token_id}, run {f.run_id})"
     if c.agree is None:
         return f"FAILED {head} after {c.attempts} attempt(s): {c.error}"
-    return (f"NON-DETERMINISTIC {head}: stored output {c.stored_output} nonce "
-            f"{c.stored_golden_nonce}; {c.evaluator_a} {c.output_a} nonce {c.golden_nonce_a}; "
-            f"{c.evaluator_b} {c.output_b} nonce {c.golden_nonce_b}")  # fmt: skip
+    return (
+        f"NON-DETERMINISTIC {head}: stored output {c.stored_output} nonce "
+        f"{c.stored_golden_nonce}; {c.evaluator_a} {c.output_a} nonce {c.golden_nonce_a}; "
+        f"{c.evaluator_b} {c.output_b} nonce {c.golden_nonce_b}"
+    )
 
 
 def render(r: Report) -> str:

@@ -25,8 +25,11 @@ from hasherd.storage.rows import WeightRow
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("verify", help="re-run every stored weight on the reference evaluator",
-                       description=__doc__.splitlines()[0] if __doc__ else None)  # fmt: skip
+    p = sub.add_parser(
+        "verify",
+        help="re-run every stored weight on the reference evaluator",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
     p.add_argument("--db", required=True, metavar="PATH", help="the training database")
     p.set_defaults(handler=run_verify)
 
@@ -74,6 +77,8 @@ def run_verify(args: argparse.Namespace) -> int:
         if problem:
             bad += 1
             print(f"MISMATCH weight {w.id} (record {w.record_id}, token {w.token_id}): {problem}")
-    print(f"{len(weights)} weights checked on the reference evaluator: "
-          f"{len(weights) - bad} agree, {bad} differ")  # fmt: skip
+    print(
+        f"{len(weights)} weights checked on the reference evaluator: "
+        f"{len(weights) - bad} agree, {bad} differ"
+    )
     return 1 if bad else 0

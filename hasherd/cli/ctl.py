@@ -290,18 +290,28 @@ def _add_jobs(sub: Any) -> None:
     jsub = jobs.add_subparsers(dest="jobs_command", metavar="COMMAND", required=True)
     submitted = call_and_show("jobs.submit", views.job_changed_view("submitted"), submit_params)
     p = _reader(jsub, "submit", "queue a training job", submitted)
-    p.add_argument("--data", required=True, metavar="PATH",
-                   help="dataset file or directory (sent as an absolute path)")  # fmt: skip
+    p.add_argument(
+        "--data",
+        required=True,
+        metavar="PATH",
+        help="dataset file or directory (sent as an absolute path)",
+    )
     p.add_argument("--name", help="a name for the job (default: the daemon's choice)")
     p.add_argument("--epochs", type=POSITIVE, metavar="N", help="epochs of the schedule")
     p.add_argument("--population", type=POSITIVE, metavar="N", help="population per record")
-    p.add_argument("--generations", type=POSITIVE, metavar="N",
-                   help="max generations per record per epoch")  # fmt: skip
-    p.add_argument("--difficulty-bits", type=NATURAL, metavar="D",
-                   help="base of the difficulty schedule")  # fmt: skip
+    p.add_argument(
+        "--generations", type=POSITIVE, metavar="N", help="max generations per record per epoch"
+    )
+    p.add_argument(
+        "--difficulty-bits", type=NATURAL, metavar="D", help="base of the difficulty schedule"
+    )
     p.add_argument("--seed", type=int, metavar="N", help="RNG seed (default: drawn)")
-    p.add_argument("--zero-bits", type=NATURAL, metavar="K",
-                   help="kernel zero bits (a chip serves only its own: docs/chips.md)")  # fmt: skip
+    p.add_argument(
+        "--zero-bits",
+        type=NATURAL,
+        metavar="K",
+        help="kernel zero bits (a chip serves only its own: docs/chips.md)",
+    )
     p.add_argument("--passes", type=POSITIVE, metavar="P", help="kernel passes per candidate")
     p.add_argument("--strict", action="store_true", help="abort on the first invalid row")
     p = _reader(
@@ -324,12 +334,15 @@ def _add_weights(sub: Any) -> None:
     lister.add_argument("--limit", type=POSITIVE, metavar="N", help="at most N weights")
     export = wsub.add_parser("export", help="write the weights as `hasherd export` does")
     export.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="file format")
-    export.add_argument("--out", required=True, metavar="PATH",
-                        help="a file with --layer, else a directory of layer_N.FORMAT")  # fmt: skip
+    export.add_argument(
+        "--out",
+        required=True,
+        metavar="PATH",
+        help="a file with --layer, else a directory of layer_N.FORMAT",
+    )
     export.set_defaults(run=cmd_weights_export)
     for p in (lister, export):
-        p.add_argument("--dataset", type=NATURAL, metavar="ID",
-                       help="only this dataset")  # fmt: skip
+        p.add_argument("--dataset", type=NATURAL, metavar="ID", help="only this dataset")
         p.add_argument("--layer", type=NATURAL, metavar="N", help="only this layer")
 
 
@@ -344,10 +357,16 @@ def _add_actors(sub: Any) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hasherctl", description="Control a running hasherd.")
-    parser.add_argument("--socket", metavar="PATH",
-                        help="the control socket (default: the daemon's usual path)")  # fmt: skip
-    parser.add_argument("--timeout", type=_seconds("--timeout"), default=DEFAULT_TIMEOUT,
-                        metavar="S", help="time to wait for the daemon (default 10s)")  # fmt: skip
+    parser.add_argument(
+        "--socket", metavar="PATH", help="the control socket (default: the daemon's usual path)"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_seconds("--timeout"),
+        default=DEFAULT_TIMEOUT,
+        metavar="S",
+        help="time to wait for the daemon (default 10s)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     status = call_and_show("status", views.status_view)
     _reader(sub, "status", "the daemon's state, jobs, actors and rates", status)
@@ -359,8 +378,13 @@ def build_parser() -> argparse.ArgumentParser:
     ctl_flash.register(sub, _reader, call_and_show)
     ctl_validate.register(sub, _reader)
     monitor = sub.add_parser("monitor", help="a live view of jobs, actors and rates")
-    monitor.add_argument("--refresh", type=_seconds("--refresh"), default=5.0, metavar="DURATION",
-                         help="time between refreshes: 5, 5s, 500ms, 1m (default 5s)")  # fmt: skip
+    monitor.add_argument(
+        "--refresh",
+        type=_seconds("--refresh"),
+        default=5.0,
+        metavar="DURATION",
+        help="time between refreshes: 5, 5s, 500ms, 1m (default 5s)",
+    )
     monitor.add_argument("--count", type=POSITIVE, metavar="N", help="stop after N refreshes")
     monitor.set_defaults(run=cmd_monitor)
     reload = call_and_show("reload", views.reload_view)

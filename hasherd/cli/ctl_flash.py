@@ -48,13 +48,17 @@ def deploy_view(r: Mapping[str, Any]) -> list[views.Section]:
         head = f"layer {r['layer']} is live at {r['map_path']}"
     sel = r["selection"]
     rows = [
-        ("weights", str(r["count"])), ("checksum", r["checksum"]),
-        ("added", str(r["added"])), ("changed", str(r["changed"])),
-        ("removed", str(r["removed"])), ("unchanged", str(r["unchanged"])),
+        ("weights", str(r["count"])),
+        ("checksum", r["checksum"]),
+        ("added", str(r["added"])),
+        ("changed", str(r["changed"])),
+        ("removed", str(r["removed"])),
+        ("unchanged", str(r["unchanged"])),
         ("replaces" if r["dry_run"] else "replaced", layer_text(r["previous"])),
-        ("stored", str(sel["stored"])), ("rejected", rejected_text(sel["rejected"])),
+        ("stored", str(sel["stored"])),
+        ("rejected", rejected_text(sel["rejected"])),
         ("duplicate keys", str(sel["duplicates"])),
-    ]  # fmt: skip
+    ]
     if not r["dry_run"]:
         rows += [("backup", views.cell(r["backup"])), ("attempts", str(r["attempts"]))]
     return [views.Line(head), views.Pairs(rows)]
@@ -65,10 +69,14 @@ def status_view(r: Mapping[str, Any]) -> list[views.Section]:
     rows = [("map", r["map_path"]), ("live", layer_text(live) if live else "nothing")]
     if live:
         state = "intact" if live["intact"] else "DIFFERS FROM ITS META"
-        rows += [("checksum", live["checksum"]),
-                 ("map id", f"{live['map_id']} ({live['entries']} entries, {state})")]  # fmt: skip
-    rows += [("previous", layer_text(r["previous"])),
-             ("latest backup", views.cell(r["latest_backup"]))]  # fmt: skip
+        rows += [
+            ("checksum", live["checksum"]),
+            ("map id", f"{live['map_id']} ({live['entries']} entries, {state})"),
+        ]
+    rows += [
+        ("previous", layer_text(r["previous"])),
+        ("latest backup", views.cell(r["latest_backup"])),
+    ]
     return [views.Pairs(rows)]
 
 
@@ -76,9 +84,11 @@ def rollback_view(r: Mapping[str, Any]) -> list[views.Section]:
     live = r["live"]
     head = f"rolled back {r['map_path']}: layer {live['layer']} is live again (from {r['source']})"
     rows = [
-        ("live", layer_text(live)), ("checksum", live["checksum"]),
-        ("replaced", layer_text(r["previous"])), ("backup", views.cell(r["backup"])),
-    ]  # fmt: skip
+        ("live", layer_text(live)),
+        ("checksum", live["checksum"]),
+        ("replaced", layer_text(r["previous"])),
+        ("backup", views.cell(r["backup"])),
+    ]
     return [views.Line(head), views.Pairs(rows)]
 
 
@@ -116,15 +126,30 @@ def _natural(text: str) -> int:
 
 
 def add_deploy_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", nargs="?", choices=ACTIONS,
-                   help="status: what is live; rollback: the previous layer back")  # fmt: skip
+    p.add_argument(
+        "action",
+        nargs="?",
+        choices=ACTIONS,
+        help="status: what is live; rollback: the previous layer back",
+    )
     p.add_argument("--layer", type=_natural, metavar="N", help="the layer to deploy")
-    p.add_argument("--dry-run", action="store_true", help="print what would change (added, "
-                   "changed, removed) and touch nothing")  # fmt: skip
-    p.add_argument("--target-fitness", type=float, metavar="F",
-                   help="deploy only weights with at least this fitness")  # fmt: skip
-    p.add_argument("--min-difficulty", type=_natural, metavar="D",
-                   help="deploy only weights with at least D leading zero bits")  # fmt: skip
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what would change (added, changed, removed) and touch nothing",
+    )
+    p.add_argument(
+        "--target-fitness",
+        type=float,
+        metavar="F",
+        help="deploy only weights with at least this fitness",
+    )
+    p.add_argument(
+        "--min-difficulty",
+        type=_natural,
+        metavar="D",
+        help="deploy only weights with at least D leading zero bits",
+    )
 
 
 def register(

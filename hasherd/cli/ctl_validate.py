@@ -28,14 +28,18 @@ Command = Callable[[ControlClient, argparse.Namespace], int]
 
 
 def _finding(f: Mapping[str, Any]) -> str:
-    head = (f"weight {f['weight_id']} (record {f['record_id']}, token {f['token_id']}, "
-            f"run {f['run_id']})")  # fmt: skip
+    head = (
+        f"weight {f['weight_id']} (record {f['record_id']}, token {f['token_id']}, "
+        f"run {f['run_id']})"
+    )
     if f["agree"] is None:
         return f"FAILED {head} after {f['attempts']} attempt(s): {f['error']}"
-    return (f"NON-DETERMINISTIC {head}: stored output {f['stored_output']} nonce "
-            f"{f['stored_golden_nonce']}; {f['evaluator_a']} {f['output_a']} nonce "
-            f"{f['golden_nonce_a']}; {f['evaluator_b']} {f['output_b']} nonce "
-            f"{f['golden_nonce_b']}")  # fmt: skip
+    return (
+        f"NON-DETERMINISTIC {head}: stored output {f['stored_output']} nonce "
+        f"{f['stored_golden_nonce']}; {f['evaluator_a']} {f['output_a']} nonce "
+        f"{f['golden_nonce_a']}; {f['evaluator_b']} {f['output_b']} nonce "
+        f"{f['golden_nonce_b']}"
+    )
 
 
 def render(v: Mapping[str, Any]) -> str:
@@ -69,8 +73,14 @@ def cmd_validate(client: ControlClient, args: argparse.Namespace) -> int:
         show_id = None if args.show == "last" else int(args.show)
         v = client.call("validate.show", **({} if show_id is None else {"id": show_id}))
     else:
-        names = {"job": "job", "run": "run_id", "sample": "sample", "seed": "seed",
-                 "evaluator": "evaluator", "against": "against"}  # fmt: skip
+        names = {
+            "job": "job",
+            "run": "run_id",
+            "sample": "sample",
+            "seed": "seed",
+            "evaluator": "evaluator",
+            "against": "against",
+        }
         params = {k: getattr(args, a) for k, a in names.items() if getattr(args, a) is not None}
         v = client.call("validate.start", **params)
         while not args.no_wait and v["validation"]["state"] == "running":
@@ -88,19 +98,38 @@ def _show_id(text: str) -> str:
 
 
 def register(sub: Any, reader: Callable[[Any, str, str, Command], argparse.ArgumentParser]) -> None:
-    p = reader(sub, "validate", "re-evaluate stored weights on two evaluators (in the daemon)",
-               cmd_validate)  # fmt: skip
+    p = reader(
+        sub,
+        "validate",
+        "re-evaluate stored weights on two evaluators (in the daemon)",
+        cmd_validate,
+    )
     p.add_argument("--job", type=int, metavar="ID", help="only the weights of this job's run")
-    p.add_argument("--run", dest="run_id", type=int, metavar="ID",
-                   help="only the weights of this run")  # fmt: skip
-    p.add_argument("--sample", type=float, metavar="F",
-                   help="share of the weights to check, in (0, 1] (default 1)")  # fmt: skip
+    p.add_argument(
+        "--run", dest="run_id", type=int, metavar="ID", help="only the weights of this run"
+    )
+    p.add_argument(
+        "--sample",
+        type=float,
+        metavar="F",
+        help="share of the weights to check, in (0, 1] (default 1)",
+    )
     p.add_argument("--seed", type=int, metavar="N", help="seed of the sample draw")
-    p.add_argument("--evaluator", metavar="A",
-                   help="first side: an actor name (a chip) or an evaluator (default: the "
-                        "first chip with validation.enable_asic, else numba)")  # fmt: skip
+    p.add_argument(
+        "--evaluator",
+        metavar="A",
+        help="first side: an actor name (a chip) or an evaluator (default: the "
+        "first chip with validation.enable_asic, else numba)",
+    )
     p.add_argument("--against", metavar="B", help="second side (default: numba or reference)")
-    p.add_argument("--no-wait", action="store_true",
-                   help="print the started validation's id and return")  # fmt: skip
-    p.add_argument("--show", nargs="?", const="last", type=_show_id, metavar="ID",
-                   help="show validation ID (default: the last), start none")  # fmt: skip
+    p.add_argument(
+        "--no-wait", action="store_true", help="print the started validation's id and return"
+    )
+    p.add_argument(
+        "--show",
+        nargs="?",
+        const="last",
+        type=_show_id,
+        metavar="ID",
+        help="show validation ID (default: the last), start none",
+    )

@@ -28,9 +28,16 @@ from hasherd.cli import (
 from hasherd.errors import HasherError
 
 COMMANDS = (
-    cmd_daemon, cmd_train, cmd_export, cmd_flash, cmd_verify, cmd_validate, cmd_vectors, cmd_bench,
+    cmd_daemon,
+    cmd_train,
+    cmd_export,
+    cmd_flash,
+    cmd_verify,
+    cmd_validate,
+    cmd_vectors,
+    cmd_bench,
     cmd_emulate,
-)  # fmt: skip
+)
 
 EXIT_OK = 0
 EXIT_FAILED = 1

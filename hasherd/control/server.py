@@ -206,8 +206,14 @@ class ControlServer:
 
     def _open_listener(self) -> tuple[socket.socket, unix.Identity]:
         """The bound, listening socket (mode and group set before it listens)."""
-        return unix.open_listener(self.path, self.mode, self._group_gid, label="control",
-                                  error=ControlServerError, in_use=AlreadyRunning)  # fmt: skip
+        return unix.open_listener(
+            self.path,
+            self.mode,
+            self._group_gid,
+            label="control",
+            error=ControlServerError,
+            in_use=AlreadyRunning,
+        )
 
     def _remove_socket(self, identity: unix.Identity | None) -> None:
         unix.remove_socket(self.path, identity, label="control")
@@ -246,8 +252,11 @@ class ControlServer:
             return peer
         LOGGER.warning(
             "control connection refused: pid %d uid %d gid %d is not root, the daemon's "
-            "user or in its group", peer.pid, peer.uid, peer.gid,
-        )  # fmt: skip
+            "user or in its group",
+            peer.pid,
+            peer.uid,
+            peer.gid,
+        )
         return None
 
     async def _converse(self, conn: socket.socket) -> None:

@@ -43,13 +43,25 @@ def _only(params: dict[str, Any], *keys: str) -> None:
 
 def weight_json(w: WeightRow) -> dict[str, Any]:
     return {
-        "id": w.id, "record_id": w.record_id, "run_id": w.run_id, "token_id": w.token_id,
-        "context_key": w.context_key, "slots": bytes(w.slots).hex(), "seed": bytes(w.seed).hex(),
-        "output": w.output, "golden_nonce": w.golden_nonce, "prefix_bits": w.prefix_bits,
-        "difficulty_bits": w.difficulty_bits, "fitness": w.fitness, "generation": w.generation,
-        "epoch": w.epoch, "memory_id": w.memory_id, "layer": w.layer,
-        "validation": w.validation, "created_at": w.created_at,
-    }  # fmt: skip
+        "id": w.id,
+        "record_id": w.record_id,
+        "run_id": w.run_id,
+        "token_id": w.token_id,
+        "context_key": w.context_key,
+        "slots": bytes(w.slots).hex(),
+        "seed": bytes(w.seed).hex(),
+        "output": w.output,
+        "golden_nonce": w.golden_nonce,
+        "prefix_bits": w.prefix_bits,
+        "difficulty_bits": w.difficulty_bits,
+        "fitness": w.fitness,
+        "generation": w.generation,
+        "epoch": w.epoch,
+        "memory_id": w.memory_id,
+        "layer": w.layer,
+        "validation": w.validation,
+        "created_at": w.created_at,
+    }
 
 
 def register(d: Daemon, server: ControlServer) -> None:
@@ -65,13 +77,17 @@ def register(d: Daemon, server: ControlServer) -> None:
             counts[job.status] += 1
         active = sched.active
         return {
-            "version": __version__, "pid": os.getpid(),
-            "uptime_s": round(time.monotonic() - d.started, 1), "state": d.state,
-            "database": store.path, "jobs": counts,
+            "version": __version__,
+            "pid": os.getpid(),
+            "uptime_s": round(time.monotonic() - d.started, 1),
+            "state": d.state,
+            "database": store.path,
+            "jobs": counts,
             "active_job": await sched.job_json(active.job) if active else None,
-            "actors": pool.snapshot(), "candidates_per_s": round(cps, 1),
+            "actors": pool.snapshot(),
+            "candidates_per_s": round(cps, 1),
             "dsha_per_s": round(dps, 1),
-        }  # fmt: skip
+        }
 
     async def health(params: dict[str, Any]) -> dict[str, Any]:
         _only(params)
@@ -87,8 +103,10 @@ def register(d: Daemon, server: ControlServer) -> None:
         if not isinstance(data, str) or not data:
             raise InputError("data", "expected the path of a dataset file or directory")
         if not Path(data).is_absolute():
-            raise InputError("data", f"{data!r} must be an absolute path (the daemon's working "
-                             "directory is not yours)")  # fmt: skip
+            raise InputError(
+                "data",
+                f"{data!r} must be an absolute path (the daemon's working directory is not yours)",
+            )
         if not Path(data).exists():
             raise InputError("data", f"{data} does not exist (as seen by the daemon)")
         name = params.get("name") or Path(data).name

@@ -47,8 +47,15 @@ LOGGER = logging.getLogger(__name__)
 DB_NAME = "hasherd.db"
 RESTART_SECTIONS = ("daemon", "control", "metrics", "devices", "storage", "jitter")
 # Keys a SIGHUP applies (the rest are read once, at start).
-RELOADABLE = ("logging", "training", "validation", "simulator.timeout", "daemon.batch",
-              "daemon.status_interval", "daemon.shutdown_timeout")  # fmt: skip
+RELOADABLE = (
+    "logging",
+    "training",
+    "validation",
+    "simulator.timeout",
+    "daemon.batch",
+    "daemon.status_interval",
+    "daemon.shutdown_timeout",
+)
 
 
 def database_path(cfg: Config) -> Path:
@@ -87,8 +94,12 @@ def build_actors(cfg: Config) -> list[EvaluatorActor]:
     if kind not in ("numba", "reference"):
         kind = "numba"  # the CPU actors' evaluator; GPUs and chips are actors of their own
     cpu_name = evaluator_name(cfg, cpu_threads(cfg)) if kind == "numba" else kind
-    simulator = functools.partial(EvaluatorActor, timeout=timeout, mailbox=mailbox,
-                                  max_zero_bits=cfg.devices.simulator_max_zero_bits)  # fmt: skip
+    simulator = functools.partial(
+        EvaluatorActor,
+        timeout=timeout,
+        mailbox=mailbox,
+        max_zero_bits=cfg.devices.simulator_max_zero_bits,
+    )
     actors = [simulator(f"{kind}{i}", kind, _factory(cpu_name)) for i in range(n_cpu)]
     for i in range(n_gpu):
         name = f"cuda:{cfg.simulator.gpu_device + i}"
@@ -109,8 +120,9 @@ def chip_actor(chip: ChipDeviceConfig) -> EvaluatorActor:
     def make() -> Evaluator:
         return chip_evaluator(chip)
 
-    return EvaluatorActor(chip.name, chip.driver, make, timeout=chip.timeout, mailbox=1,
-                          zero_bits=chip.zero_bits)  # fmt: skip
+    return EvaluatorActor(
+        chip.name, chip.driver, make, timeout=chip.timeout, mailbox=1, zero_bits=chip.zero_bits
+    )
 
 
 def _factory(name: str) -> Callable[[], Evaluator]:
@@ -154,9 +166,13 @@ class Daemon:
         db.parent.mkdir(parents=True, exist_ok=True)
         async with await Store.open(db) as store:
             self.store = store
-            self.scheduler = JobScheduler(store, self.pool, lambda: self.config,
-                                          on_step=self._observe_step,
-                                          on_dataset=self._job_dataset)  # fmt: skip
+            self.scheduler = JobScheduler(
+                store,
+                self.pool,
+                lambda: self.config,
+                on_step=self._observe_step,
+                on_dataset=self._job_dataset,
+            )
             self.control = self._control_server(cfg)
             from hasherd.daemon.handlers import register
 
@@ -180,8 +196,12 @@ class Daemon:
                         tg.start_soon(watchdog_loop, self.notifier, interval)
                     self.state = "running"
                     self.notifier.ready(f"listening on {socket_path(cfg)}")
-                    LOGGER.info("hasherd %s running: database %s, control socket %s",
-                                __version__, db, socket_path(cfg))  # fmt: skip
+                    LOGGER.info(
+                        "hasherd %s running: database %s, control socket %s",
+                        __version__,
+                        db,
+                        socket_path(cfg),
+                    )
             except BaseExceptionGroup as group:
                 # A start-up failure (socket taken, metrics port in use, ...) is reported
                 # as itself, not wrapped in the task group's ExceptionGroup.
@@ -199,9 +219,12 @@ class Daemon:
         cc = cfg.control
         group = resolve_group(cc.group) if cc.group else None
         return ControlServer(
-            socket_path(cfg), group=group, mode=int(cc.mode, 8), read_timeout=cc.read_timeout,
+            socket_path(cfg),
+            group=group,
+            mode=int(cc.mode, 8),
+            read_timeout=cc.read_timeout,
             max_connections=cc.max_connections,
-        )  # fmt: skip
+        )
 
     def _jitter_service(self, cfg: Config) -> Any:
         """The jitter RPC service's task (docs/jitter-rpc.md): the memory of
@@ -216,11 +239,16 @@ class Daemon:
                 lambda: load_dataset(jc.dataset, token_bits=cfg.training.token_bits).memory
             )
         return functools.partial(
-            run_jitter_service, source, jitter_socket_path(cfg),
-            group=resolve_group(jc.group) if jc.group else None, mode=int(jc.mode, 8),
-            allow_upload=jc.allow_upload, max_uploads=jc.max_uploads,
-            read_timeout=jc.read_timeout, max_connections=jc.max_connections,
-        )  # fmt: skip
+            run_jitter_service,
+            source,
+            jitter_socket_path(cfg),
+            group=resolve_group(jc.group) if jc.group else None,
+            mode=int(jc.mode, 8),
+            allow_upload=jc.allow_upload,
+            max_uploads=jc.max_uploads,
+            read_timeout=jc.read_timeout,
+            max_connections=jc.max_connections,
+        )
 
     async def _job_dataset(self, ds: Any) -> None:
         if self.jitter is not None and not self.config.jitter.dataset:
@@ -251,8 +279,10 @@ class Daemon:
             with anyio.move_on_after(self.config.daemon.shutdown_timeout) as scope:
                 await self.scheduler.shutdown()
             if scope.cancelled_caught:
-                LOGGER.warning("the job did not stop within daemon.shutdown_timeout; its "
-                               "uncommitted generations are dropped")  # fmt: skip
+                LOGGER.warning(
+                    "the job did not stop within daemon.shutdown_timeout; its "
+                    "uncommitted generations are dropped"
+                )
         if self.control is not None:
             self.control.stop()
         if self.jitter is not None:
@@ -293,8 +323,11 @@ class Daemon:
                 from hasherd.logs import setup_logging
 
                 setup_logging(merged)
-            LOGGER.info("config reloaded: applied %s; needs a restart: %s",
-                        applied or "nothing", restart or "nothing")  # fmt: skip
+            LOGGER.info(
+                "config reloaded: applied %s; needs a restart: %s",
+                applied or "nothing",
+                restart or "nothing",
+            )
             return {"reloaded": applied, "restart_needed": restart}
         finally:
             self.notifier.ready(f"listening on {socket_path(self.config)}")
@@ -334,8 +367,10 @@ class Daemon:
         p = sched.progress.get(active.job.id) if sched else None
         if p is None:
             return f"job {active.job.id} starting"
-        return (f"job {active.job.id} epoch {p.epoch}/{p.epochs} D={p.difficulty}: "
-                f"{p.records_won}/{p.records_total} won, {cps:,.0f} candidates/s")  # fmt: skip
+        return (
+            f"job {active.job.id} epoch {p.epoch}/{p.epochs} D={p.difficulty}: "
+            f"{p.records_won}/{p.records_total} won, {cps:,.0f} candidates/s"
+        )
 
     def healthy(self) -> tuple[bool, str]:
         if self.state != "running":
@@ -359,13 +394,22 @@ class Daemon:
         out = []
         for job_id, p in list(sched.progress.items()):
             name, status = sched.seen_jobs.get(job_id, ("", "running"))
-            out.append({
-                "id": job_id, "name": name, "status": status, "difficulty_bits": p.difficulty,
-                "records_total": p.records_total, "records_won": p.records_won,
-                "records_pending": max(0, p.todo - p.done), "tokens_trained": p.tokens,
-                "best_fitness": p.best_reward, "mean_fitness": p.mean_reward,
-                "candidates": p.candidates, "dsha": p.dsha,
-            })  # fmt: skip
+            out.append(
+                {
+                    "id": job_id,
+                    "name": name,
+                    "status": status,
+                    "difficulty_bits": p.difficulty,
+                    "records_total": p.records_total,
+                    "records_won": p.records_won,
+                    "records_pending": max(0, p.todo - p.done),
+                    "tokens_trained": p.tokens,
+                    "best_fitness": p.best_reward,
+                    "mean_fitness": p.mean_reward,
+                    "candidates": p.candidates,
+                    "dsha": p.dsha,
+                }
+            )
         return out
 
     def store_stats(self) -> dict[str, float | int]:
@@ -417,7 +461,10 @@ def _merge(new: Config, kept: dict[str, Any], applied: list[str]) -> Config:
     sections: dict[str, Any] = {}
     for name, old_section in kept.items():
         new_section = getattr(new, name)
-        take = {k.split(".", 1)[1]: getattr(new_section, k.split(".", 1)[1])
-                for k in applied if k.startswith(name + ".")}  # fmt: skip
+        take = {
+            k.split(".", 1)[1]: getattr(new_section, k.split(".", 1)[1])
+            for k in applied
+            if k.startswith(name + ".")
+        }
         sections[name] = replace(old_section, **take)
     return replace(new, **sections)

@@ -79,12 +79,17 @@ class ValidationRun:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "id": self.id, "state": self.state, "params": self.params,
-            "evaluator_a": self.evaluators[0], "evaluator_b": self.evaluators[1],
-            "started_at": self.started_at, "finished_at": self.finished_at,
-            "counts": dict(self.counts), "error": self.error,
+            "id": self.id,
+            "state": self.state,
+            "params": self.params,
+            "evaluator_a": self.evaluators[0],
+            "evaluator_b": self.evaluators[1],
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "counts": dict(self.counts),
+            "error": self.error,
             "report": None if self.report is None else self.report.to_json(),
-        }  # fmt: skip
+        }
 
 
 class ValidationService:
@@ -106,9 +111,12 @@ class ValidationService:
     def stats(self) -> dict[str, Any]:
         """For the metrics collector (``validation_stats``)."""
         return {
-            "runs": self.finished, "weights": dict(self.weights), "last_rate": self.last_rate,
-            "last_finished_unix": self.last_finished, "running": int(self.running is not None),
-        }  # fmt: skip
+            "runs": self.finished,
+            "weights": dict(self.weights),
+            "last_rate": self.last_rate,
+            "last_finished_unix": self.last_finished,
+            "running": int(self.running is not None),
+        }
 
     def _lane(self, name: str) -> Lane:
         pool = self.daemon.pool
@@ -171,10 +179,17 @@ class ValidationService:
                 # a running job is linked to its run only when it stops; this process knows
                 run_id, job_id = progress.run_id, None
             report = await validate(
-                store, a, b, config=self.daemon.config.validation, sample=sample,
-                seed=p.get("seed"), run_id=run_id, job_id=job_id,
-                labels=run.evaluators, on_check=on_check,
-            )  # fmt: skip
+                store,
+                a,
+                b,
+                config=self.daemon.config.validation,
+                sample=sample,
+                seed=p.get("seed"),
+                run_id=run_id,
+                job_id=job_id,
+                labels=run.evaluators,
+                on_check=on_check,
+            )
         except HasherError as exc:
             run.state, run.error = "failed", str(exc)
             LOGGER.error("validation %d failed: %s", run.id, exc)
@@ -186,8 +201,14 @@ class ValidationService:
         else:
             run.state, run.report = "finished", report
             self.last_rate = report.rate
-            LOGGER.info("validation %d: %d agree, %d disagree, %d failed (rate %.4f)", run.id,
-                        report.agree, report.disagree, report.failed, report.rate)  # fmt: skip
+            LOGGER.info(
+                "validation %d: %d agree, %d disagree, %d failed (rate %.4f)",
+                run.id,
+                report.agree,
+                report.disagree,
+                report.failed,
+                report.rate,
+            )
         finally:
             a.close()
             b.close()

@@ -57,8 +57,15 @@ class WeightValue:
         return bool(self.flags & FLAG_VALIDATED)
 
     def to_bytes(self) -> bytes:
-        return VALUE.pack(self.seed, self.output, self.golden_nonce, self.prefix_bits,
-                          self.generation, self.fitness, self.flags)  # fmt: skip
+        return VALUE.pack(
+            self.seed,
+            self.output,
+            self.golden_nonce,
+            self.prefix_bits,
+            self.generation,
+            self.fitness,
+            self.flags,
+        )
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> WeightValue:
@@ -101,10 +108,14 @@ def entry_of(w: WeightRow) -> tuple[bytes, bytes]:
     if len(w.seed) != 32:
         raise DeployError(f"weight {w.id} (record {w.record_id}): seed is not 32 bytes")
     value = WeightValue(
-        bytes(w.seed), _u32(w.output, "output", w), _u32(w.golden_nonce, "golden_nonce", w),
-        _u32(w.prefix_bits, "prefix_bits", w), _u32(w.generation, "generation", w),
-        float(w.fitness), FLAG_VALIDATED if w.validation == "validated" else 0,
-    )  # fmt: skip
+        bytes(w.seed),
+        _u32(w.output, "output", w),
+        _u32(w.golden_nonce, "golden_nonce", w),
+        _u32(w.prefix_bits, "prefix_bits", w),
+        _u32(w.generation, "generation", w),
+        float(w.fitness),
+        FLAG_VALIDATED if w.validation == "validated" else 0,
+    )
     return key, value.to_bytes()
 
 
@@ -135,8 +146,9 @@ ENTRY_SIZE = KEY_SIZE + VALUE_SIZE
 
 def encode_backup(meta: Meta, entries: Mapping[bytes, bytes]) -> bytes:
     rows = sorted_entries(entries)
-    head = BACKUP_HEADER.pack(BACKUP_MAGIC, BACKUP_VERSION, meta.layer, len(rows), 0,
-                              meta.deployed_at, checksum(entries))  # fmt: skip
+    head = BACKUP_HEADER.pack(
+        BACKUP_MAGIC, BACKUP_VERSION, meta.layer, len(rows), 0, meta.deployed_at, checksum(entries)
+    )
     return head + b"".join(k + v for k, v in rows)
 
 

@@ -26,13 +26,20 @@ PROG_LOAD, OBJ_PIN, OBJ_GET, PROG_TEST_RUN = 5, 6, 7, 10
 MAP_GET_FD_BY_ID, OBJ_GET_INFO_BY_FD = 14, 15
 MAP_LOOKUP_BATCH, MAP_UPDATE_BATCH = 24, 26
 _CMD_NAMES = {
-    MAP_CREATE: "BPF_MAP_CREATE", MAP_LOOKUP_ELEM: "BPF_MAP_LOOKUP_ELEM",
-    MAP_UPDATE_ELEM: "BPF_MAP_UPDATE_ELEM", MAP_DELETE_ELEM: "BPF_MAP_DELETE_ELEM",
-    MAP_GET_NEXT_KEY: "BPF_MAP_GET_NEXT_KEY", PROG_LOAD: "BPF_PROG_LOAD",
-    OBJ_PIN: "BPF_OBJ_PIN", OBJ_GET: "BPF_OBJ_GET", PROG_TEST_RUN: "BPF_PROG_TEST_RUN",
-    MAP_GET_FD_BY_ID: "BPF_MAP_GET_FD_BY_ID", OBJ_GET_INFO_BY_FD: "BPF_OBJ_GET_INFO_BY_FD",
-    MAP_LOOKUP_BATCH: "BPF_MAP_LOOKUP_BATCH", MAP_UPDATE_BATCH: "BPF_MAP_UPDATE_BATCH",
-}  # fmt: skip
+    MAP_CREATE: "BPF_MAP_CREATE",
+    MAP_LOOKUP_ELEM: "BPF_MAP_LOOKUP_ELEM",
+    MAP_UPDATE_ELEM: "BPF_MAP_UPDATE_ELEM",
+    MAP_DELETE_ELEM: "BPF_MAP_DELETE_ELEM",
+    MAP_GET_NEXT_KEY: "BPF_MAP_GET_NEXT_KEY",
+    PROG_LOAD: "BPF_PROG_LOAD",
+    OBJ_PIN: "BPF_OBJ_PIN",
+    OBJ_GET: "BPF_OBJ_GET",
+    PROG_TEST_RUN: "BPF_PROG_TEST_RUN",
+    MAP_GET_FD_BY_ID: "BPF_MAP_GET_FD_BY_ID",
+    OBJ_GET_INFO_BY_FD: "BPF_OBJ_GET_INFO_BY_FD",
+    MAP_LOOKUP_BATCH: "BPF_MAP_LOOKUP_BATCH",
+    MAP_UPDATE_BATCH: "BPF_MAP_UPDATE_BATCH",
+}
 
 # enum bpf_map_type
 MAP_HASH, MAP_ARRAY, MAP_ARRAY_OF_MAPS = 1, 2, 12
@@ -48,11 +55,22 @@ _LOOKUP_CHUNK = 4096
 # __NR_bpf by machine (uname -m) and pointer size: 32-bit user space on a 64-bit kernel
 # uses the compat numbers of the 32-bit architecture.
 _NR_BPF = {
-    ("x86_64", 8): 321, ("x86_64", 4): 357, ("i386", 4): 357, ("i686", 4): 357,
-    ("aarch64", 8): 280, ("aarch64", 4): 386, ("arm", 4): 386, ("riscv64", 8): 280,
-    ("ppc64le", 8): 361, ("ppc64", 8): 361, ("s390x", 8): 351, ("mips", 4): 4351,
-    ("mips64", 8): 5315, ("mips64", 4): 4351, ("loongarch64", 8): 280,
-}  # fmt: skip
+    ("x86_64", 8): 321,
+    ("x86_64", 4): 357,
+    ("i386", 4): 357,
+    ("i686", 4): 357,
+    ("aarch64", 8): 280,
+    ("aarch64", 4): 386,
+    ("arm", 4): 386,
+    ("riscv64", 8): 280,
+    ("ppc64le", 8): 361,
+    ("ppc64", 8): 361,
+    ("s390x", 8): 351,
+    ("mips", 4): 4351,
+    ("mips64", 8): 5315,
+    ("mips64", 4): 4351,
+    ("loongarch64", 8): 280,
+}
 
 
 @functools.cache
@@ -68,8 +86,13 @@ def _nr_bpf() -> int:
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
-                        ctypes.c_char_p]  # fmt: skip
+_libc.mount.argtypes = [
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_ulong,
+    ctypes.c_char_p,
+]
 
 
 class _Attr(ctypes.Structure):
@@ -77,48 +100,78 @@ class _Attr(ctypes.Structure):
 
 
 class MapCreateAttr(_Attr):
-    _fields_ = [("map_type", ctypes.c_uint32), ("key_size", ctypes.c_uint32),
-                ("value_size", ctypes.c_uint32), ("max_entries", ctypes.c_uint32),
-                ("map_flags", ctypes.c_uint32), ("inner_map_fd", ctypes.c_uint32),
-                ("numa_node", ctypes.c_uint32), ("map_name", ctypes.c_char * 16),
-                ("map_ifindex", ctypes.c_uint32)]  # fmt: skip
+    _fields_ = [
+        ("map_type", ctypes.c_uint32),
+        ("key_size", ctypes.c_uint32),
+        ("value_size", ctypes.c_uint32),
+        ("max_entries", ctypes.c_uint32),
+        ("map_flags", ctypes.c_uint32),
+        ("inner_map_fd", ctypes.c_uint32),
+        ("numa_node", ctypes.c_uint32),
+        ("map_name", ctypes.c_char * 16),
+        ("map_ifindex", ctypes.c_uint32),
+    ]
 
 
 class ElemAttr(_Attr):
-    _fields_ = [("map_fd", ctypes.c_uint32), ("_pad", ctypes.c_uint32),
-                ("key", ctypes.c_uint64), ("value", ctypes.c_uint64),
-                ("flags", ctypes.c_uint64)]  # fmt: skip
+    _fields_ = [
+        ("map_fd", ctypes.c_uint32),
+        ("_pad", ctypes.c_uint32),
+        ("key", ctypes.c_uint64),
+        ("value", ctypes.c_uint64),
+        ("flags", ctypes.c_uint64),
+    ]
 
 
 class BatchAttr(_Attr):
-    _fields_ = [("in_batch", ctypes.c_uint64), ("out_batch", ctypes.c_uint64),
-                ("keys", ctypes.c_uint64), ("values", ctypes.c_uint64),
-                ("count", ctypes.c_uint32), ("map_fd", ctypes.c_uint32),
-                ("elem_flags", ctypes.c_uint64), ("flags", ctypes.c_uint64)]  # fmt: skip
+    _fields_ = [
+        ("in_batch", ctypes.c_uint64),
+        ("out_batch", ctypes.c_uint64),
+        ("keys", ctypes.c_uint64),
+        ("values", ctypes.c_uint64),
+        ("count", ctypes.c_uint32),
+        ("map_fd", ctypes.c_uint32),
+        ("elem_flags", ctypes.c_uint64),
+        ("flags", ctypes.c_uint64),
+    ]
 
 
 class ObjAttr(_Attr):
-    _fields_ = [("pathname", ctypes.c_uint64), ("bpf_fd", ctypes.c_uint32),
-                ("file_flags", ctypes.c_uint32)]  # fmt: skip
+    _fields_ = [
+        ("pathname", ctypes.c_uint64),
+        ("bpf_fd", ctypes.c_uint32),
+        ("file_flags", ctypes.c_uint32),
+    ]
 
 
 class IdAttr(_Attr):
-    _fields_ = [("id", ctypes.c_uint32), ("next_id", ctypes.c_uint32),
-                ("open_flags", ctypes.c_uint32)]  # fmt: skip
+    _fields_ = [
+        ("id", ctypes.c_uint32),
+        ("next_id", ctypes.c_uint32),
+        ("open_flags", ctypes.c_uint32),
+    ]
 
 
 class InfoAttr(_Attr):
-    _fields_ = [("bpf_fd", ctypes.c_uint32), ("info_len", ctypes.c_uint32),
-                ("info", ctypes.c_uint64)]  # fmt: skip
+    _fields_ = [
+        ("bpf_fd", ctypes.c_uint32),
+        ("info_len", ctypes.c_uint32),
+        ("info", ctypes.c_uint64),
+    ]
 
 
 class MapInfoStruct(_Attr):
     """The head of ``struct bpf_map_info`` (the kernel copies only what we ask for)."""
 
-    _fields_ = [("type", ctypes.c_uint32), ("id", ctypes.c_uint32),
-                ("key_size", ctypes.c_uint32), ("value_size", ctypes.c_uint32),
-                ("max_entries", ctypes.c_uint32), ("map_flags", ctypes.c_uint32),
-                ("name", ctypes.c_char * 16)]  # fmt: skip
+    _fields_ = [
+        ("type", ctypes.c_uint32),
+        ("id", ctypes.c_uint32),
+        ("key_size", ctypes.c_uint32),
+        ("value_size", ctypes.c_uint32),
+        ("max_entries", ctypes.c_uint32),
+        ("map_flags", ctypes.c_uint32),
+        ("name", ctypes.c_char * 16),
+    ]
 
 
 def _addr(obj: Any) -> int:
@@ -127,8 +180,12 @@ def _addr(obj: Any) -> int:
 
 def sys_bpf(cmd: int, attr: ctypes.Structure, path: str | None = None) -> int:
     """bpf(cmd, &attr, sizeof attr); its non-negative result, else ``BpfError``."""
-    ret = _libc.syscall(ctypes.c_long(_nr_bpf()), ctypes.c_int(cmd), ctypes.c_void_p(_addr(attr)),
-                        ctypes.c_uint(ctypes.sizeof(attr)))  # fmt: skip
+    ret = _libc.syscall(
+        ctypes.c_long(_nr_bpf()),
+        ctypes.c_int(cmd),
+        ctypes.c_void_p(_addr(attr)),
+        ctypes.c_uint(ctypes.sizeof(attr)),
+    )
     if ret < 0:
         raise BpfError(ctypes.get_errno(), _CMD_NAMES.get(cmd, f"bpf cmd {cmd}"), path)
     return int(ret)
@@ -149,8 +206,10 @@ class MapInfo:
         return MAP_TYPE_NAMES.get(self.type, f"type {self.type}")
 
     def describe(self) -> str:
-        return (f"{self.type_name} map (key {self.key_size} B, value {self.value_size} B, "
-                f"{self.max_entries} entries)")  # fmt: skip
+        return (
+            f"{self.type_name} map (key {self.key_size} B, value {self.value_size} B, "
+            f"{self.max_entries} entries)"
+        )
 
 
 def map_info(fd: int, path: str | None = None) -> MapInfo:
@@ -158,8 +217,9 @@ def map_info(fd: int, path: str | None = None) -> MapInfo:
     attr = InfoAttr(bpf_fd=fd, info_len=ctypes.sizeof(info), info=_addr(info))
     sys_bpf(OBJ_GET_INFO_BY_FD, attr, path)
     name = info.name.decode("ascii", "replace")
-    return MapInfo(info.type, info.id, info.key_size, info.value_size, info.max_entries,
-                   info.map_flags, name)  # fmt: skip
+    return MapInfo(
+        info.type, info.id, info.key_size, info.value_size, info.max_entries, info.map_flags, name
+    )
 
 
 def _is_map_fd(fd: int) -> bool:
@@ -192,13 +252,25 @@ class Map:
 
     @classmethod
     def create(
-        cls, map_type: int, key_size: int, value_size: int, max_entries: int, name: str,
-        *, flags: int = 0, inner: Map | None = None,
-    ) -> Map:  # fmt: skip
-        attr = MapCreateAttr(map_type=map_type, key_size=key_size, value_size=value_size,
-                             max_entries=max_entries, map_flags=flags,
-                             inner_map_fd=inner.fd if inner else 0,
-                             map_name=name.encode("ascii")[:15])  # fmt: skip
+        cls,
+        map_type: int,
+        key_size: int,
+        value_size: int,
+        max_entries: int,
+        name: str,
+        *,
+        flags: int = 0,
+        inner: Map | None = None,
+    ) -> Map:
+        attr = MapCreateAttr(
+            map_type=map_type,
+            key_size=key_size,
+            value_size=value_size,
+            max_entries=max_entries,
+            map_flags=flags,
+            inner_map_fd=inner.fd if inner else 0,
+            map_name=name.encode("ascii")[:15],
+        )
         return cls(sys_bpf(MAP_CREATE, attr))
 
     @classmethod
@@ -316,12 +388,18 @@ class Map:
             self._check("value", value, self.info.value_size)
         keys = ctypes.create_string_buffer(b"".join(k for k, _ in pairs))
         values = ctypes.create_string_buffer(b"".join(v for _, v in pairs))
-        attr = BatchAttr(keys=_addr(keys), values=_addr(values), count=len(pairs),
-                         map_fd=self.fd, elem_flags=flags)  # fmt: skip
+        attr = BatchAttr(
+            keys=_addr(keys),
+            values=_addr(values),
+            count=len(pairs),
+            map_fd=self.fd,
+            elem_flags=flags,
+        )
         sys_bpf(MAP_UPDATE_BATCH, attr, self.path)
         if attr.count != len(pairs):  # the kernel stopped early without an error
-            raise BpfError(errno.EIO, f"BPF_MAP_UPDATE_BATCH ({attr.count} of {len(pairs)})",
-                           self.path)  # fmt: skip
+            raise BpfError(
+                errno.EIO, f"BPF_MAP_UPDATE_BATCH ({attr.count} of {len(pairs)})", self.path
+            )
 
     def items(self) -> dict[bytes, bytes]:
         """Every (key, value): BPF_MAP_LOOKUP_BATCH, or key by key without batch ops."""
@@ -349,9 +427,14 @@ class Map:
         while not done:
             keys = ctypes.create_string_buffer(chunk * ks)
             values = ctypes.create_string_buffer(chunk * vs)
-            attr = BatchAttr(in_batch=0 if first else _addr(token_in), out_batch=_addr(token_out),
-                             keys=_addr(keys), values=_addr(values), count=chunk,
-                             map_fd=self.fd)  # fmt: skip
+            attr = BatchAttr(
+                in_batch=0 if first else _addr(token_in),
+                out_batch=_addr(token_out),
+                keys=_addr(keys),
+                values=_addr(values),
+                count=chunk,
+                map_fd=self.fd,
+            )
             try:
                 sys_bpf(MAP_LOOKUP_BATCH, attr, self.path)
             except BpfError as exc:

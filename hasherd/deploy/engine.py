@@ -41,9 +41,14 @@ class Settings:
 
     @classmethod
     def from_config(cls, cfg: DeploymentConfig, **changes: Any) -> Settings:
-        base = cls(cfg.bpf_map_path, cfg.backup_path if cfg.backup_enabled else None,
-                   cfg.deployment_timeout, cfg.max_retries, cfg.retry_delay,
-                   cfg.rollback_enabled)  # fmt: skip
+        base = cls(
+            cfg.bpf_map_path,
+            cfg.backup_path if cfg.backup_enabled else None,
+            cfg.deployment_timeout,
+            cfg.max_retries,
+            cfg.retry_delay,
+            cfg.rollback_enabled,
+        )
         return cls(**{**base.__dict__, **{k: v for k, v in changes.items() if v is not None}})
 
     @property
@@ -99,12 +104,14 @@ def deadline_check(deadline: float, step: str) -> None:
 # -- building and swapping -----------------------------------------------------------------
 
 
-def build(entries: Entries, layer: int, s: Settings, deadline: float, fault: Fault | None
-          ) -> bpf.Map:  # fmt: skip
+def build(
+    entries: Entries, layer: int, s: Settings, deadline: float, fault: Fault | None
+) -> bpf.Map:
     """A new inner map holding exactly ``entries``: filled in batches, read back, compared."""
     rows = sorted_entries(entries)
-    inner = bpf.Map.create(pins.INNER_TYPE, KEY_SIZE, VALUE_SIZE, max(1, len(rows)),
-                           f"hasher_l{layer}"[:15])  # fmt: skip
+    inner = bpf.Map.create(
+        pins.INNER_TYPE, KEY_SIZE, VALUE_SIZE, max(1, len(rows)), f"hasher_l{layer}"[:15]
+    )
     try:
         for start in range(0, len(rows), s.batch):
             inner.update_batch(rows[start : start + s.batch], bpf.NOEXIST)
@@ -116,17 +123,27 @@ def build(entries: Entries, layer: int, s: Settings, deadline: float, fault: Fau
             bad = len(back.keys() ^ entries.keys()) + sum(
                 1 for k in back.keys() & entries.keys() if back[k] != entries[k]
             )
-            raise DeployError(f"layer {layer}: read-back differs in {bad} entries; the live "
-                              "layer is untouched", transient=True)  # fmt: skip
+            raise DeployError(
+                f"layer {layer}: read-back differs in {bad} entries; the live layer is untouched",
+                transient=True,
+            )
         return inner
     except BaseException:
         inner.close()
         raise
 
 
-def switch(s: Settings, outer: bpf.Map, meta: bpf.Map, new: bpf.Map, new_meta: Meta,
-           new_entries: Entries, deadline: float, *, consumes_prev: bool = False
-           ) -> tuple[LayerInfo | None, Diff, str | None]:  # fmt: skip
+def switch(
+    s: Settings,
+    outer: bpf.Map,
+    meta: bpf.Map,
+    new: bpf.Map,
+    new_meta: Meta,
+    new_entries: Entries,
+    deadline: float,
+    *,
+    consumes_prev: bool = False,
+) -> tuple[LayerInfo | None, Diff, str | None]:
     """Make ``new`` live; the layer it replaces becomes ``_prev`` and a backup file.
 
     ``consumes_prev``: ``new`` is the ``_prev`` map (a rollback), so with nothing live
@@ -150,8 +167,10 @@ def switch(s: Settings, outer: bpf.Map, meta: bpf.Map, new: bpf.Map, new_meta: M
                 bpf.unpin(paths.prev)
                 bpf.unpin(paths.prev_meta)
         except DeployError as exc:
-            raise DeployError(f"layer {new_meta.layer} is live, but recording it failed: "
-                              f"{exc} (see `flash status`)") from exc  # fmt: skip
+            raise DeployError(
+                f"layer {new_meta.layer} is live, but recording it failed: "
+                f"{exc} (see `flash status`)"
+            ) from exc
     finally:
         if old is not None:
             old.close()
@@ -180,8 +199,9 @@ def _open_live(s: Settings, stack: ExitStack) -> tuple[bpf.Map, bpf.Map]:
     return outer, meta
 
 
-def flash(s: Settings, layer: int, entries: Entries, deadline: float,
-          fault: Fault | None = None) -> Swap:  # fmt: skip
+def flash(
+    s: Settings, layer: int, entries: Entries, deadline: float, fault: Fault | None = None
+) -> Swap:
     """One attempt at making ``entries`` the live layer ``layer``."""
     with ExitStack() as stack:
         outer, meta = _open_live(s, stack)
@@ -209,8 +229,9 @@ def rollback(s: Settings, deadline: float) -> Swap:
             new = stack.enter_context(build(entries, prev_meta.layer, s, deadline, None))
             source = "backup"
         new_meta = Meta(prev_meta.layer, len(entries), int(time.time()), checksum(entries))
-        previous, diff, backup = switch(s, outer, meta, new, new_meta, entries, deadline,
-                                        consumes_prev=source == "prev")  # fmt: skip
+        previous, diff, backup = switch(
+            s, outer, meta, new, new_meta, entries, deadline, consumes_prev=source == "prev"
+        )
     return Swap(LayerInfo.of(new_meta), previous, diff, backup, source)
 
 
@@ -218,13 +239,17 @@ def _checked_prev(prev: bpf.Map, paths: pins.Paths) -> tuple[Entries, Meta]:
     entries = prev.items()
     meta_map = pins.open_meta(paths.prev_meta)
     if meta_map is None:
-        raise DeployError(f"{paths.prev_meta} is missing; remove {paths.prev} to roll back "
-                          "from the newest backup file instead")  # fmt: skip
+        raise DeployError(
+            f"{paths.prev_meta} is missing; remove {paths.prev} to roll back "
+            "from the newest backup file instead"
+        )
     with meta_map:
         meta = pins.read_meta(meta_map)
     if checksum(entries) != meta.checksum or len(entries) != meta.count:
-        raise DeployError(f"{paths.prev}: its content does not match {paths.prev_meta} "
-                          "(changed since it was live); not rolling back to it")  # fmt: skip
+        raise DeployError(
+            f"{paths.prev}: its content does not match {paths.prev_meta} "
+            "(changed since it was live); not rolling back to it"
+        )
     return entries, meta
 
 
@@ -232,8 +257,10 @@ def _latest_backup(s: Settings) -> str:
     file = backups.latest(s.backup_path, s.stem) if s.backup_path else None
     if file is None:
         where = f"in {s.backup_path}" if s.backup_path else "(backups are disabled)"
-        raise DeployError(f"nothing to roll back to: no {s.map_path}_prev pinned and no "
-                          f"backup of {s.stem} {where}")  # fmt: skip
+        raise DeployError(
+            f"nothing to roll back to: no {s.map_path}_prev pinned and no "
+            f"backup of {s.stem} {where}"
+        )
     return str(file)
 
 

@@ -107,27 +107,35 @@ async def selection(store: Store, layer: int, gates: Gates) -> Selection:
     chosen = select(await store.weights(layer=layer), layer, gates)
     if not chosen.entries:
         why = ", ".join(f"{n} {r}" for r, n in sorted(chosen.rejected.items())) or "none stored"
-        raise DeployError(f"layer {layer}: no weights pass the gates ({chosen.stored} stored; "
-                          f"rejected: {why}); nothing deployed")  # fmt: skip
+        raise DeployError(
+            f"layer {layer}: no weights pass the gates ({chosen.stored} stored; "
+            f"rejected: {why}); nothing deployed"
+        )
     return chosen
 
 
-def _report(sel: Selection, s: Settings, diff: Diff, previous: LayerInfo | None,
-            **extra: Any) -> dict[str, Any]:  # fmt: skip
+def _report(
+    sel: Selection, s: Settings, diff: Diff, previous: LayerInfo | None, **extra: Any
+) -> dict[str, Any]:
     return {
-        "map_path": s.map_path, "layer": sel.layer, "count": len(sel.entries),
-        "checksum": checksum(sel.entries).hex(), **diff.__dict__,
+        "map_path": s.map_path,
+        "layer": sel.layer,
+        "count": len(sel.entries),
+        "checksum": checksum(sel.entries).hex(),
+        **diff.__dict__,
         "previous": previous.to_json() if previous else None,
-        "selection": sel.to_json(), **extra,
-    }  # fmt: skip
+        "selection": sel.to_json(),
+        **extra,
+    }
 
 
 async def _thread(func: Callable[..., T], *args: Any) -> T:
     return await anyio.to_thread.run_sync(functools.partial(func, *args))
 
 
-async def _with_retries(s: Settings, what: str, attempt: Callable[[float], T],
-                        tries: list[int]) -> T:  # fmt: skip
+async def _with_retries(
+    s: Settings, what: str, attempt: Callable[[float], T], tries: list[int]
+) -> T:
     """``attempt(deadline)`` in a worker thread, again after a transient failure."""
     deadline = time.monotonic() + s.timeout
     while True:
@@ -138,8 +146,9 @@ async def _with_retries(s: Settings, what: str, attempt: Callable[[float], T],
             last = tries[0] > s.max_retries or time.monotonic() + s.retry_delay >= deadline
             if not exc.transient or last:
                 raise
-            LOGGER.warning("%s: attempt %d failed: %s; retrying in %g s", what, tries[0], exc,
-                           s.retry_delay)  # fmt: skip
+            LOGGER.warning(
+                "%s: attempt %d failed: %s; retrying in %g s", what, tries[0], exc, s.retry_delay
+            )
             await anyio.sleep(s.retry_delay)
 
 
@@ -158,25 +167,50 @@ async def deploy(
     if dry_run:
         live = await _thread(engine.read_live, s)
         previous = LayerInfo.of(live.meta) if live.meta and live.map_id is not None else None
-        return _report(sel, s, Diff.between(live.entries, sel.entries), previous, dry_run=True,
-                       attempts=0, backup=None, deployed_at=None)  # fmt: skip
+        return _report(
+            sel,
+            s,
+            Diff.between(live.entries, sel.entries),
+            previous,
+            dry_run=True,
+            attempts=0,
+            backup=None,
+            deployed_at=None,
+        )
     tries = [0]
     try:
         swap = await _with_retries(
-            s, f"flash layer {layer}",
-            lambda deadline: engine.flash(s, layer, sel.entries, deadline, fault), tries,
-        )  # fmt: skip
+            s,
+            f"flash layer {layer}",
+            lambda deadline: engine.flash(s, layer, sel.entries, deadline, fault),
+            tries,
+        )
     except Exception as exc:
         await _failed(store, metrics, "deploy_failed", s, exc, tries[0], layer=layer)
         raise
-    report = _report(sel, s, swap.diff, swap.previous, dry_run=False, attempts=tries[0],
-                     backup=swap.backup, deployed_at=swap.live.deployed_at)  # fmt: skip
+    report = _report(
+        sel,
+        s,
+        swap.diff,
+        swap.previous,
+        dry_run=False,
+        attempts=tries[0],
+        backup=swap.backup,
+        deployed_at=swap.live.deployed_at,
+    )
     await store.add_event("deployed", {k: v for k, v in report.items() if k != "dry_run"})
     if metrics is not None:
         metrics.deployed(swap.live)
-    LOGGER.info("layer %d live at %s: %d weights (+%d ~%d -%d), checksum %s", layer, s.map_path,
-                report["count"], swap.diff.added, swap.diff.changed, swap.diff.removed,
-                report["checksum"][:16])  # fmt: skip
+    LOGGER.info(
+        "layer %d live at %s: %d weights (+%d ~%d -%d), checksum %s",
+        layer,
+        s.map_path,
+        report["count"],
+        swap.diff.added,
+        swap.diff.changed,
+        swap.diff.removed,
+        report["checksum"][:16],
+    )
     return report
 
 
@@ -193,10 +227,13 @@ async def rollback(
         await _failed(store, metrics, "rollback_failed", s, exc, tries[0])
         raise
     report = {
-        "map_path": s.map_path, "source": swap.source, "live": swap.live.to_json(),
+        "map_path": s.map_path,
+        "source": swap.source,
+        "live": swap.live.to_json(),
         "previous": swap.previous.to_json() if swap.previous else None,
-        "backup": swap.backup, "attempts": tries[0],
-    }  # fmt: skip
+        "backup": swap.backup,
+        "attempts": tries[0],
+    }
     if store is not None:
         await store.add_event("rolled_back", report)
     if metrics is not None:
@@ -205,12 +242,23 @@ async def rollback(
     return report
 
 
-async def _failed(store: Store | None, metrics: DeployMetrics | None, kind: str, s: Settings,
-                  exc: BaseException, tries: int, **more: Any) -> None:  # fmt: skip
+async def _failed(
+    store: Store | None,
+    metrics: DeployMetrics | None,
+    kind: str,
+    s: Settings,
+    exc: BaseException,
+    tries: int,
+    **more: Any,
+) -> None:
     if metrics is not None:
         metrics.failed()
-    payload = {"map_path": s.map_path, "error": str(exc) or type(exc).__name__,
-               "attempts": tries, **more}  # fmt: skip
+    payload = {
+        "map_path": s.map_path,
+        "error": str(exc) or type(exc).__name__,
+        "attempts": tries,
+        **more,
+    }
     LOGGER.error("%s: %s", kind, payload["error"])
     if store is not None:
         await store.add_event(kind, payload)
@@ -226,13 +274,19 @@ async def status(s: Settings, metrics: DeployMetrics | None = None) -> dict[str,
         info = LayerInfo.of(live.meta)
         intact = checksum(live.entries) == live.meta.checksum
         intact = intact and len(live.entries) == live.meta.count
-        shown = {**info.to_json(), "map_id": live.map_id, "entries": len(live.entries),
-                 "intact": intact}  # fmt: skip
+        shown = {
+            **info.to_json(),
+            "map_id": live.map_id,
+            "entries": len(live.entries),
+            "intact": intact,
+        }
     if metrics is not None:
         metrics.observe(info)
     newest = backups.latest(s.backup_path, s.stem) if s.backup_path else None
     return {
-        "map_path": s.map_path, "pinned": live.meta is not None, "live": shown,
+        "map_path": s.map_path,
+        "pinned": live.meta is not None,
+        "live": shown,
         "previous": LayerInfo.of(live.previous).to_json() if live.previous else None,
         "latest_backup": str(newest) if newest else None,
-    }  # fmt: skip
+    }

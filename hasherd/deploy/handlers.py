@@ -90,8 +90,9 @@ def register(
         gates = gates_of(params, config_getter().deployment.validation_mode)
         dry_run = _bool(params, "dry_run")
         async with busy:
-            return await flash.deploy(store, settings(), layer, gates, dry_run=dry_run,
-                                      metrics=counts)  # fmt: skip
+            return await flash.deploy(
+                store, settings(), layer, gates, dry_run=dry_run, metrics=counts
+            )
 
     async def status(params: dict[str, Any]) -> dict[str, Any]:
         _only(params)

@@ -43,8 +43,10 @@ class Paths:
     def of(cls, path: str) -> Paths:
         """The pin paths of ``deployment.bpf_map_path``; ``DeployError`` if unusable."""
         if not path or not os.path.isabs(path) or path.endswith("/"):
-            raise DeployError(f"bpf_map_path {path!r}: expected an absolute path to a pin "
-                              "(such as /sys/fs/bpf/hasher_weights)")  # fmt: skip
+            raise DeployError(
+                f"bpf_map_path {path!r}: expected an absolute path to a pin "
+                "(such as /sys/fs/bpf/hasher_weights)"
+            )
         if "." in os.path.basename(path):
             raise DeployError(f"bpf_map_path {path}: bpffs does not allow '.' in names")
         if os.path.isdir(path):
@@ -66,9 +68,11 @@ def _expect(m: bpf.Map, shape: tuple[int, int, int, int], what: str, path: str) 
         got = m.info.describe()
         m.close()
         kind = bpf.MAP_TYPE_NAMES[shape[0]]
-        raise DeployError(f"{path}: a {got} is pinned there, not the {what} hasherd expects "
-                          f"({kind}, key {shape[1]} B, value {shape[2]} B, {shape[3]} entries); "
-                          "remove it or choose another deployment.bpf_map_path")  # fmt: skip
+        raise DeployError(
+            f"{path}: a {got} is pinned there, not the {what} hasherd expects "
+            f"({kind}, key {shape[1]} B, value {shape[2]} B, {shape[3]} entries); "
+            "remove it or choose another deployment.bpf_map_path"
+        )
     return m
 
 
@@ -154,10 +158,12 @@ def live_inner(outer: bpf.Map, current: str, *, read_only: bool = False) -> bpf.
     except BpfError as exc:
         if exc.errno != errno.EPERM:
             raise
-        raise DeployError(f"{outer.path} slot 0 holds map id {map_id}, which is not the map "
-                          f"pinned at {current} (an interrupted swap, or another writer); "
-                          "opening it by id needs CAP_SYS_ADMIN: run the next flash or "
-                          "rollback as root to repair the pins") from exc  # fmt: skip
+        raise DeployError(
+            f"{outer.path} slot 0 holds map id {map_id}, which is not the map "
+            f"pinned at {current} (an interrupted swap, or another writer); "
+            "opening it by id needs CAP_SYS_ADMIN: run the next flash or "
+            "rollback as root to repair the pins"
+        ) from exc
     return check_inner(inner, f"{outer.path} slot 0 (map id {map_id})")
 
 
@@ -192,16 +198,22 @@ def prepare_directory(directory: str, *, allow_mount: bool) -> None:
             except OSError as exc:
                 raise BpfError(exc.errno or errno.EIO, "mkdir", directory) from None
             return
-        raise DeployError(f"{directory} does not exist and is not inside a bpffs; create it "
-                          f"and mount one: mount -t bpf bpf {directory}")  # fmt: skip
+        raise DeployError(
+            f"{directory} does not exist and is not inside a bpffs; create it "
+            f"and mount one: mount -t bpf bpf {directory}"
+        )
     if not os.path.isdir(directory):
         raise DeployError(f"{directory}: not a directory")
     if not allow_mount:
-        raise DeployError(f"{directory} is not a bpffs and mounting is not allowed here; "
-                          f"mount one first: mount -t bpf bpf {directory}")  # fmt: skip
+        raise DeployError(
+            f"{directory} is not a bpffs and mounting is not allowed here; "
+            f"mount one first: mount -t bpf bpf {directory}"
+        )
     if os.listdir(directory):
-        raise DeployError(f"{directory} is not a bpffs and is not empty; refusing to mount"
-                          " bpffs over its files (choose another bpf_map_path)")  # fmt: skip
+        raise DeployError(
+            f"{directory} is not a bpffs and is not empty; refusing to mount"
+            " bpffs over its files (choose another bpf_map_path)"
+        )
     bpf.mount_bpffs(directory)
 
 
@@ -220,8 +232,9 @@ def locked(directory: str, what: str) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise DeployError(f"{what}: another deployment or rollback is in progress",
-                              transient=True) from None  # fmt: skip
+            raise DeployError(
+                f"{what}: another deployment or rollback is in progress", transient=True
+            ) from None
         yield
     finally:
         os.close(fd)

@@ -38,21 +38,36 @@ CTX_SIZE = KEY_SIZE + VALUE_SIZE
 
 class ProgLoadAttr(ctypes.Structure):
     _pack_ = 1
-    _fields_ = [("prog_type", ctypes.c_uint32), ("insn_cnt", ctypes.c_uint32),
-                ("insns", ctypes.c_uint64), ("license", ctypes.c_uint64),
-                ("log_level", ctypes.c_uint32), ("log_size", ctypes.c_uint32),
-                ("log_buf", ctypes.c_uint64), ("kern_version", ctypes.c_uint32),
-                ("prog_flags", ctypes.c_uint32), ("prog_name", ctypes.c_char * 16)]  # fmt: skip
+    _fields_ = [
+        ("prog_type", ctypes.c_uint32),
+        ("insn_cnt", ctypes.c_uint32),
+        ("insns", ctypes.c_uint64),
+        ("license", ctypes.c_uint64),
+        ("log_level", ctypes.c_uint32),
+        ("log_size", ctypes.c_uint32),
+        ("log_buf", ctypes.c_uint64),
+        ("kern_version", ctypes.c_uint32),
+        ("prog_flags", ctypes.c_uint32),
+        ("prog_name", ctypes.c_char * 16),
+    ]
 
 
 class TestRunAttr(ctypes.Structure):
     _pack_ = 1
-    _fields_ = [("prog_fd", ctypes.c_uint32), ("retval", ctypes.c_uint32),
-                ("data_size_in", ctypes.c_uint32), ("data_size_out", ctypes.c_uint32),
-                ("data_in", ctypes.c_uint64), ("data_out", ctypes.c_uint64),
-                ("repeat", ctypes.c_uint32), ("duration", ctypes.c_uint32),
-                ("ctx_size_in", ctypes.c_uint32), ("ctx_size_out", ctypes.c_uint32),
-                ("ctx_in", ctypes.c_uint64), ("ctx_out", ctypes.c_uint64)]  # fmt: skip
+    _fields_ = [
+        ("prog_fd", ctypes.c_uint32),
+        ("retval", ctypes.c_uint32),
+        ("data_size_in", ctypes.c_uint32),
+        ("data_size_out", ctypes.c_uint32),
+        ("data_in", ctypes.c_uint64),
+        ("data_out", ctypes.c_uint64),
+        ("repeat", ctypes.c_uint32),
+        ("duration", ctypes.c_uint32),
+        ("ctx_size_in", ctypes.c_uint32),
+        ("ctx_size_out", ctypes.c_uint32),
+        ("ctx_in", ctypes.c_uint64),
+        ("ctx_out", ctypes.c_uint64),
+    ]
 
 
 def insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> bytes:
@@ -76,9 +91,10 @@ def program(outer_fd: int) -> bytes:
         insn(MOV64_REG, R1, R0),  # the inner map, as the helper's map argument
         insn(LDX_DW, R7, R6, off=0),  # the 8-byte key from the context ...
         insn(STX_DW, R10, R7, off=-16),  # ... onto the stack
-        insn(MOV64_REG, R2, R10), insn(ADD64_IMM, R2, imm=-16),
+        insn(MOV64_REG, R2, R10),
+        insn(ADD64_IMM, R2, imm=-16),
         insn(CALL, imm=FUNC_MAP_LOOKUP_ELEM),
-    ]  # fmt: skip
+    ]
     found = [copy, insn(MOV64_IMM, R0, imm=FOUND), insn(EXIT)]
     no_key = [insn(MOV64_IMM, R0, imm=NO_KEY), insn(EXIT)]
     no_slot = [insn(MOV64_IMM, R0, imm=NO_SLOT), insn(EXIT)]
@@ -86,15 +102,19 @@ def program(outer_fd: int) -> bytes:
     found_len = len(copy) // 8 + 2
     body = [
         insn(MOV64_REG, R6, R1),  # the context
-        insn(LD_IMM64, R1, PSEUDO_MAP_FD, imm=outer_fd), insn(0),
+        insn(LD_IMM64, R1, PSEUDO_MAP_FD, imm=outer_fd),
+        insn(0),
         insn(ST_W, R10, off=-4, imm=0),  # slot 0
-        insn(MOV64_REG, R2, R10), insn(ADD64_IMM, R2, imm=-4),
+        insn(MOV64_REG, R2, R10),
+        insn(ADD64_IMM, R2, imm=-4),
         insn(CALL, imm=FUNC_MAP_LOOKUP_ELEM),
         insn(JEQ_IMM, R0, off=n(inner) + 1 + found_len + n(no_key), imm=0),
         *inner,
         insn(JEQ_IMM, R0, off=found_len, imm=0),
-        *found, *no_key, *no_slot,
-    ]  # fmt: skip
+        *found,
+        *no_key,
+        *no_slot,
+    ]
     return b"".join(body)
 
 
@@ -105,10 +125,17 @@ class KernelProbe:
         code = ctypes.create_string_buffer(program(outer.fd))
         lic = ctypes.create_string_buffer(LICENSE)
         log = ctypes.create_string_buffer(16384)
-        attr = ProgLoadAttr(prog_type=PROG_TYPE_SYSCALL, insn_cnt=(len(code) - 1) // 8,
-                            insns=ctypes.addressof(code), license=ctypes.addressof(lic),
-                            log_level=1, log_size=len(log), log_buf=ctypes.addressof(log),
-                            prog_flags=F_SLEEPABLE, prog_name=b"hasher_probe")  # fmt: skip
+        attr = ProgLoadAttr(
+            prog_type=PROG_TYPE_SYSCALL,
+            insn_cnt=(len(code) - 1) // 8,
+            insns=ctypes.addressof(code),
+            license=ctypes.addressof(lic),
+            log_level=1,
+            log_size=len(log),
+            log_buf=ctypes.addressof(log),
+            prog_flags=F_SLEEPABLE,
+            prog_name=b"hasher_probe",
+        )
         try:
             self.fd = bpf.sys_bpf(bpf.PROG_LOAD, attr, outer.path)
         except BpfError:

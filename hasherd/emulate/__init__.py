@@ -5,5 +5,10 @@ from hasherd.emulate.bm1370 import FAULTS, ChainEmulator, EmulatorStats, share_s
 from hasherd.emulate.stream import CommandDecoder, HostFrame
 
 __all__ = [
-    "FAULTS", "ChainEmulator", "CommandDecoder", "EmulatorStats", "HostFrame", "share_start",
-]  # fmt: skip
+    "FAULTS",
+    "ChainEmulator",
+    "CommandDecoder",
+    "EmulatorStats",
+    "HostFrame",
+    "share_start",
+]

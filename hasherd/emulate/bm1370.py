@@ -57,8 +57,22 @@ _RESET_REGISTERS: dict[int, int] = {
     Register.CHIP_ID: _CHIP.chip_id << 16,
     Register.UART_BAUD: 0x0130_1A00,
 }
-_RATES = (115200, 230400, 460800, 500000, 576000, 921600, 1000000, 1152000, 1500000,
-          2000000, 2500000, 3000000, 3500000, 4000000)  # fmt: skip
+_RATES = (
+    115200,
+    230400,
+    460800,
+    500000,
+    576000,
+    921600,
+    1000000,
+    1152000,
+    1500000,
+    2000000,
+    2500000,
+    3000000,
+    3500000,
+    4000000,
+)
 _STANDARD_BAUDS = tuple((r, getattr(termios, f"B{r}")) for r in _RATES if hasattr(termios, f"B{r}"))
 
 
@@ -196,10 +210,18 @@ class ChainEmulator(PtyEmulator):
     def stats(self) -> EmulatorStats:
         d = self._decoder
         return EmulatorStats(
-            d.frames, d.crc_errors, d.garbage_bytes, d.unknown_frames, self._sent["jobs"],
-            self._sent["responses"], self._sent["nonces"], self._sent["garbage"],
-            baud_rate(self._divider), self._termios_baud, self._sent["dropped"],
-        )  # fmt: skip
+            d.frames,
+            d.crc_errors,
+            d.garbage_bytes,
+            d.unknown_frames,
+            self._sent["jobs"],
+            self._sent["responses"],
+            self._sent["nonces"],
+            self._sent["garbage"],
+            baud_rate(self._divider),
+            self._termios_baud,
+            self._sent["dropped"],
+        )
 
     # -- the I/O loop (the pty and its thread are PtyEmulator's) ---------------------------
 

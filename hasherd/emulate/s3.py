@@ -124,8 +124,11 @@ class _Sweeper:
         pos = 0
         while pos < count:
             n = (start + pos) % NONCE_SPACE
-            t = 0 if fast == 0 else int(self.nk.first_meeting(self.mid, self.w, n, count - pos,
-                                                              fast, self.h7))  # fmt: skip
+            t = (
+                0
+                if fast == 0
+                else int(self.nk.first_meeting(self.mid, self.w, n, count - pos, fast, self.h7))
+            )
             if t < 0:
                 break
             nonce = (n + t) % NONCE_SPACE
@@ -200,8 +203,21 @@ class S3Engine:
         self._ready = bytearray()
         self._late: list[tuple[float, int, bytes]] = []
         self._counts: dict[str, int] = {}
-        self._n = dict.fromkeys(("configs", "status", "works", "works_dropped", "tokens",
-                                 "nonces", "found", "dropped", "garbage", "hashes"), 0)  # fmt: skip
+        self._n = dict.fromkeys(
+            (
+                "configs",
+                "status",
+                "works",
+                "works_dropped",
+                "tokens",
+                "nonces",
+                "found",
+                "dropped",
+                "garbage",
+                "hashes",
+            ),
+            0,
+        )
         self._hash_seconds = 0.0
         self.config: TxConfig | None = None
 
@@ -235,10 +251,22 @@ class S3Engine:
     def stats(self) -> S3EmulatorStats:
         d, n = self._decoder, self._n
         return S3EmulatorStats(
-            d.tokens, d.crc_errors, d.garbage_bytes, d.malformed, n["configs"], n["status"],
-            n["works"], n["works_dropped"], n["tokens"], n["nonces"], n["found"], n["dropped"],
-            n["garbage"], n["hashes"], self._hash_seconds,
-        )  # fmt: skip
+            d.tokens,
+            d.crc_errors,
+            d.garbage_bytes,
+            d.malformed,
+            n["configs"],
+            n["status"],
+            n["works"],
+            n["works_dropped"],
+            n["tokens"],
+            n["nonces"],
+            n["found"],
+            n["dropped"],
+            n["garbage"],
+            n["hashes"],
+            self._hash_seconds,
+        )
 
     # -- tokens ----------------------------------------------------------------------------
 
@@ -269,12 +297,19 @@ class S3Engine:
             healthy += self._bitmap(words, [i for i, g in bits if g != self.dead_chip])
             first += count
         return RxStatus(
-            flags=int(request.flags & StatusFlag.CHIP_STATUS), fifo_space=self.fifo_depth,
-            hw_version=HW_VERSION, fan_exist=0b11, temp_exist=(1 << self.chains) - 1,
-            nonce_error=0, reg_value=0, chain_asic_num=self.chain_asic_num,
-            temps=tuple(40 + c for c in range(self.chains)), fans=(60, 60),
-            asic_exist=tuple(exist), asic_status=tuple(healthy),
-        )  # fmt: skip
+            flags=int(request.flags & StatusFlag.CHIP_STATUS),
+            fifo_space=self.fifo_depth,
+            hw_version=HW_VERSION,
+            fan_exist=0b11,
+            temp_exist=(1 << self.chains) - 1,
+            nonce_error=0,
+            reg_value=0,
+            chain_asic_num=self.chain_asic_num,
+            temps=tuple(40 + c for c in range(self.chains)),
+            fans=(60, 60),
+            asic_exist=tuple(exist),
+            asic_status=tuple(healthy),
+        )
 
     @staticmethod
     def _bitmap(words: int, asics: list[int]) -> list[int]:
@@ -360,8 +395,13 @@ class S3Emulator(PtyEmulator):
     _name = "s3-emulator"
     _label = "S3"
 
-    def __init__(self, chips: int, zero_bits: int, faults: set[str] | frozenset[str] = frozenset(),
-                 **options: Any) -> None:  # fmt: skip
+    def __init__(
+        self,
+        chips: int,
+        zero_bits: int,
+        faults: set[str] | frozenset[str] = frozenset(),
+        **options: Any,
+    ) -> None:
         super().__init__()
         self.engine = S3Engine(chips, zero_bits, faults, **options)
         self._outbox = bytearray()

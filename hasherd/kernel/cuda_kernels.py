@@ -373,16 +373,36 @@ def k0_kernel(n, nrec, inp, passes, mu, mi, z1_n, z2_n, out, tr, tw):
     if i >= n:
         return
     r, trace = record_of(inp, n, nrec, i)
-    w0, w1, w2, w3 = (header_word(inp, n, i, r, 0), header_word(inp, n, i, r, 1),
-                      header_word(inp, n, i, r, 2), header_word(inp, n, i, r, 3))  # fmt: skip
-    w4, w5, w6, w7 = (header_word(inp, n, i, r, 4), header_word(inp, n, i, r, 5),
-                      header_word(inp, n, i, r, 6), header_word(inp, n, i, r, 7))  # fmt: skip
-    w8, w9, w10, w11 = (header_word(inp, n, i, r, 8), header_word(inp, n, i, r, 9),
-                        header_word(inp, n, i, r, 10), header_word(inp, n, i, r, 11))  # fmt: skip
-    w12, w13, w14, w15 = (header_word(inp, n, i, r, 12), header_word(inp, n, i, r, 13),
-                          header_word(inp, n, i, r, 14), header_word(inp, n, i, r, 15))  # fmt: skip
-    w16, w17, w18, w19 = (header_word(inp, n, i, r, 16), header_word(inp, n, i, r, 17),
-                          header_word(inp, n, i, r, 18), header_word(inp, n, i, r, 19))  # fmt: skip
+    w0, w1, w2, w3 = (
+        header_word(inp, n, i, r, 0),
+        header_word(inp, n, i, r, 1),
+        header_word(inp, n, i, r, 2),
+        header_word(inp, n, i, r, 3),
+    )
+    w4, w5, w6, w7 = (
+        header_word(inp, n, i, r, 4),
+        header_word(inp, n, i, r, 5),
+        header_word(inp, n, i, r, 6),
+        header_word(inp, n, i, r, 7),
+    )
+    w8, w9, w10, w11 = (
+        header_word(inp, n, i, r, 8),
+        header_word(inp, n, i, r, 9),
+        header_word(inp, n, i, r, 10),
+        header_word(inp, n, i, r, 11),
+    )
+    w12, w13, w14, w15 = (
+        header_word(inp, n, i, r, 12),
+        header_word(inp, n, i, r, 13),
+        header_word(inp, n, i, r, 14),
+        header_word(inp, n, i, r, 15),
+    )
+    w16, w17, w18, w19 = (
+        header_word(inp, n, i, r, 16),
+        header_word(inp, n, i, r, 17),
+        header_word(inp, n, i, r, 18),
+        header_word(inp, n, i, r, 19),
+    )
     z1_hit, z1_val = zone1(mu, z1_n, w1)
     first = start_pass(passes, z1_hit, trace)
     if first % 2 == 1:
@@ -393,9 +413,35 @@ def k0_kernel(n, nrec, inp, passes, mu, mi, z1_n, z2_n, out, tr, tw):
     row = i * tw
     for p in range(first, passes + 1):
         d0, d1, d2, d3, d4, d5, d6, d7 = sha_dsha_mid9(
-            m0, m1, m2, m3, m4, m5, m6, m7, w0, w1, w2, w3, w4, w5, w6, w7, w8, w9,
-            w10, w11, w12, w13, w14, w15, w16, w17, w18, w19,
-        )  # fmt: skip
+            m0,
+            m1,
+            m2,
+            m3,
+            m4,
+            m5,
+            m6,
+            m7,
+            w0,
+            w1,
+            w2,
+            w3,
+            w4,
+            w5,
+            w6,
+            w7,
+            w8,
+            w9,
+            w10,
+            w11,
+            w12,
+            w13,
+            w14,
+            w15,
+            w16,
+            w17,
+            w18,
+            w19,
+        )
         if p < passes:
             j, found = lookup(p, d0, w4, w5, w11, z1_hit, z1_val, mu, mi, z1_n, z2_n)
             if trace:
@@ -465,9 +511,23 @@ def scan_kernel(
     for p in range(first, passes + 1):
         if tid == 0:
             mid[0], mid[1], mid[2], mid[3], mid[4], mid[5], mid[6], mid[7] = sha_block1(
-                sh[0], sh[1], sh[2], sh[3], sh[4], sh[5], sh[6], sh[7], sh[8], sh[9],
-                sh[10], sh[11], sh[12], sh[13], sh[14], sh[15],
-            )  # fmt: skip
+                sh[0],
+                sh[1],
+                sh[2],
+                sh[3],
+                sh[4],
+                sh[5],
+                sh[6],
+                sh[7],
+                sh[8],
+                sh[9],
+                sh[10],
+                sh[11],
+                sh[12],
+                sh[13],
+                sh[14],
+                sh[15],
+            )
         cuda.syncthreads()
         m0, m1, m2, m3 = mid[0], mid[1], mid[2], mid[3]
         m4, m5, m6, m7 = mid[4], mid[5], mid[6], mid[7]

@@ -28,8 +28,16 @@ _FAR = np.int64(1) << 40  # a distance larger than any two u32 can have
 class BatchIndex:
     """A memory's zone indices in the form ``lookup_many`` searches (built once)."""
 
-    __slots__ = ("memory", "z1_keys", "z1_vals", "z2_comp", "z2_keys", "z2_pos", "z2_start",
-                 "z2_vals")  # fmt: skip
+    __slots__ = (
+        "memory",
+        "z1_keys",
+        "z1_vals",
+        "z2_comp",
+        "z2_keys",
+        "z2_pos",
+        "z2_start",
+        "z2_vals",
+    )
 
     def __init__(self, memory: JitterMemory) -> None:
         self.memory = memory

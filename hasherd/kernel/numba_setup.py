@@ -37,8 +37,11 @@ def configure() -> dict[str, str]:
     from numba.core import config as numba_config
 
     config: Any = numba_config  # settings are set at run time; numba ships no stubs for them
-    info = {"cpu_name": ll.get_host_cpu_name(), "vector_bits": "default",
-            "omp_wait_policy": os.environ["OMP_WAIT_POLICY"]}  # fmt: skip
+    info = {
+        "cpu_name": ll.get_host_cpu_name(),
+        "vector_bits": "default",
+        "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
+    }
     if os.environ.get("NUMBA_CPU_NAME") or os.environ.get("NUMBA_CPU_FEATURES"):
         info["vector_bits"] = "environment"
     elif ll.get_host_cpu_features().get("avx512f"):

@@ -173,73 +173,113 @@ ERRORS = _counter("hasherd_errors_total", "Errors by class, daemon-wide.", ("kin
 BUILD_INFO = _gauge("hasherd_build_info", "Always 1; the hasherd version.", ("version",))
 
 DEPLOY_SPECS = (
-    _counter("hasherd_deployments_total", "Layers made live by flash (rollbacks not counted).",
-             key="deployments"),
-    _counter("hasherd_deploy_rollbacks_total", "Rollbacks to the previous layer.",
-             key="rollbacks"),
-    _counter("hasherd_deploy_failures_total", "Deployments and rollbacks that failed.",
-             key="failures"),
-    _gauge("hasherd_deploy_last_timestamp_seconds",
-           "When the live layer went live (Unix time).", key="last_deploy_unix"),
+    _counter(
+        "hasherd_deployments_total",
+        "Layers made live by flash (rollbacks not counted).",
+        key="deployments",
+    ),
+    _counter("hasherd_deploy_rollbacks_total", "Rollbacks to the previous layer.", key="rollbacks"),
+    _counter(
+        "hasherd_deploy_failures_total", "Deployments and rollbacks that failed.", key="failures"
+    ),
+    _gauge(
+        "hasherd_deploy_last_timestamp_seconds",
+        "When the live layer went live (Unix time).",
+        key="last_deploy_unix",
+    ),
     _gauge("hasherd_deploy_live_layer", "The layer live in the BPF maps.", key="live_layer"),
     _gauge("hasherd_deploy_live_weights", "Weights in the live layer.", key="live_count"),
-)  # fmt: skip
+)
 
 JITTER_SPECS = (
-    _counter("hasherd_jitter_requests_total", "Jitter lookups requests served (all modes).",
-             key="requests"),
-    _counter("hasherd_jitter_legacy_requests_total", "56-byte legacy requests served.",
-             key="legacy_requests"),
+    _counter(
+        "hasherd_jitter_requests_total",
+        "Jitter lookups requests served (all modes).",
+        key="requests",
+    ),
+    _counter(
+        "hasherd_jitter_legacy_requests_total",
+        "56-byte legacy requests served.",
+        key="legacy_requests",
+    ),
     _counter("hasherd_jitter_batches_total", "Batch-mode lookup frames served.", key="batches"),
     _counter("hasherd_jitter_lookups_total", "Jitter lookups answered.", key="lookups"),
     _counter("hasherd_jitter_uploads_total", "Memories uploaded by clients.", key="uploads"),
-    _counter("hasherd_jitter_connections_total", "Connections accepted.",
-             key="connections_total"),
+    _counter("hasherd_jitter_connections_total", "Connections accepted.", key="connections_total"),
     _gauge("hasherd_jitter_connections", "Connections open now.", key="connections"),
     _gauge("hasherd_jitter_memories", "Jitter memories held.", key="memories"),
-)  # fmt: skip
-JITTER_ERRORS = _counter("hasherd_jitter_errors_total", "Jitter service errors by kind.",
-                         ("kind",))  # fmt: skip
+)
+JITTER_ERRORS = _counter("hasherd_jitter_errors_total", "Jitter service errors by kind.", ("kind",))
 JITTER_LATENCY = "hasherd_jitter_request_duration_seconds"
 
 DEVICE = ("device",)
 CHIP = ("device", "chip")
 CHIP_SPECS = (
-    _counter("hasherd_chip_hashes_total", "Nonces the chip hashed (rate: its hash rate).",
-             CHIP, "hashes"),
+    _counter(
+        "hasherd_chip_hashes_total", "Nonces the chip hashed (rate: its hash rate).", CHIP, "hashes"
+    ),
     _counter("hasherd_chip_nonces_total", "Valid nonces the chip reported.", CHIP, "nonces"),
-    _counter("hasherd_chip_invalid_nonces_total",
-             "Nonces that failed the host's check (hardware errors).", CHIP, "invalid"),
-    _counter("hasherd_chip_duplicate_nonces_total", "Nonces reported twice for one job.",
-             CHIP, "duplicates"),
-)  # fmt: skip
+    _counter(
+        "hasherd_chip_invalid_nonces_total",
+        "Nonces that failed the host's check (hardware errors).",
+        CHIP,
+        "invalid",
+    ),
+    _counter(
+        "hasherd_chip_duplicate_nonces_total",
+        "Nonces reported twice for one job.",
+        CHIP,
+        "duplicates",
+    ),
+)
 DEVICE_SPECS = (
-    _gauge("hasherd_device_chips", "Chips that answered the chain's enumeration.", DEVICE,
-           "chips"),
+    _gauge("hasherd_device_chips", "Chips that answered the chain's enumeration.", DEVICE, "chips"),
     _counter("hasherd_device_jobs_total", "Jobs sent to the chain.", DEVICE, "jobs"),
-    _counter("hasherd_device_crc_errors_total",
-             "Response frames that failed their CRC (chain-wide: unattributable).", DEVICE,
-             "crc_errors"),
-    _counter("hasherd_device_stale_nonces_total", "Nonces for a job other than the current.",
-             DEVICE, "stale"),
-    _counter("hasherd_device_garbage_bytes_total", "Bytes skipped to resynchronise.", DEVICE,
-             "garbage_bytes"),
-    _counter("hasherd_device_resends_total",
-             "Jobs sent again because a response frame was lost.", DEVICE, "resends"),
-)  # fmt: skip
+    _counter(
+        "hasherd_device_crc_errors_total",
+        "Response frames that failed their CRC (chain-wide: unattributable).",
+        DEVICE,
+        "crc_errors",
+    ),
+    _counter(
+        "hasherd_device_stale_nonces_total",
+        "Nonces for a job other than the current.",
+        DEVICE,
+        "stale",
+    ),
+    _counter(
+        "hasherd_device_garbage_bytes_total",
+        "Bytes skipped to resynchronise.",
+        DEVICE,
+        "garbage_bytes",
+    ),
+    _counter(
+        "hasherd_device_resends_total",
+        "Jobs sent again because a response frame was lost.",
+        DEVICE,
+        "resends",
+    ),
+)
 DEVICE_RECONNECTS = _counter(
     "hasherd_device_reconnects_total", "Times the chain was reopened and initialised again.", DEVICE
 )
 VALIDATION_SPECS = (
     _counter("hasherd_validation_runs_total", "Validations finished.", key="runs"),
-    _gauge("hasherd_validation_last_mismatch_ratio",
-           "Disagreement rate of the last validation.", key="last_rate"),
-    _gauge("hasherd_validation_last_timestamp_seconds",
-           "When the last validation finished (Unix time).", key="last_finished_unix"),
+    _gauge(
+        "hasherd_validation_last_mismatch_ratio",
+        "Disagreement rate of the last validation.",
+        key="last_rate",
+    ),
+    _gauge(
+        "hasherd_validation_last_timestamp_seconds",
+        "When the last validation finished (Unix time).",
+        key="last_finished_unix",
+    ),
     _gauge("hasherd_validation_running", "1 while a validation runs.", key="running"),
-)  # fmt: skip
-VALIDATION_WEIGHTS = _counter("hasherd_validation_weights_total",
-                              "Weights checked, by outcome.", ("outcome",))  # fmt: skip
+)
+VALIDATION_WEIGHTS = _counter(
+    "hasherd_validation_weights_total", "Weights checked, by outcome.", ("outcome",)
+)
 VALIDATION_OUTCOMES = ("validated", "non_deterministic", "failed")
 
 SPECS: tuple[Spec, ...] = (
@@ -340,8 +380,9 @@ class HasherCollector(Collector):
 
 def _latency_family(lat: Mapping[str, Any]) -> HistogramMetricFamily:
     """The jitter service's per-request service time, from its cumulative buckets."""
-    buckets = [("+Inf" if math.isinf(le) else repr(float(le)), float(n))
-               for le, n in lat["buckets"]]  # fmt: skip
+    buckets = [
+        ("+Inf" if math.isinf(le) else repr(float(le)), float(n)) for le, n in lat["buckets"]
+    ]
     family = HistogramMetricFamily(
         JITTER_LATENCY,
         "Jitter service time per request, in seconds.",

@@ -37,9 +37,21 @@ DEFAULT_ADDRESS = "127.0.0.1:9464"
 # A generation takes from under a millisecond (small population, GPU) to seconds
 # (large population on a slow CPU); 1-2.5-5 steps from 0.5 ms to 10 s.
 GENERATION_BUCKETS = (
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-)  # fmt: skip
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
 
 
 class MetricsServerError(HasherError):

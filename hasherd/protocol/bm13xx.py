@@ -28,14 +28,40 @@ from hasherd.errors import HasherError, InputError
 from hasherd.protocol.crc import Buffer, crc5, crc5_bits, crc16_ccitt_false
 
 __all__ = [
-    "CLOCK_HZ", "COMMAND_PREAMBLE", "RESET_BAUD_DIVIDER", "RESPONSE_PREAMBLE", "Bm13xxError",
-    "ChainInactive", "Chip", "Command", "FullHeaderJob", "Job", "MidstateJob", "NonceResponse",
-    "ReadRegister", "Register", "RegisterResponse", "Response", "ResponseDecoder",
-    "SetChipAddress", "VersionNonceResponse", "WriteRegister", "baud_divider", "baud_rate",
-    "decode_command", "decode_response", "misc_control_divider", "misc_control_value",
-    "pll_frequency_hz", "ticket_mask", "ticket_mask_difficulty", "uart_baud_divider",
-    "uart_baud_value", "version_rolling_value", "word_reverse",
-]  # fmt: skip
+    "CLOCK_HZ",
+    "COMMAND_PREAMBLE",
+    "RESET_BAUD_DIVIDER",
+    "RESPONSE_PREAMBLE",
+    "Bm13xxError",
+    "ChainInactive",
+    "Chip",
+    "Command",
+    "FullHeaderJob",
+    "Job",
+    "MidstateJob",
+    "NonceResponse",
+    "ReadRegister",
+    "Register",
+    "RegisterResponse",
+    "Response",
+    "ResponseDecoder",
+    "SetChipAddress",
+    "VersionNonceResponse",
+    "WriteRegister",
+    "baud_divider",
+    "baud_rate",
+    "decode_command",
+    "decode_response",
+    "misc_control_divider",
+    "misc_control_value",
+    "pll_frequency_hz",
+    "ticket_mask",
+    "ticket_mask_difficulty",
+    "uart_baud_divider",
+    "uart_baud_value",
+    "version_rolling_value",
+    "word_reverse",
+]
 
 COMMAND_PREAMBLE = b"\x55\xaa"
 RESPONSE_PREAMBLE = b"\xaa\x55"
@@ -446,13 +472,15 @@ class MidstateJob:
         job_id, _, start, nbits, ntime = _JOB_HEAD.unpack_from(raw, 4)
         states = tuple(raw[22 + 32 * i : 54 + 32 * i][::-1] for i in range(count))
         length = None if raw[3] == len(raw) - 2 else raw[3]
-        return cls(job_id, states, nbits, ntime, raw[18:22], int.from_bytes(start, "little"),
-                   length)  # fmt: skip
+        return cls(
+            job_id, states, nbits, ntime, raw[18:22], int.from_bytes(start, "little"), length
+        )
 
     def to_bytes(self) -> bytes:
         count = len(self.midstates)
-        head = _JOB_HEAD.pack(self.job_id, count, self.starting_nonce.to_bytes(4, "little"),
-                              self.nbits, self.ntime)  # fmt: skip
+        head = _JOB_HEAD.pack(
+            self.job_id, count, self.starting_nonce.to_bytes(4, "little"), self.nbits, self.ntime
+        )
         payload = head + self.merkle_tail + b"".join(m[::-1] for m in self.midstates)
         length = self.length if self.length is not None else len(payload) + 4
         return _job_frame(length, payload)
@@ -500,8 +528,7 @@ class FullHeaderJob:
         version, ntime, nbits, nonce = struct.unpack_from("<I", header, 0) + struct.unpack_from(
             "<III", header, 68
         )
-        return cls(job_id, version, header[4:36], header[36:68], ntime, nbits, nonce,
-                   length=length)  # fmt: skip
+        return cls(job_id, version, header[4:36], header[36:68], ntime, nbits, nonce, length=length)
 
     def header(self, nonce: int) -> bytes:
         """The 80-byte header this job hashes with ``nonce`` (the LE u32 value)."""
@@ -522,8 +549,17 @@ class FullHeaderJob:
         merkle = word_reverse(raw[18:50])
         prev = word_reverse(raw[50:82])
         (version,) = struct.unpack_from("<I", raw, 82)
-        return cls(job_id, version, prev, merkle, ntime, nbits, int.from_bytes(start, "little"),
-                   count, raw[3])  # fmt: skip
+        return cls(
+            job_id,
+            version,
+            prev,
+            merkle,
+            ntime,
+            nbits,
+            int.from_bytes(start, "little"),
+            count,
+            raw[3],
+        )
 
     def to_bytes(self) -> bytes:
         start = self.starting_nonce.to_bytes(4, "little")
@@ -693,8 +729,9 @@ class VersionNonceResponse:
     @classmethod
     def from_bytes(cls, data: Buffer) -> VersionNonceResponse:
         raw = _check_response(data, (11,), _RESP_NONCE, "BM13xx nonce response")
-        return cls(int.from_bytes(raw[2:6], "little"), raw[6], raw[7],
-                   int.from_bytes(raw[8:10], "big"))  # fmt: skip
+        return cls(
+            int.from_bytes(raw[2:6], "little"), raw[6], raw[7], int.from_bytes(raw[8:10], "big")
+        )
 
     def to_bytes(self) -> bytes:
         body = self.nonce_bytes + bytes((self.excess, self.result))

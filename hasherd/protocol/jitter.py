@@ -59,16 +59,51 @@ from hasherd.protocol.jitter_frames import (
 )
 
 __all__ = [
-    "DEFAULT_MAX_UPLOAD_FRAMES", "FRAME_BYTES", "HEADER_BYTES", "HELLO_BYTES", "HELLO_TAIL",
-    "LEGACY_REPLY_BYTES", "LEGACY_REQUEST_BYTES", "MAGIC", "MAX_MESSAGE_BYTES", "MAX_RECORDS",
-    "MAX_UPLOAD_FRAMES", "MEMORY_ID_BYTES", "PROTOCOL_VERSION", "RECORD_WORDS", "REPLY_TYPES",
-    "REQUEST_TYPES", "SUPPORTED_VERSIONS", "ClientDecoder", "ErrorCode", "ErrorReply", "Event",
-    "Frame", "FrameDecoder", "FrameType", "Hello", "InfoReply", "InfoRequest",
-    "JitterProtocolError", "LegacyBlock", "LegacyReply", "LegacyRequest", "Limits",
-    "LookupReply", "LookupRequest", "Mode", "ServerDecoder", "UploadReply", "UploadRequest",
-    "check_header", "decode_frame", "error_name", "is_hello", "memory_id_from_wire",
+    "DEFAULT_MAX_UPLOAD_FRAMES",
+    "FRAME_BYTES",
+    "HEADER_BYTES",
+    "HELLO_BYTES",
+    "HELLO_TAIL",
+    "LEGACY_REPLY_BYTES",
+    "LEGACY_REQUEST_BYTES",
+    "MAGIC",
+    "MAX_MESSAGE_BYTES",
+    "MAX_RECORDS",
+    "MAX_UPLOAD_FRAMES",
+    "MEMORY_ID_BYTES",
+    "PROTOCOL_VERSION",
+    "RECORD_WORDS",
+    "REPLY_TYPES",
+    "REQUEST_TYPES",
+    "SUPPORTED_VERSIONS",
+    "ClientDecoder",
+    "ErrorCode",
+    "ErrorReply",
+    "Event",
+    "Frame",
+    "FrameDecoder",
+    "FrameType",
+    "Hello",
+    "InfoReply",
+    "InfoRequest",
+    "JitterProtocolError",
+    "LegacyBlock",
+    "LegacyReply",
+    "LegacyRequest",
+    "Limits",
+    "LookupReply",
+    "LookupRequest",
+    "Mode",
+    "ServerDecoder",
+    "UploadReply",
+    "UploadRequest",
+    "check_header",
+    "decode_frame",
+    "error_name",
+    "is_hello",
+    "memory_id_from_wire",
     "memory_id_to_wire",
-]  # fmt: skip
+]
 
 PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS = frozenset({PROTOCOL_VERSION})
@@ -97,8 +132,9 @@ class LegacyRequest:
     @classmethod
     def from_bytes(cls, data: bytes) -> LegacyRequest:
         if len(data) != LEGACY_REQUEST_BYTES:
-            raise bad_frame(f"a legacy request is {LEGACY_REQUEST_BYTES} bytes, got {len(data)}",
-                       raw=data)  # fmt: skip
+            raise bad_frame(
+                f"a legacy request is {LEGACY_REQUEST_BYTES} bytes, got {len(data)}", raw=data
+            )
         words = RECORD.unpack(data)
         return cls(words[:12], words[12], words[13])
 
@@ -143,8 +179,10 @@ class LegacyBlock:
 
     def requests(self) -> list[LegacyRequest]:
         step = LEGACY_REQUEST_BYTES
-        return [LegacyRequest.from_bytes(self.data[i : i + step])
-                for i in range(0, len(self.data), step)]  # fmt: skip
+        return [
+            LegacyRequest.from_bytes(self.data[i : i + step])
+            for i in range(0, len(self.data), step)
+        ]
 
 
 # -- batch mode: hello ------------------------------------------------------------------

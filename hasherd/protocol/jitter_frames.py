@@ -69,8 +69,9 @@ class ErrorCode(IntEnum):
         return self in _CLOSING
 
 
-_CLOSING = frozenset({ErrorCode.BAD_VERSION, ErrorCode.BAD_FRAME, ErrorCode.TOO_LARGE,
-                      ErrorCode.TIMEOUT})  # fmt: skip
+_CLOSING = frozenset(
+    {ErrorCode.BAD_VERSION, ErrorCode.BAD_FRAME, ErrorCode.TOO_LARGE, ErrorCode.TIMEOUT}
+)
 
 
 def error_name(code: int) -> str:
@@ -182,8 +183,9 @@ class Frame:
 
     def to_bytes(self) -> bytes:
         body = self.body()
-        return HEADER.pack(HEADER_BYTES + len(body), self.type, 0, self.code(),
-                           self.request_id) + body  # fmt: skip
+        return (
+            HEADER.pack(HEADER_BYTES + len(body), self.type, 0, self.code(), self.request_id) + body
+        )
 
     @classmethod
     def parse(cls, request_id: int, code: int, body: bytes) -> Frame:
@@ -379,8 +381,13 @@ class InfoReply(Frame):
             spec.check_u32(getattr(self, name), name)
 
     def body(self) -> bytes:
-        return _INFO.pack(memory_id_to_wire(self.default_memory_id), self.default_frames,
-                          self.memories, self.max_records, self.max_upload_frames)  # fmt: skip
+        return _INFO.pack(
+            memory_id_to_wire(self.default_memory_id),
+            self.default_frames,
+            self.memories,
+            self.max_records,
+            self.max_upload_frames,
+        )
 
     @classmethod
     def parse(cls, request_id: int, code: int, body: bytes) -> InfoReply:
@@ -426,9 +433,16 @@ class ErrorReply(Frame):
 
 PARSERS: dict[FrameType, Callable[[int, int, bytes], Frame]] = {
     cls.type: cls.parse
-    for cls in (LookupRequest, LookupReply, UploadRequest, UploadReply, InfoRequest,
-                InfoReply, ErrorReply)
-}  # fmt: skip
+    for cls in (
+        LookupRequest,
+        LookupReply,
+        UploadRequest,
+        UploadReply,
+        InfoRequest,
+        InfoReply,
+        ErrorReply,
+    )
+}
 REQUEST_TYPES = frozenset({FrameType.LOOKUP, FrameType.UPLOAD, FrameType.INFO})
 REPLY_TYPES = frozenset(set(FrameType) - REQUEST_TYPES)
 

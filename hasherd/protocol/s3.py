@@ -28,11 +28,29 @@ from hasherd.protocol.crc import Buffer, crc16_modbus
 from hasherd.protocol.s3_framing import TokenDecoder
 
 __all__ = [
-    "MAX_TOKEN_BYTES", "MAX_WORKS", "RX_NONCE", "RX_STATUS", "RX_STATUS_REQUEST", "TX_CONFIG",
-    "TX_TASK", "ConfigFlag", "ControlFlag", "NonceEntry", "RxDecoder", "RxNonce", "RxStatus",
-    "RxStatusRequest", "RxToken", "S3Error", "StatusFlag", "TxConfig", "TxTask", "Work",
-    "data2_from_header", "decode_rx",
-]  # fmt: skip
+    "MAX_TOKEN_BYTES",
+    "MAX_WORKS",
+    "RX_NONCE",
+    "RX_STATUS",
+    "RX_STATUS_REQUEST",
+    "TX_CONFIG",
+    "TX_TASK",
+    "ConfigFlag",
+    "ControlFlag",
+    "NonceEntry",
+    "RxDecoder",
+    "RxNonce",
+    "RxStatus",
+    "RxStatusRequest",
+    "RxToken",
+    "S3Error",
+    "StatusFlag",
+    "TxConfig",
+    "TxTask",
+    "Work",
+    "data2_from_header",
+    "decode_rx",
+]
 
 TX_CONFIG = 0x51
 TX_TASK = 0x52
@@ -155,8 +173,15 @@ class TxConfig:
         if control & ~0x03:
             raise InputError("control", f"0x{control:02X} sets reserved bits")
         object.__setattr__(self, "control", ControlFlag(control))
-        for name in ("chain_num", "asic_num", "fan_pwm", "timeout", "chain_check_time",
-                     "chip_address", "reg_address"):  # fmt: skip
+        for name in (
+            "chain_num",
+            "asic_num",
+            "fan_pwm",
+            "timeout",
+            "chain_check_time",
+            "chip_address",
+            "reg_address",
+        ):
             _uint(getattr(self, name), 8, name)
         _uint(self.frequency, 16, "frequency")
         object.__setattr__(self, "voltage", _fixed_bytes(self.voltage, 2, "voltage"))
@@ -173,15 +198,36 @@ class TxConfig:
         flags, control, check, chains, asics, pwm, timeout, freq, volt, reg, chip, addr = (
             _CONFIG.unpack_from(raw, 4)
         )
-        return cls(ConfigFlag(flags), chains, asics, pwm, timeout, freq, volt,
-                   ControlFlag(control), check, reg, chip, addr)  # fmt: skip
+        return cls(
+            ConfigFlag(flags),
+            chains,
+            asics,
+            pwm,
+            timeout,
+            freq,
+            volt,
+            ControlFlag(control),
+            check,
+            reg,
+            chip,
+            addr,
+        )
 
     def to_bytes(self) -> bytes:
         body = _CONFIG.pack(
-            self.flags, self.control, self.chain_check_time, self.chain_num, self.asic_num,
-            self.fan_pwm, self.timeout, self.frequency, self.voltage, self.reg_data,
-            self.chip_address, self.reg_address,
-        )  # fmt: skip
+            self.flags,
+            self.control,
+            self.chain_check_time,
+            self.chain_num,
+            self.asic_num,
+            self.fan_pwm,
+            self.timeout,
+            self.frequency,
+            self.voltage,
+            self.reg_data,
+            self.chip_address,
+            self.reg_address,
+        )
         return _seal(TX_CONFIG, body)
 
 
@@ -281,8 +327,9 @@ class RxStatusRequest:
         return cls(StatusFlag(raw[4]), raw[8], raw[9])
 
     def to_bytes(self) -> bytes:
-        return _seal(RX_STATUS_REQUEST, bytes((self.flags, 0, 0, 0, self.chip_address,
-                                               self.reg_address)))  # fmt: skip
+        return _seal(
+            RX_STATUS_REQUEST, bytes((self.flags, 0, 0, 0, self.chip_address, self.reg_address))
+        )
 
 
 # -- device to host --------------------------------------------------------------------------
@@ -340,8 +387,13 @@ class RxStatus:
             raise InputError(
                 "asic_exist", f"{len(exist)} words do not split over {len(chains)} chains"
             )
-        for name, value in (("chain_asic_num", chains), ("temps", temps), ("fans", fans),
-                            ("asic_exist", exist), ("asic_status", status)):  # fmt: skip
+        for name, value in (
+            ("chain_asic_num", chains),
+            ("temps", temps),
+            ("fans", fans),
+            ("asic_exist", exist),
+            ("asic_status", status),
+        ):
             object.__setattr__(self, name, value)
 
     @property
@@ -381,13 +433,34 @@ class RxStatus:
         at += temp_num
         fans = tuple(raw[at : at + fan_num])
         half = words // 2
-        return cls(flags, fifo, hw, fan_exist, temp_exist, nerr, reg, chains, temps, fans,
-                   bitmap[:half], bitmap[half:])  # fmt: skip
+        return cls(
+            flags,
+            fifo,
+            hw,
+            fan_exist,
+            temp_exist,
+            nerr,
+            reg,
+            chains,
+            temps,
+            fans,
+            bitmap[:half],
+            bitmap[half:],
+        )
 
     def to_bytes(self) -> bytes:
-        body = _STATUS.pack(self.flags, self.chain_num, self.fifo_space, self.hw_version,
-                            len(self.fans), len(self.temps), self.fan_exist, self.temp_exist,
-                            self.nonce_error, self.reg_value)  # fmt: skip
+        body = _STATUS.pack(
+            self.flags,
+            self.chain_num,
+            self.fifo_space,
+            self.hw_version,
+            len(self.fans),
+            len(self.temps),
+            self.fan_exist,
+            self.temp_exist,
+            self.nonce_error,
+            self.reg_value,
+        )
         words = self.asic_exist + self.asic_status
         body += struct.pack(f"<{len(words)}I", *words) + bytes(self.chain_asic_num)
         body += struct.pack(f"<{len(self.temps)}b", *self.temps) + bytes(self.fans)

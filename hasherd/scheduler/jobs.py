@@ -180,10 +180,14 @@ class JobScheduler:
                 await self.on_dataset(ds)
             progress = self.progress[job.id] = Progress(epochs=cfg.training.epochs)
             trainer = Trainer(
-                self.store, ds, cfg, dispatch=self.pool.evaluate_then,
+                self.store,
+                ds,
+                cfg,
+                dispatch=self.pool.evaluate_then,
                 lanes=self.pool.capacity_for(cfg.training.zero_bits),
-                batch=cfg.daemon.batch, on_step=lambda s: self.on_step(job.id, s),
-            )  # fmt: skip
+                batch=cfg.daemon.batch,
+                on_step=lambda s: self.on_step(job.id, s),
+            )
             trainer.progress = progress
             active.trainer = trainer
             if active.stop_as:
@@ -196,8 +200,14 @@ class JobScheduler:
                 status, error = active.stop_as or "queued", None
             await self.store.move_job(job.id, status, error=error, **links)
             self.seen_jobs[job.id] = (job.name, status)
-            LOGGER.info("job %d %s: %d of %d records hold a winner at %d bits", job.id, status,
-                        summary.winners, summary.records, summary.final_difficulty)  # fmt: skip
+            LOGGER.info(
+                "job %d %s: %d of %d records hold a winner at %d bits",
+                job.id,
+                status,
+                summary.winners,
+                summary.records,
+                summary.final_difficulty,
+            )
         except (DataError, HasherError) as exc:
             LOGGER.error("job %d failed: %s", job.id, exc)
             await self.store.move_job(job.id, "failed", error=str(exc))
@@ -216,13 +226,21 @@ class JobScheduler:
         if p is None:
             return None
         return {
-            "epoch": p.epoch, "epochs": p.epochs, "difficulty_bits": p.difficulty,
-            "records_total": p.records_total, "records_won": p.records_won,
-            "records_done": p.done, "records_todo": p.todo, "candidates": p.candidates,
-            "dsha": p.dsha, "tokens": p.tokens, "candidates_per_s": round(p.candidates_per_s, 1),
-            "best_fitness": _finite(p.best_reward), "mean_fitness": _finite(p.mean_reward),
+            "epoch": p.epoch,
+            "epochs": p.epochs,
+            "difficulty_bits": p.difficulty,
+            "records_total": p.records_total,
+            "records_won": p.records_won,
+            "records_done": p.done,
+            "records_todo": p.todo,
+            "candidates": p.candidates,
+            "dsha": p.dsha,
+            "tokens": p.tokens,
+            "candidates_per_s": round(p.candidates_per_s, 1),
+            "best_fitness": _finite(p.best_reward),
+            "mean_fitness": _finite(p.mean_reward),
             "run_id": p.run_id or None,
-        }  # fmt: skip
+        }
 
     async def job_json(self, job: JobRow) -> dict[str, Any]:
         out = {**job.to_json(), "progress": self.job_progress(job.id)}

@@ -201,8 +201,13 @@ class Trainer:
         p = self.progress
         p.epoch, p.difficulty, p.todo, p.done = epoch, d, len(todo), 0
         p.records_won = sum(1 for r in records if self.best.get(r.id, (-1, 0.0))[0] >= d)
-        LOGGER.info("epoch %d: difficulty %d bits, %d of %d records to train",
-                    epoch, d, len(todo), len(records))  # fmt: skip
+        LOGGER.info(
+            "epoch %d: difficulty %d bits, %d of %d records to train",
+            epoch,
+            d,
+            len(todo),
+            len(records),
+        )
         self.on_progress(p)
 
     def _check_hash_rate(self, dsha: int, seconds: float) -> None:
@@ -210,8 +215,11 @@ class Trainer:
         target = self.cfg.simulator.target_hash_rate
         rate = dsha / max(seconds, 1e-9)
         if target and dsha and rate < target:
-            LOGGER.warning("hash rate %.3g double SHA-256/s is below simulator.target_hash_rate "
-                           "%.3g", rate, target)  # fmt: skip
+            LOGGER.warning(
+                "hash rate %.3g double SHA-256/s is below simulator.target_hash_rate %.3g",
+                rate,
+                target,
+            )
 
     async def _train_epoch(self, run: RunRow, epoch: int, d: int, todo: list[RecordRow]) -> None:
         """Train ``todo`` in lockstep groups: each evaluation call runs one generation of
@@ -375,12 +383,22 @@ class Trainer:
         self, run: RunRow, rec: RecordRow, best: Any, gen: Generation, epoch: int, d: int
     ) -> WeightRow:
         return WeightRow(
-            record_id=rec.id, run_id=run.id, token_id=rec.token_id, context_key=rec.context_key,
-            slots=rec.slots, seed=best.seed, output=best.output, golden_nonce=best.golden_nonce,
-            prefix_bits=best.prefix_bits, difficulty_bits=d, fitness=best.reward,
-            generation=gen.number, epoch=epoch, memory_id=self.ds.memory_id,
+            record_id=rec.id,
+            run_id=run.id,
+            token_id=rec.token_id,
+            context_key=rec.context_key,
+            slots=rec.slots,
+            seed=best.seed,
+            output=best.output,
+            golden_nonce=best.golden_nonce,
+            prefix_bits=best.prefix_bits,
+            difficulty_bits=d,
+            fitness=best.reward,
+            generation=gen.number,
+            epoch=epoch,
+            memory_id=self.ds.memory_id,
             layer=rec.token_id // self.cfg.storage.layer_size,
-        )  # fmt: skip
+        )
 
     # -- setup and teardown -------------------------------------------------------------------
 
@@ -438,8 +456,21 @@ class Trainer:
             run_id=run.id,
         )
         p = self.progress
-        return RunSummary(run.id, status, resumed, epoch, d, len(records), winners, converged,
-                          p.candidates, p.dsha, time.monotonic() - t0, validated, bad)  # fmt: skip
+        return RunSummary(
+            run.id,
+            status,
+            resumed,
+            epoch,
+            d,
+            len(records),
+            winners,
+            converged,
+            p.candidates,
+            p.dsha,
+            time.monotonic() - t0,
+            validated,
+            bad,
+        )
 
     async def _validate_sample(self, run: RunRow) -> tuple[int, int]:
         """Re-run ``validation_split`` of this run's weights on the reference evaluator,
@@ -487,6 +518,10 @@ class Trainer:
                 continue
             same = int(res.output[0]) == w.output and int(res.golden_nonce[0]) == w.golden_nonce
             return "validated" if same else "non-deterministic"
-        await self.store.add_event("validation_failed", {"weight": w.id, "reason": "timeout"},
-                                   run_id=run.id, record_id=w.record_id)  # fmt: skip
+        await self.store.add_event(
+            "validation_failed",
+            {"weight": w.id, "reason": "timeout"},
+            run_id=run.id,
+            record_id=w.record_id,
+        )
         return None

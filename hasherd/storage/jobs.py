@@ -39,15 +39,32 @@ class JobRow:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "id": self.id, "name": self.name, "data": self.data_path, "status": self.status,
-            "options": self.options, "run_id": self.run_id, "dataset_id": self.dataset_id,
-            "error": self.error, "created_at": self.created_at, "updated_at": self.updated_at,
-        }  # fmt: skip
+            "id": self.id,
+            "name": self.name,
+            "data": self.data_path,
+            "status": self.status,
+            "options": self.options,
+            "run_id": self.run_id,
+            "dataset_id": self.dataset_id,
+            "error": self.error,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
 
 
 def _job(row: Any) -> JobRow:
-    return JobRow(int(row[0]), row[1], row[2], json.loads(row[3]), row[4],
-                  row[5], row[6], row[7], float(row[8]), float(row[9]))  # fmt: skip
+    return JobRow(
+        int(row[0]),
+        row[1],
+        row[2],
+        json.loads(row[3]),
+        row[4],
+        row[5],
+        row[6],
+        row[7],
+        float(row[8]),
+        float(row[9]),
+    )
 
 
 class JobsMixin(StoreCore):

@@ -64,15 +64,25 @@ class ValidationRow:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "id": self.id, "weight_id": self.weight_id, "seed": self.seed.hex(),
+            "id": self.id,
+            "weight_id": self.weight_id,
+            "seed": self.seed.hex(),
             "stored": {"output": self.stored_output, "golden_nonce": self.stored_golden_nonce},
-            "a": {"evaluator": self.evaluator_a, "output": self.output_a,
-                  "golden_nonce": self.golden_nonce_a},
-            "b": {"evaluator": self.evaluator_b, "output": self.output_b,
-                  "golden_nonce": self.golden_nonce_b},
-            "agree": self.agree, "attempts": self.attempts, "error": self.error,
+            "a": {
+                "evaluator": self.evaluator_a,
+                "output": self.output_a,
+                "golden_nonce": self.golden_nonce_a,
+            },
+            "b": {
+                "evaluator": self.evaluator_b,
+                "output": self.output_b,
+                "golden_nonce": self.golden_nonce_b,
+            },
+            "agree": self.agree,
+            "attempts": self.attempts,
+            "error": self.error,
             "created_at": self.created_at,
-        }  # fmt: skip
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,19 +99,35 @@ class ValidationSummary:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "weights": self.weights, "unvalidated": self.unvalidated,
-            "validated": self.validated, "non_deterministic": self.non_deterministic,
-            "checks": self.checks, "failed_checks": self.failed_checks,
+            "weights": self.weights,
+            "unvalidated": self.unvalidated,
+            "validated": self.validated,
+            "non_deterministic": self.non_deterministic,
+            "checks": self.checks,
+            "failed_checks": self.failed_checks,
             "last_check_at": self.last_check_at,
-        }  # fmt: skip
+        }
 
 
 def _row(r: Sequence[Any]) -> ValidationRow:
     agree = None if r[11] is None else bool(r[11])
     return ValidationRow(
-        int(r[1]), bytes(r[2]), int(r[3]), int(r[4]), r[5], r[6], r[7], r[8], r[9], r[10],
-        agree, int(r[12]), r[13], int(r[0]), float(r[14]),
-    )  # fmt: skip
+        int(r[1]),
+        bytes(r[2]),
+        int(r[3]),
+        int(r[4]),
+        r[5],
+        r[6],
+        r[7],
+        r[8],
+        r[9],
+        r[10],
+        agree,
+        int(r[12]),
+        r[13],
+        int(r[0]),
+        float(r[14]),
+    )
 
 
 def _check(v: ValidationRow) -> None:
@@ -127,11 +153,21 @@ async def store_validation(store: StoreCore, v: ValidationRow) -> ValidationRow:
     _check(v)
     now = time.time()
     params = (
-        v.weight_id, bytes(v.seed), v.stored_output, v.stored_golden_nonce,
-        v.evaluator_a, v.output_a, v.golden_nonce_a, v.evaluator_b, v.output_b,
-        v.golden_nonce_b, None if v.agree is None else int(v.agree), v.attempts, v.error,
+        v.weight_id,
+        bytes(v.seed),
+        v.stored_output,
+        v.stored_golden_nonce,
+        v.evaluator_a,
+        v.output_a,
+        v.golden_nonce_a,
+        v.evaluator_b,
+        v.output_b,
+        v.golden_nonce_b,
+        None if v.agree is None else int(v.agree),
+        v.attempts,
+        v.error,
         now,
-    )  # fmt: skip
+    )
 
     def body(conn: sqlite3.Connection) -> int:
         if conn.execute("SELECT 1 FROM weights WHERE id = ?", (v.weight_id,)).fetchone() is None:

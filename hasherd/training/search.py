@@ -176,11 +176,29 @@ class RecordSearch:
         nxt_seeds, nxt_results, nxt_carried = self._spare
         new_hashes = np.empty(m, dtype=np.uint64)
         best, prefix, reward, mean, winners, inserted = steps.step(
-            _words(seeds), results, self.carried, _u32(res.output), _u32(res.last_key),
-            _u32(res.golden_nonce), _u32(res.ntime_roll), self.table, self._local, self.target,
-            p.token_bits, difficulty, token_set, p.weight_array, self.key, self.generation,
-            p.n_elite, p.n_fresh, _words(nxt_seeds), nxt_results, nxt_carried, new_hashes,
-        )  # fmt: skip
+            _words(seeds),
+            results,
+            self.carried,
+            _u32(res.output),
+            _u32(res.last_key),
+            _u32(res.golden_nonce),
+            _u32(res.ntime_roll),
+            self.table,
+            self._local,
+            self.target,
+            p.token_bits,
+            difficulty,
+            token_set,
+            p.weight_array,
+            self.key,
+            self.generation,
+            p.n_elite,
+            p.n_fresh,
+            _words(nxt_seeds),
+            nxt_results,
+            nxt_carried,
+            new_hashes,
+        )
         self.count += inserted
         r = results[best]
         member = Member(seeds[best].tobytes(), int(r[0]), int(r[1]), int(r[2]), prefix, reward)

@@ -341,8 +341,17 @@ def step(
     inserted = table_insert(table, new_hashes[:m])
     reward = np.empty(n)
     prefix = np.empty(n, dtype=np.int64)
-    winners = rewards(results[:, 0], results[:, 1], target, token_bits, difficulty, token_set,
-                      weights, reward, prefix)  # fmt: skip
+    winners = rewards(
+        results[:, 0],
+        results[:, 1],
+        target,
+        token_bits,
+        difficulty,
+        token_set,
+        weights,
+        reward,
+        prefix,
+    )
     best = 0
     for i in range(1, n):
         if prefix[i] > prefix[best] or (prefix[i] == prefix[best] and reward[i] > reward[best]):

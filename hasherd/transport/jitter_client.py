@@ -58,8 +58,14 @@ class _Closed(Exception):
 class _Session:
     """What both clients share: request ids, the server's limits, reply checks."""
 
-    def __init__(self, path: str | PathLike[str], timeout: float, retries: int,
-                 backoff: float, max_backoff: float) -> None:  # fmt: skip
+    def __init__(
+        self,
+        path: str | PathLike[str],
+        timeout: float,
+        retries: int,
+        backoff: float,
+        max_backoff: float,
+    ) -> None:
         if timeout <= 0 or retries < 0 or backoff < 0:
             raise ValueError("timeout must be positive, retries and backoff not negative")
         self.path = Path(path)
@@ -109,8 +115,9 @@ class _Session:
         if isinstance(reply, ErrorReply):
             raise JitterRpcError(reply.name, reply.message)
         if not isinstance(reply, kind) or reply.request_id != request_id:
-            raise JitterRpcError("bad_reply", f"expected {kind.__name__} {request_id}, "
-                                 f"got {reply!r}"[:300])  # fmt: skip
+            raise JitterRpcError(
+                "bad_reply", f"expected {kind.__name__} {request_id}, got {reply!r}"[:300]
+            )
         return reply
 
     def chunks(self, records: np.ndarray) -> list[np.ndarray]:
@@ -119,15 +126,20 @@ class _Session:
 
     def upload_frame(self, memory: JitterMemory) -> UploadRequest:
         if len(memory) > self.max_upload_frames:
-            raise JitterRpcError("too_large", f"memory of {len(memory)} frames exceeds the "
-                                 f"service's upload limit ({self.max_upload_frames})")  # fmt: skip
+            raise JitterRpcError(
+                "too_large",
+                f"memory of {len(memory)} frames exceeds the "
+                f"service's upload limit ({self.max_upload_frames})",
+            )
         return UploadRequest.of(self.next_id(), memory.frames)
 
     @staticmethod
     def uploaded(reply: UploadReply, memory: JitterMemory) -> str:
         if reply.memory_id != memory.memory_id:
-            raise JitterRpcError("bad_reply", f"uploaded memory {memory.memory_id[:12]} came "
-                                 f"back as {reply.memory_id[:12]}")  # fmt: skip
+            raise JitterRpcError(
+                "bad_reply",
+                f"uploaded memory {memory.memory_id[:12]} came back as {reply.memory_id[:12]}",
+            )
         return reply.memory_id
 
 

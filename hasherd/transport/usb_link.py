@@ -199,8 +199,12 @@ def parse_selector(selector: str) -> tuple[int, int, int | None, int | None]:
     if found is None:
         raise UsbLinkError(str(selector), "expected VVVV:PPPP or VVVV:PPPP@BUS.ADDRESS")
     vid, pid, bus, address = found.groups()
-    return (int(vid, 16), int(pid, 16), None if bus is None else int(bus),
-            None if address is None else int(address))  # fmt: skip
+    return (
+        int(vid, 16),
+        int(pid, 16),
+        None if bus is None else int(bus),
+        None if address is None else int(address),
+    )
 
 
 def _release(device: Any) -> None:

@@ -123,8 +123,9 @@ def test_init_enumerates_and_addresses_four_chips(emu4: ChainEmulator) -> None:
         finally:
             await chain.close()
         with pytest.raises(ChainError, match="expected 3"):
-            await open_chain(emu4.slave_path, BOUND, base_zero_bits=8, expected_chips=3,
-                             enumerate_quiet=QUIET)  # fmt: skip
+            await open_chain(
+                emu4.slave_path, BOUND, base_zero_bits=8, expected_chips=3, enumerate_quiet=QUIET
+            )
 
     asyncio.run(main())
 
@@ -159,8 +160,9 @@ def test_mine_returns_exactly_the_brute_forced_nonces(emu4: ChainEmulator) -> No
 
 def test_baud_switch_then_mine(emu4: ChainEmulator) -> None:
     async def main() -> None:
-        chain = await open_chain(emu4.slave_path, BOUND, base_zero_bits=8, enumerate_quiet=QUIET,
-                                 baud=3_125_000)  # fmt: skip
+        chain = await open_chain(
+            emu4.slave_path, BOUND, base_zero_bits=8, enumerate_quiet=QUIET, baud=3_125_000
+        )
         try:
             assert chain.link.baud == 3_125_000
             header = header_of(4)
@@ -183,8 +185,9 @@ def test_crc_and_garbage_faults_are_counted_not_trusted(faults: set[str]) -> Non
             got = [n for _, n in res.found]
             want = brute_force(header, 4, 8)
             assert set(got) <= set(want)
-            assert got == sorted(got, key=lambda n: (n - int.from_bytes(header[76:80], "little"))
-                                 % SPACE)  # fmt: skip
+            assert got == sorted(
+                got, key=lambda n: (n - int.from_bytes(header[76:80], "little")) % SPACE
+            )
             stats = chain.stats()
             assert stats.invalid == 0
             if "bad_crc" in faults:
@@ -330,7 +333,7 @@ def test_asic_evaluator_equals_reference(chips: int, zero_bits: int, sweep: int)
         ChainEmulator(chips, zero_bits, sweep_limit=sweep) as emu,
         AsicEvaluator(
             emu.slave_path, zero_bits, bound=bound, expected_chips=chips, enumerate_quiet=QUIET
-        ) as ev,  # fmt: skip
+        ) as ev,
     ):
         assert ev.supports(zero_bits) and not ev.supports(zero_bits + 1)
         assert ev.window == sweep

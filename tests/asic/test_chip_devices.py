@@ -36,9 +36,22 @@ BOUND = SweepBound(SWEEP, seconds=0.1, quiet=0.05)
 
 
 def _chip_cfg(path: str, **extra: object) -> config_mod.ChipDeviceConfig:
-    raw = {"devices": {"cpu_actors": 0, "chips": [
-        {"name": "chain0", "path": path, "zero_bits": K, "nonces_per_chip": SWEEP,
-         "sweep_time": "100ms", "quiet": "50ms", **extra}]}}  # fmt: skip
+    raw = {
+        "devices": {
+            "cpu_actors": 0,
+            "chips": [
+                {
+                    "name": "chain0",
+                    "path": path,
+                    "zero_bits": K,
+                    "nonces_per_chip": SWEEP,
+                    "sweep_time": "100ms",
+                    "quiet": "50ms",
+                    **extra,
+                }
+            ],
+        }
+    }
     return config_mod.from_mapping(raw).devices.chips[0]
 
 
@@ -54,9 +67,21 @@ def _requests(n: int, zero_bits: int, count: int = 2) -> list[EvalRequest]:
 
 
 def test_chip_tables_parse_default_and_round_trip(tmp_path: Path) -> None:
-    cfg = config_mod.from_mapping({"devices": {"chips": [
-        {"path": "/dev/ttyUSB0"}, {"path": "socket://rig:4000", "name": "b", "baud": 3_125_000,
-                                   "sweep_time": "250ms"}]}})  # fmt: skip
+    cfg = config_mod.from_mapping(
+        {
+            "devices": {
+                "chips": [
+                    {"path": "/dev/ttyUSB0"},
+                    {
+                        "path": "socket://rig:4000",
+                        "name": "b",
+                        "baud": 3_125_000,
+                        "sweep_time": "250ms",
+                    },
+                ]
+            }
+        }
+    )
     a, b = cfg.devices.chips
     assert (a.name, a.zero_bits, a.nonces_per_chip, a.sweep_time) == ("chip0", 32, 0, 0.5)
     assert (b.name, b.baud, b.sweep_time) == ("b", 3_125_000, 0.25)
@@ -72,8 +97,11 @@ def test_chip_tables_parse_default_and_round_trip(tmp_path: Path) -> None:
     [
         ({"path": "/dev/x"}, "devices.chips", "list of tables"),
         ([{"name": "a"}], "devices.chips[0].path", "serial device"),
-        ([{"path": "/x", "name": "a"}, {"path": "/y", "name": "a"}], "devices.chips[1].name",
-         "used twice"),
+        (
+            [{"path": "/x", "name": "a"}, {"path": "/y", "name": "a"}],
+            "devices.chips[1].name",
+            "used twice",
+        ),
         ([{"path": "/x", "baud": 1_000_000}], "devices.chips[0].baud", "not reachable"),
         ([{"path": "/x", "driver": "s9"}], "devices.chips[0].driver", "bm1370"),
         ([{"path": "/x", "zero_bits": 0}], "devices.chips[0].zero_bits", "1..32"),
@@ -81,7 +109,7 @@ def test_chip_tables_parse_default_and_round_trip(tmp_path: Path) -> None:
         ([{"path": "/x", "speed": 1}], "devices.chips[0].speed", "unknown key"),
         ([{"path": "/x", "name": "a b"}], "devices.chips[0].name", "letters"),
     ],
-)  # fmt: skip
+)
 def test_bad_chip_tables_name_the_key(chips: object, key: str, problem: str) -> None:
     with pytest.raises(ConfigError) as err:
         config_mod.from_mapping({"devices": {"chips": chips}}, "rig.toml")
@@ -92,8 +120,9 @@ def test_actor_names_must_not_clash() -> None:
     cfg = config_mod.from_mapping({"devices": {"chips": [{"path": "/x", "name": "numba0"}]}})
     with pytest.raises(ConfigError, match="numba0"):
         build_actors(cfg)
-    only_chips = config_mod.from_mapping({"devices": {"cpu_actors": 0, "chips": [
-        {"path": "/x", "zero_bits": 9}]}})  # fmt: skip
+    only_chips = config_mod.from_mapping(
+        {"devices": {"cpu_actors": 0, "chips": [{"path": "/x", "zero_bits": 9}]}}
+    )
     (actor,) = build_actors(only_chips)
     assert (actor.name, actor.kind, actor.zero_bits, actor.capacity) == ("chip0", "bm1370", 9, 1)
 
@@ -104,8 +133,14 @@ def test_actor_names_must_not_clash() -> None:
 @pytest.mark.anyio
 async def test_pool_routes_by_zero_bits_and_pins_batches() -> None:
     with ChainEmulator(2, K, sweep_limit=SWEEP) as emu:
-        chip = EvaluatorActor("chain0", "bm1370", lambda: chip_evaluator(_chip_cfg(emu.slave_path)),
-                              timeout=60, mailbox=1, zero_bits=K)  # fmt: skip
+        chip = EvaluatorActor(
+            "chain0",
+            "bm1370",
+            lambda: chip_evaluator(_chip_cfg(emu.slave_path)),
+            timeout=60,
+            mailbox=1,
+            zero_bits=K,
+        )
         cpu = EvaluatorActor("numba0", "numba", lambda: create("numba:1"))
         pool = ActorPool([cpu, chip])
         ref = ReferenceEvaluator()
@@ -135,9 +170,14 @@ async def test_pool_routes_by_zero_bits_and_pins_batches() -> None:
 @pytest.mark.anyio
 async def test_device_counters_add_up_over_a_reconnect() -> None:
     with ChainEmulator(2, K, sweep_limit=SWEEP) as emu:
-        actor = EvaluatorActor("chain0", "bm1370",
-                               lambda: chip_evaluator(_chip_cfg(emu.slave_path, chips=2)),
-                               timeout=60, mailbox=1, zero_bits=K)  # fmt: skip
+        actor = EvaluatorActor(
+            "chain0",
+            "bm1370",
+            lambda: chip_evaluator(_chip_cfg(emu.slave_path, chips=2)),
+            timeout=60,
+            mailbox=1,
+            zero_bits=K,
+        )
         pool = ActorPool([actor])
         async with anyio.create_task_group() as tg:
             await tg.start(pool.run)
@@ -196,26 +236,42 @@ class _Source:
         return []
 
     def store_stats(self) -> dict[str, float | int]:
-        return {"write_transactions": 0, "write_failures": 0, "last_write_seconds": 0.0,
-                "total_write_seconds": 0.0, "max_write_seconds": 0.0}  # fmt: skip
+        return {
+            "write_transactions": 0,
+            "write_failures": 0,
+            "last_write_seconds": 0.0,
+            "total_write_seconds": 0.0,
+            "max_write_seconds": 0.0,
+        }
 
     def error_counts(self) -> dict[str, int]:
         return {}
 
     def deploy_stats(self) -> dict[str, float | int]:
-        return {"deployments": 0, "rollbacks": 0, "failures": 0, "last_deploy_unix": np.nan,
-                "live_layer": np.nan, "live_count": np.nan}  # fmt: skip
+        return {
+            "deployments": 0,
+            "rollbacks": 0,
+            "failures": 0,
+            "last_deploy_unix": np.nan,
+            "live_layer": np.nan,
+            "live_count": np.nan,
+        }
 
     def validation_stats(self) -> dict[str, object]:
-        return {"runs": 2, "weights": {"validated": 5, "non_deterministic": 1}, "last_rate": 0.25,
-                "last_finished_unix": 1.7e9, "running": 0}  # fmt: skip
+        return {
+            "runs": 2,
+            "weights": {"validated": 5, "non_deterministic": 1},
+            "last_rate": 0.25,
+            "last_finished_unix": 1.7e9,
+            "running": 0,
+        }
 
 
 def test_chip_and_validation_metrics_come_from_the_snapshots() -> None:
     with ChainEmulator(2, K, sweep_limit=SWEEP) as emu:
-        actor = EvaluatorActor("chain0", "bm1370",
-                               lambda: chip_evaluator(_chip_cfg(emu.slave_path)),
-                               zero_bits=K)  # fmt: skip
+        actor = EvaluatorActor(
+            "chain0", "bm1370", lambda: chip_evaluator(_chip_cfg(emu.slave_path)), zero_bits=K
+        )
 
         async def main() -> None:
             await actor.start()
@@ -226,9 +282,11 @@ def test_chip_and_validation_metrics_come_from_the_snapshots() -> None:
         actor.stop()
     registry = CollectorRegistry()
     registry.register(HasherCollector(_Source([snap]), "test"))
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for f in text_string_to_metric_families(generate_latest(registry).decode())
-               for s in f.samples}  # fmt: skip
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(generate_latest(registry).decode())
+        for s in f.samples
+    }
     dev = (("device", "chain0"),)
     device = snap["device"]
     assert samples[("hasherd_device_chips", dev)] == 2
@@ -253,8 +311,11 @@ def test_jobs_take_zero_bits_and_passes_as_options() -> None:
     options = check_options({"zero_bits": K, "passes": 3, "population": 4}, cfg)
     training = job_config(cfg, options).training
     assert (training.zero_bits, training.passes, training.population_size) == (K, 3, 4)
-    for bad, key in (({"zero_bits": 33}, "zero_bits"), ({"passes": 0}, "passes"),
-                     ({"zero_bits": "4"}, "zero_bits")):  # fmt: skip
+    for bad, key in (
+        ({"zero_bits": 33}, "zero_bits"),
+        ({"passes": 0}, "passes"),
+        ({"zero_bits": "4"}, "zero_bits"),
+    ):
         with pytest.raises(InputError) as err:
             check_options(bad, cfg)
         assert err.value.field == key

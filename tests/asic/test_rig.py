@@ -38,12 +38,22 @@ class Emulator:
     """``hasherd emulate bm1370`` in a process of its own (no GIL shared with a host)."""
 
     def __init__(self, chips: int, zero_bits: int, sweep: int, *faults: str) -> None:
-        args = [*HASHERD, "emulate", "bm1370", "--chips", str(chips), "--zero-bits",
-                str(zero_bits), "--sweep-limit", str(sweep)]  # fmt: skip
+        args = [
+            *HASHERD,
+            "emulate",
+            "bm1370",
+            "--chips",
+            str(chips),
+            "--zero-bits",
+            str(zero_bits),
+            "--sweep-limit",
+            str(sweep),
+        ]
         for fault in faults:
             args += ["--fault", fault]
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True)  # fmt: skip
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         assert self.proc.stdout is not None
         self.path = self.proc.stdout.readline().strip()
         if not self.path.startswith("/dev/"):
@@ -62,9 +72,14 @@ class Emulator:
 
 def _chip_table(name: str, path: str, **extra: Any) -> str:
     lines = [
-        "[[devices.chips]]", f'name = "{name}"', f'path = "{path}"', f"zero_bits = {ZERO_BITS}",
-        f"nonces_per_chip = {SWEEP}", 'sweep_time = "50ms"', 'quiet = "40ms"',
-    ]  # fmt: skip
+        "[[devices.chips]]",
+        f'name = "{name}"',
+        f'path = "{path}"',
+        f"zero_bits = {ZERO_BITS}",
+        f"nonces_per_chip = {SWEEP}",
+        'sweep_time = "50ms"',
+        'quiet = "40ms"',
+    ]
     lines += [f"{k} = {json.dumps(v)}" for k, v in extra.items()]
     return "\n".join(lines) + "\n"
 
@@ -104,10 +119,12 @@ def test_emulated_rig_trains_exports_chip_metrics_and_validates(rig_dir: Path) -
     try:
         rng = np.random.default_rng(11)
         frames = [
-            {"feature_vector": rng.integers(0, 2**32, 12, dtype=np.uint64).tolist(),
-             "target_token": int(rng.integers(0, 100_000))}
+            {
+                "feature_vector": rng.integers(0, 2**32, 12, dtype=np.uint64).tolist(),
+                "target_token": int(rng.integers(0, 100_000)),
+            }
             for _ in range(RECORDS)
-        ]  # fmt: skip
+        ]
         data = rig_dir / "frames.json"
         data.write_text(json.dumps(frames))
         port = free_port()
@@ -141,8 +158,9 @@ cpu_actors = 0
         config = rig_dir / "rig.toml"
         config.write_text(common + _chip_table("chain0", good.path, chips=2, baud=3_125_000))
         log = open(rig_dir / "daemon.log", "w")  # noqa: SIM115 - the child keeps it
-        proc = subprocess.Popen([*HASHERD, "run", "--config", str(config)], stdout=log,
-                                stderr=log, text=True)  # fmt: skip
+        proc = subprocess.Popen(
+            [*HASHERD, "run", "--config", str(config)], stdout=log, stderr=log, text=True
+        )
         log.close()
 
         def daemon_log() -> str:
@@ -151,22 +169,33 @@ cpu_actors = 0
         _wait(control.exists, 60, "the control socket")
         with ControlClient(control, timeout=20) as c:
             try:
-                actors = _wait(lambda: [a for a in c.call("actors.list")["actors"]
-                                        if a["state"] == "ready"], 60, "the chain")  # fmt: skip
+                actors = _wait(
+                    lambda: [a for a in c.call("actors.list")["actors"] if a["state"] == "ready"],
+                    60,
+                    "the chain",
+                )
             except AssertionError as exc:
                 raise AssertionError(daemon_log()) from exc
             assert [a["name"] for a in actors] == ["chain0"], daemon_log()
             assert actors[0]["device"]["device"]["chips"] == 2
             job = c.call("jobs.submit", data=str(data), name="rig")["job"]
-            done = _wait(lambda: (j := c.call("jobs.show", id=job["id"])["job"])["status"]
-                         in ("finished", "failed") and j, 300, "the job")  # fmt: skip
+            done = _wait(
+                lambda: (
+                    (j := c.call("jobs.show", id=job["id"])["job"])["status"]
+                    in ("finished", "failed")
+                    and j
+                ),
+                300,
+                "the job",
+            )
             assert done["status"] == "finished", daemon_log()
             weights = c.call("weights.list")["weights"]
             assert len(weights) == RECORDS  # every record won at D = 2
             chip = c.call("actors.list")["actors"][0]
         # every stored weight is what the reference kernel computes
-        verify = subprocess.run([*HASHERD, "verify", "--db", str(db)], capture_output=True,
-                                text=True, timeout=300)  # fmt: skip
+        verify = subprocess.run(
+            [*HASHERD, "verify", "--db", str(db)], capture_output=True, text=True, timeout=300
+        )
         assert verify.returncode == 0, verify.stdout + verify.stderr
 
         m = _scrape(port)
@@ -177,16 +206,30 @@ cpu_actors = 0
             labels = (("chip", index), ("device", "chain0"))
             assert m[("hasherd_chip_hashes_total", labels)] >= SWEEP
             assert m[("hasherd_chip_invalid_nonces_total", labels)] == 0
-        nonces = sum(m[("hasherd_chip_nonces_total", (("chip", i), ("device", "chain0")))]
-                     for i in ("0", "1"))  # fmt: skip
+        nonces = sum(
+            m[("hasherd_chip_nonces_total", (("chip", i), ("device", "chain0")))]
+            for i in ("0", "1")
+        )
         assert nonces >= chip["device"]["device"]["jobs"]  # at least one per job at k = 4
         assert m[("hasherd_device_crc_errors_total", dev)] == 0
         assert ("hasherd_device_reconnects_total", dev) in m
 
         # the cross-hardware validator in the daemon: the chain against numba
-        ctl = subprocess.run([*HASHERCTL, "--socket", str(control), "--timeout", "30",
-                              "validate", "--job", str(job["id"])], capture_output=True,
-                             text=True, timeout=300)  # fmt: skip
+        ctl = subprocess.run(
+            [
+                *HASHERCTL,
+                "--socket",
+                str(control),
+                "--timeout",
+                "30",
+                "validate",
+                "--job",
+                str(job["id"]),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert ctl.returncode == 0, ctl.stdout + ctl.stderr + daemon_log()
         assert "chain0 against numba" in ctl.stdout
         assert f"agree {RECORDS}, disagree 0, failed 0" in ctl.stdout
@@ -194,12 +237,20 @@ cpu_actors = 0
         assert m[("hasherd_validation_weights_total", (("outcome", "validated"),))] == RECORDS
         assert m[("hasherd_validation_runs_total", ())] == 1
         assert m[("hasherd_validation_last_mismatch_ratio", ())] == 0
-        shown = subprocess.run([*HASHERCTL, "--socket", str(control), "validate", "--show"],
-                               capture_output=True, text=True, timeout=60)  # fmt: skip
+        shown = subprocess.run(
+            [*HASHERCTL, "--socket", str(control), "validate", "--show"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert shown.returncode == 0 and "validation 1: chain0 against numba" in shown.stdout
         with ControlClient(control, timeout=20) as c:
-            for params, key in (({"sample": 2}, "sample"), ({"evaluator": "nope"}, "evaluator"),
-                                ({"seed": "x"}, "seed"), ({"color": 1}, "color")):  # fmt: skip
+            for params, key in (
+                ({"sample": 2}, "sample"),
+                ({"evaluator": "nope"}, "evaluator"),
+                ({"seed": "x"}, "seed"),
+                ({"color": 1}, "color"),
+            ):
                 with pytest.raises(ControlError) as err:
                     c.call("validate.start", **params)
                 assert err.value.code == "invalid_params" and key in err.value.message
@@ -232,15 +283,26 @@ def test_vectors_check_on_the_emulated_chip() -> None:
     emu = Emulator(1, ZERO_BITS, SWEEP)
     try:
         run = subprocess.run(
-            [*HASHERD, "vectors", "check", "--json", "--evaluator",
-             f"asic:{emu.path},{ZERO_BITS},{SWEEP},0.05", str(VECTORS)],
-            capture_output=True, text=True, timeout=300, env={**os.environ},
-        )  # fmt: skip
+            [
+                *HASHERD,
+                "vectors",
+                "check",
+                "--json",
+                "--evaluator",
+                f"asic:{emu.path},{ZERO_BITS},{SWEEP},0.05",
+                str(VECTORS),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ},
+        )
     finally:
         emu.stop()
     assert run.returncode == 0, run.stdout + run.stderr
     result = json.loads(run.stdout)["evaluators"]
     loop = next(v for k, v in result.items() if k.startswith("asic"))["loop"]
-    want = sum(1 for case in json.loads(VECTORS.read_text())["loop"]
-               if case["zero_bits"] == ZERO_BITS)  # fmt: skip
+    want = sum(
+        1 for case in json.loads(VECTORS.read_text())["loop"] if case["zero_bits"] == ZERO_BITS
+    )
     assert want == 4 and loop["passed"] == want and loop["failed"] == 0  # each with a trace too

@@ -60,18 +60,27 @@ def test_s3_evaluates_like_the_reference_where_its_window_proves_first() -> None
 
 def test_s3_config_and_daemon_actor() -> None:
     with pytest.raises(ConfigError, match="no baud switch"):
-        config_mod.from_mapping({"devices": {"chips": [
-            {"path": "usb", "driver": "s3", "baud": 3_125_000}]}})  # fmt: skip
+        config_mod.from_mapping(
+            {"devices": {"chips": [{"path": "usb", "driver": "s3", "baud": 3_125_000}]}}
+        )
     slots, seeds, memory = _inputs(n0_zero=True)
     req = make_request(slots, seeds, memory, 2, K)
     want = ReferenceEvaluator().evaluate_request(req)
     with S3Emulator(2, K, sweep_limit=SWEEP) as emu:
-        table = {"name": "s3a", "driver": "s3", "path": emu.slave_path, "zero_bits": K,
-                 "chips": 2, "nonces_per_chip": SWEEP, "sweep_time": "150ms"}  # fmt: skip
+        table = {
+            "name": "s3a",
+            "driver": "s3",
+            "path": emu.slave_path,
+            "zero_bits": K,
+            "chips": 2,
+            "nonces_per_chip": SWEEP,
+            "sweep_time": "150ms",
+        }
         cfg = config_mod.from_mapping({"devices": {"cpu_actors": 0, "chips": [table]}})
         chip = cfg.devices.chips[0]
-        actor = EvaluatorActor(chip.name, chip.driver, lambda: chip_evaluator(chip),
-                               timeout=60, mailbox=1, zero_bits=K)  # fmt: skip
+        actor = EvaluatorActor(
+            chip.name, chip.driver, lambda: chip_evaluator(chip), timeout=60, mailbox=1, zero_bits=K
+        )
 
         async def main() -> None:
             pool = ActorPool([actor])

@@ -43,50 +43,113 @@ LAYER_SIZE = 1000  # the stand-in daemon's storage.layer_size
 # -- the stand-in daemon's data, in the shapes of docs/hasherctl.md ---------------------------
 
 PROGRESS = {
-    "epoch": 2, "epochs": 3, "difficulty_bits": 14, "records_total": 120, "records_won": 80,
-    "records_done": 40, "records_todo": 100, "candidates": 1234567, "candidates_per_s": 45678.9,
-}  # fmt: skip
+    "epoch": 2,
+    "epochs": 3,
+    "difficulty_bits": 14,
+    "records_total": 120,
+    "records_won": 80,
+    "records_done": 40,
+    "records_todo": 100,
+    "candidates": 1234567,
+    "candidates_per_s": 45678.9,
+}
 RUNNING_JOB = {
-    "id": 7, "name": "harbor", "data": "/srv/corpus/01-harbor.md", "status": "running",
-    "created_at": 1714564800.0, "updated_at": 1714568400.5, "run_id": 3, "dataset_id": 2,
-    "error": None, "options": {"epochs": 3, "population": 64, "strict": True},
+    "id": 7,
+    "name": "harbor",
+    "data": "/srv/corpus/01-harbor.md",
+    "status": "running",
+    "created_at": 1714564800.0,
+    "updated_at": 1714568400.5,
+    "run_id": 3,
+    "dataset_id": 2,
+    "error": None,
+    "options": {"epochs": 3, "population": 64, "strict": True},
     "progress": PROGRESS,
-}  # fmt: skip
+}
 FAILED_JOB = {
-    "id": 5, "name": "ledger", "data": "/srv/corpus/05-ledger.md", "status": "failed",
-    "created_at": 1714478400.0, "updated_at": 1714478460.0, "run_id": None, "dataset_id": None,
-    "error": "dataset: 05-ledger.md: row 3: not a frame", "options": {}, "progress": None,
-}  # fmt: skip
+    "id": 5,
+    "name": "ledger",
+    "data": "/srv/corpus/05-ledger.md",
+    "status": "failed",
+    "created_at": 1714478400.0,
+    "updated_at": 1714478460.0,
+    "run_id": None,
+    "dataset_id": None,
+    "error": "dataset: 05-ledger.md: row 3: not a frame",
+    "options": {},
+    "progress": None,
+}
 NUMBA_ACTOR = {
-    "name": "numba-0", "kind": "numba", "state": "READY", "mailbox": 1, "mailbox_capacity": 4,
-    "in_flight": 1, "threads": 2, "jobs": 1520, "candidates": 9728000, "dsha": 29184000,
-    "failures": 0, "restarts": 1, "busy_seconds": 3725.5, "last_error": None, "errors": {},
-}  # fmt: skip
+    "name": "numba-0",
+    "kind": "numba",
+    "state": "READY",
+    "mailbox": 1,
+    "mailbox_capacity": 4,
+    "in_flight": 1,
+    "threads": 2,
+    "jobs": 1520,
+    "candidates": 9728000,
+    "dsha": 29184000,
+    "failures": 0,
+    "restarts": 1,
+    "busy_seconds": 3725.5,
+    "last_error": None,
+    "errors": {},
+}
 CUDA_ACTOR = {
-    "name": "cuda-0", "kind": "cuda", "state": "FAILED", "mailbox": 0, "mailbox_capacity": 8,
-    "in_flight": 0, "threads": 1, "jobs": 12, "candidates": 786432, "dsha": 2359296,
-    "failures": 3, "restarts": 2, "busy_seconds": 42.0, "last_error": "launch timed out",
+    "name": "cuda-0",
+    "kind": "cuda",
+    "state": "FAILED",
+    "mailbox": 0,
+    "mailbox_capacity": 8,
+    "in_flight": 0,
+    "threads": 1,
+    "jobs": 12,
+    "candidates": 786432,
+    "dsha": 2359296,
+    "failures": 3,
+    "restarts": 2,
+    "busy_seconds": 42.0,
+    "last_error": "launch timed out",
     "errors": {"timeout": 2, "device": 1},
-}  # fmt: skip
+}
 STATUS = {
-    "version": "0.1.0", "pid": 4242, "uptime_s": 3723.4, "state": "running",
+    "version": "0.1.0",
+    "pid": 4242,
+    "uptime_s": 3723.4,
+    "state": "running",
     "database": "/var/lib/hasherd/data/weights/hasherd.db",
     "jobs": {"queued": 1, "running": 1, "paused": 0, "finished": 3, "cancelled": 0, "failed": 1},
-    "active_job": RUNNING_JOB, "actors": [NUMBA_ACTOR, CUDA_ACTOR],
-    "candidates_per_s": 1234567.0, "dsha_per_s": 3703701.0,
-}  # fmt: skip
+    "active_job": RUNNING_JOB,
+    "actors": [NUMBA_ACTOR, CUDA_ACTOR],
+    "candidates_per_s": 1234567.0,
+    "dsha_per_s": 3703701.0,
+}
 
 
 def weight(record_id: int, token_id: int, context_key: int) -> WeightRow:
     seed = hashlib.sha256(b"seed %d" % record_id).digest()
     slots = bytes((record_id * 7 + i) % 256 for i in range(48))
     return WeightRow(
-        record_id=record_id, run_id=3, token_id=token_id, context_key=context_key,
-        slots=slots, seed=seed, output=0x9E3779B9 ^ record_id, golden_nonce=0x1000 + record_id,
-        prefix_bits=12 + record_id % 5, difficulty_bits=14, fitness=0.5 + record_id / 64,
-        generation=record_id % 9, epoch=2, memory_id="mem-7f3a", layer=token_id // LAYER_SIZE,
-        validation="validated", id=100 + record_id, created_at=1714568400.25,
-    )  # fmt: skip
+        record_id=record_id,
+        run_id=3,
+        token_id=token_id,
+        context_key=context_key,
+        slots=slots,
+        seed=seed,
+        output=0x9E3779B9 ^ record_id,
+        golden_nonce=0x1000 + record_id,
+        prefix_bits=12 + record_id % 5,
+        difficulty_bits=14,
+        fitness=0.5 + record_id / 64,
+        generation=record_id % 9,
+        epoch=2,
+        memory_id="mem-7f3a",
+        layer=token_id // LAYER_SIZE,
+        validation="validated",
+        id=100 + record_id,
+        created_at=1714568400.25,
+    )
 
 
 # dataset 1 holds two layers, sent out of hasherd export's order; dataset 2 one weight
@@ -162,8 +225,15 @@ class StandInDaemon:
             raise InputError("population", "must be 1..4096")
         options = {k: v for k, v in params.items() if k not in ("data", "name")}
         name = params.get("name", Path(params["data"]).stem)
-        job = {**FAILED_JOB, "id": 9, "name": name, "data": params["data"], "status": "queued",
-               "error": None, "options": options}  # fmt: skip
+        job = {
+            **FAILED_JOB,
+            "id": 9,
+            "name": name,
+            "data": params["data"],
+            "status": "queued",
+            "error": None,
+            "options": options,
+        }
         return {"job": job}
 
     @staticmethod
@@ -227,12 +297,50 @@ def local(unix: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(unix))
 
 
-NUMBA_ROW = ["numba-0", "numba", "READY", "1/4", "1", "2", "1520", "9728000", "29184000", "0",
-             "1", "1h02m05s", "-", "-"]  # fmt: skip
-CUDA_ROW = ["cuda-0", "cuda", "FAILED", "0/8", "0", "1", "12", "786432", "2359296", "3", "2",
-            "42.0s", "device=1,timeout=2", "launch timed out"]  # fmt: skip
-RUNNING_ROW = ["7", "running", "2/3", "14", "40/100", "80/120", "45.68k",
-               local(1714564800.0), "harbor", "/srv/corpus/01-harbor.md"]  # fmt: skip
+NUMBA_ROW = [
+    "numba-0",
+    "numba",
+    "READY",
+    "1/4",
+    "1",
+    "2",
+    "1520",
+    "9728000",
+    "29184000",
+    "0",
+    "1",
+    "1h02m05s",
+    "-",
+    "-",
+]
+CUDA_ROW = [
+    "cuda-0",
+    "cuda",
+    "FAILED",
+    "0/8",
+    "0",
+    "1",
+    "12",
+    "786432",
+    "2359296",
+    "3",
+    "2",
+    "42.0s",
+    "device=1,timeout=2",
+    "launch timed out",
+]
+RUNNING_ROW = [
+    "7",
+    "running",
+    "2/3",
+    "14",
+    "40/100",
+    "80/120",
+    "45.68k",
+    local(1714564800.0),
+    "harbor",
+    "/srv/corpus/01-harbor.md",
+]
 
 
 # -- status, health, ping, version ------------------------------------------------------------
@@ -328,12 +436,34 @@ def test_submit_sends_an_absolute_path_and_only_the_given_options(
 def test_submit_sends_every_option(
     capsys: pytest.CaptureFixture[str], daemon: StandInDaemon
 ) -> None:
-    args = ["--data", "/srv/corpus", "--name", "night run", "--epochs", "4", "--population",
-            "128", "--generations", "50", "--difficulty-bits", "12", "--seed", "99",
-            "--strict"]  # fmt: skip
+    args = [
+        "--data",
+        "/srv/corpus",
+        "--name",
+        "night run",
+        "--epochs",
+        "4",
+        "--population",
+        "128",
+        "--generations",
+        "50",
+        "--difficulty-bits",
+        "12",
+        "--seed",
+        "99",
+        "--strict",
+    ]
     status, out, _ = ctl_run(capsys, daemon, "jobs", "submit", *args, "--json")
-    expected = {"data": "/srv/corpus", "name": "night run", "epochs": 4, "population": 128,
-                "generations": 50, "difficulty_bits": 12, "seed": 99, "strict": True}  # fmt: skip
+    expected = {
+        "data": "/srv/corpus",
+        "name": "night run",
+        "epochs": 4,
+        "population": 128,
+        "generations": 50,
+        "difficulty_bits": 12,
+        "seed": 99,
+        "strict": True,
+    }
     assert status == 0
     assert daemon.params("jobs.submit") == [expected]
     job = json.loads(out)["job"]
@@ -348,9 +478,19 @@ def test_jobs_list_table_and_json(
     assert fields_of(out) == [
         ["ID", "STATUS", "EPOCH", "D", "RECORDS", "WON", "CAND/S", "CREATED", "NAME", "DATA"],
         RUNNING_ROW,
-        ["5", "failed", "-", "-", "-", "-", "-", local(1714478400.0), "ledger",
-         "/srv/corpus/05-ledger.md"],
-    ]  # fmt: skip
+        [
+            "5",
+            "failed",
+            "-",
+            "-",
+            "-",
+            "-",
+            "-",
+            local(1714478400.0),
+            "ledger",
+            "/srv/corpus/05-ledger.md",
+        ],
+    ]
     status, out, _ = ctl_run(capsys, daemon, "jobs", "list", "--json")
     assert json.loads(out) == {"jobs": [RUNNING_JOB, FAILED_JOB]}
     status, out, _ = ctl_run(capsys, daemon, "jobs", "list", "--status", "failed")
@@ -397,15 +537,43 @@ def test_weights_list_sends_only_the_given_filters(
     assert daemon.params("weights.list") == [{"dataset": 1, "limit": 2}]
     w = WEIGHTS[1][0]
     rows = fields_of(out)
-    assert rows[0] == ["ID", "RECORD", "RUN", "TOKEN", "CONTEXT", "LAYER", "PREFIX", "D",
-                       "FITNESS", "GEN", "EPOCH", "VALIDATION", "SEED"]  # fmt: skip
-    assert rows[1] == ["103", "3", "3", "1002", "0", "1", "15", "14", "0.546875", "3", "2",
-                       "validated", w.seed.hex()]  # fmt: skip
+    assert rows[0] == [
+        "ID",
+        "RECORD",
+        "RUN",
+        "TOKEN",
+        "CONTEXT",
+        "LAYER",
+        "PREFIX",
+        "D",
+        "FITNESS",
+        "GEN",
+        "EPOCH",
+        "VALIDATION",
+        "SEED",
+    ]
+    assert rows[1] == [
+        "103",
+        "3",
+        "3",
+        "1002",
+        "0",
+        "1",
+        "15",
+        "14",
+        "0.546875",
+        "3",
+        "2",
+        "validated",
+        w.seed.hex(),
+    ]
     assert len(rows) == 4 and rows[-1] == ["2 of 4 weights"]
     status, out, _ = ctl_run(capsys, daemon, "weights", "list", "--layer", "1", "--json")
     assert daemon.params("weights.list")[1] == {"layer": 1}
-    assert json.loads(out) == {"weights": [weight_json(WEIGHTS[1][0]),
-                                           weight_json(WEIGHTS[2][0])], "total": 2}  # fmt: skip
+    assert json.loads(out) == {
+        "weights": [weight_json(WEIGHTS[1][0]), weight_json(WEIGHTS[2][0])],
+        "total": 2,
+    }
 
 
 def expected_layers(weights: list[WeightRow]) -> dict[int, list[dict[str, Any]]]:
@@ -433,8 +601,18 @@ def test_weights_export_writes_what_hasherd_export_writes(
     capsys: pytest.CaptureFixture[str], daemon: StandInDaemon, tmp_path: Path, fmt: str
 ) -> None:
     out_dir = tmp_path / "layers"
-    status, out, err = ctl_run(capsys, daemon, "weights", "export", "--format", fmt,
-                               "--dataset", "1", "--out", str(out_dir))  # fmt: skip
+    status, out, err = ctl_run(
+        capsys,
+        daemon,
+        "weights",
+        "export",
+        "--format",
+        fmt,
+        "--dataset",
+        "1",
+        "--out",
+        str(out_dir),
+    )
     assert (status, err) == (0, "")
     assert daemon.params("weights.list") == [{"dataset": 1}]  # no limit: every weight
     layers = expected_layers(WEIGHTS[1])
@@ -487,8 +665,9 @@ def test_weights_export_reports_a_malformed_weight(
 ) -> None:
     bad = {**weight_json(WEIGHTS[1][0]), "seed": "abcd"}
     daemon.replies["weights.list"] = {"weights": [bad], "total": 1}
-    status, _, err = ctl_run(capsys, daemon, "weights", "export", "--format", "csv", "--out",
-                             str(tmp_path / "x"))  # fmt: skip
+    status, _, err = ctl_run(
+        capsys, daemon, "weights", "export", "--format", "csv", "--out", str(tmp_path / "x")
+    )
     assert status == 1
     expected = "weights.list: malformed reply: weight 103: 'seed' is not 32 bytes of hex"
     assert err == f"hasherctl: error: {expected}\n"
@@ -599,10 +778,13 @@ def test_server_errors_exit_1_with_code_and_message(
         "",
         "hasherctl: error: jobs.show: no job 404 [not_found]\n",
     )
-    status, _, err = ctl_run(capsys, daemon, "jobs", "submit", "--data", "/d", "--population",
-                             "5000")  # fmt: skip
-    assert (status, err) == (1, "hasherctl: error: jobs.submit: population: must be 1..4096 "
-                                "[invalid_params]\n")  # fmt: skip
+    status, _, err = ctl_run(
+        capsys, daemon, "jobs", "submit", "--data", "/d", "--population", "5000"
+    )
+    assert (status, err) == (
+        1,
+        "hasherctl: error: jobs.submit: population: must be 1..4096 [invalid_params]\n",
+    )
 
 
 def test_a_daemon_without_the_method_is_an_error(
@@ -613,8 +795,10 @@ def test_a_daemon_without_the_method_is_an_error(
         status = main(["--socket", str(bare.path), "actors", "list"])
     _, err = capsys.readouterr()
     assert status == 1
-    assert err == "hasherctl: error: actors.list: unknown method 'actors.list'; known: ping " \
-                  "[unknown_method]\n"  # fmt: skip
+    assert (
+        err == "hasherctl: error: actors.list: unknown method 'actors.list'; known: ping "
+        "[unknown_method]\n"
+    )
 
 
 def test_malformed_result_exits_1(
@@ -670,13 +854,25 @@ def test_the_socket_comes_from_the_environment(
 def test_the_console_script(daemon: StandInDaemon, sock_dir: Path) -> None:
     script = Path(sys.executable).parent / "hasherctl"
     env = {**os.environ, "PYTHONWARNINGS": "error::ResourceWarning"}
-    done = subprocess.run([script, "--socket", str(daemon.path), "status"], env=env,
-                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    done = subprocess.run(
+        [script, "--socket", str(daemon.path), "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert (done.returncode, done.stderr) == (0, "")
     assert pairs_of(done.stdout)["pid"] == "4242"
     assert fields_of(done.stdout)[-1] == CUDA_ROW
-    gone = subprocess.run([script, "--socket", str(sock_dir / "x.sock"), "health"], env=env,
-                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    gone = subprocess.run(
+        [script, "--socket", str(sock_dir / "x.sock"), "health"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert (gone.returncode, gone.stdout) == (3, "")
     assert str(sock_dir / "x.sock") in gone.stderr
 
@@ -686,9 +882,14 @@ def test_the_console_script(daemon: StandInDaemon, sock_dir: Path) -> None:
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [(0.0, "0.0"), (987.64, "987.6"), (12345.0, "12.35k"), (4_560_000.0, "4.56M"),
-     (1.2e9, "1.20G")],
-)  # fmt: skip
+    [
+        (0.0, "0.0"),
+        (987.64, "987.6"),
+        (12345.0, "12.35k"),
+        (4_560_000.0, "4.56M"),
+        (1.2e9, "1.20G"),
+    ],
+)
 def test_rate(value: float, text: str) -> None:
     assert ctl_views.rate(value) == text
 

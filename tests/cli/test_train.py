@@ -39,8 +39,17 @@ def _dataset(path: Path, n: int = 24) -> Path:
 
 
 def _train_cmd(data: Path, db: Path) -> list[str]:
-    return [sys.executable, "-m", "hasherd.cli.main", "train", "--data", str(data),
-            "--db", str(db), *ARGS]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "hasherd.cli.main",
+        "train",
+        "--data",
+        str(data),
+        "--db",
+        str(db),
+        *ARGS,
+    ]
 
 
 def _rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
@@ -52,8 +61,10 @@ def _rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
 
 
 def _weights(db: Path) -> list[tuple[Any, ...]]:
-    return _rows(db, "SELECT record_id, seed, output, golden_nonce, prefix_bits FROM weights "
-                     "ORDER BY record_id")  # fmt: skip
+    return _rows(
+        db,
+        "SELECT record_id, seed, output, golden_nonce, prefix_bits FROM weights ORDER BY record_id",
+    )
 
 
 def test_train_export_verify(tmp_path: Path, numba_eval: Evaluator, capsys: Any) -> None:
@@ -70,8 +81,9 @@ def test_train_export_verify(tmp_path: Path, numba_eval: Evaluator, capsys: Any)
         assert main(["export", "--db", str(db), "--format", fmt, "--out", str(tmp_path / fmt)]) == 0
     layers = sorted(p.name for p in (tmp_path / "json").iterdir())
     rows = [r for p in (tmp_path / "json").iterdir() for r in json.loads(p.read_text())]
-    assert len(rows) == 23 and layers == sorted(f"layer_{r['layer']}.json" for r in {
-        r["layer"]: r for r in rows}.values())  # fmt: skip
+    assert len(rows) == 23 and layers == sorted(
+        f"layer_{r['layer']}.json" for r in {r["layer"]: r for r in rows}.values()
+    )
     for r in rows:
         assert r["layer"] == r["token_id"] // 1000 and len(r["seed"]) == 64
         assert r["best_seed"] == r["seed"] and len(r["slots"]) == 12
@@ -116,8 +128,9 @@ def test_sigkill_at_random_moments_then_resume(tmp_path: Path, numba_eval: Evalu
     kills = 0
     for _ in range(4):
         before = _generations(db)
-        proc = subprocess.Popen(_train_cmd(data, db), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)  # fmt: skip
+        proc = subprocess.Popen(
+            _train_cmd(data, db), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 60
         while proc.poll() is None and time.monotonic() < deadline:
             if _generations(db) > before:  # this process is training: kill it mid-run
@@ -174,8 +187,17 @@ def test_bad_config_and_data_are_clear_errors(tmp_path: Path, capsys: Any) -> No
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_persists_and_exits_130(tmp_path: Path, numba_eval: Evaluator, sig: int) -> None:
     data, db = _dataset(tmp_path / "frames.json", 30), tmp_path / "h.db"
-    cmd = [*_train_cmd(data, db)[: -len(ARGS)], "--epochs", "1", "--population", "64",
-           "--difficulty-bits", "12", "--seed", "3"]  # fmt: skip
+    cmd = [
+        *_train_cmd(data, db)[: -len(ARGS)],
+        "--epochs",
+        "1",
+        "--population",
+        "64",
+        "--difficulty-bits",
+        "12",
+        "--seed",
+        "3",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while _generations(db) < 5 and time.monotonic() < deadline and proc.poll() is None:

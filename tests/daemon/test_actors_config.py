@@ -10,12 +10,19 @@ from hasherd.errors import ConfigError
 
 
 def test_cpu_and_gpu_actors_come_from_the_devices_section() -> None:
-    cfg = from_mapping({"devices": {"cpu_actors": 2, "gpu_actors": 2, "mailbox": 3},
-                        "simulator": {"gpu_device": 1, "max_concurrency": 4}})  # fmt: skip
+    cfg = from_mapping(
+        {
+            "devices": {"cpu_actors": 2, "gpu_actors": 2, "mailbox": 3},
+            "simulator": {"gpu_device": 1, "max_concurrency": 4},
+        }
+    )
     actors = build_actors(cfg)
     assert [(a.name, a.kind, a.capacity) for a in actors] == [
-        ("numba0", "numba", 3), ("numba1", "numba", 3), ("cuda1", "cuda", 3), ("cuda2", "cuda", 3)
-    ]  # fmt: skip
+        ("numba0", "numba", 3),
+        ("numba1", "numba", 3),
+        ("cuda1", "cuda", 3),
+        ("cuda2", "cuda", 3),
+    ]
     assert cpu_threads(cfg) == 2  # four threads shared by two CPU actors
 
 

@@ -42,8 +42,13 @@ class Rig:
     def start(self, *extra_env: tuple[str, str]) -> subprocess.Popen[str]:
         env = {**os.environ, "NOTIFY_SOCKET": str(self.dir / "notify.sock"), **dict(extra_env)}
         log = open(self.dir / "daemon.log", "a")  # noqa: SIM115 - the child keeps it
-        proc = subprocess.Popen([*HASHERD, "run", "--config", str(self.config)], env=env,
-                                stdout=log, stderr=log, text=True)  # fmt: skip
+        proc = subprocess.Popen(
+            [*HASHERD, "run", "--config", str(self.config)],
+            env=env,
+            stdout=log,
+            stderr=log,
+            text=True,
+        )
         log.close()
         return proc
 
@@ -79,8 +84,13 @@ def rig() -> Iterator[Rig]:
     notify.bind(str(d / "notify.sock"))
     port = free_port()
     rng = np.random.default_rng(3)
-    frames = [{"feature_vector": rng.integers(0, 2**32, 12, dtype=np.uint64).tolist(),
-               "target_token": int(rng.integers(0, 100_000))} for _ in range(48)]  # fmt: skip
+    frames = [
+        {
+            "feature_vector": rng.integers(0, 2**32, 12, dtype=np.uint64).tolist(),
+            "target_token": int(rng.integers(0, 100_000)),
+        }
+        for _ in range(48)
+    ]
     data = d / "frames.json"
     data.write_text(json.dumps(frames))
     config = d / "hasherd.toml"
@@ -136,9 +146,14 @@ def test_ready_status_job_metrics_and_clean_stop(rig: Rig) -> None:
             assert job["job"]["status"] == "queued" and job["job"]["options"] == {
                 "difficulty_bits": 10
             }
-            done = _wait(lambda: c.call("jobs.show", id=job["job"]["id"])["job"]["status"]
-                         in ("finished", "failed") and c.call("jobs.show", id=1)["job"],
-                         what="the job to finish")  # fmt: skip
+            done = _wait(
+                lambda: (
+                    c.call("jobs.show", id=job["job"]["id"])["job"]["status"]
+                    in ("finished", "failed")
+                    and c.call("jobs.show", id=1)["job"]
+                ),
+                what="the job to finish",
+            )
             assert done["status"] == "finished", rig.log()
             status = c.call("status")
             assert status["jobs"]["finished"] == 1 and status["state"] == "running"
@@ -152,8 +167,9 @@ def test_ready_status_job_metrics_and_clean_stop(rig: Rig) -> None:
                 c.call("jobs.show", id=999)
             assert bad.value.code == "invalid_params" and "999" in bad.value.message
         text = urllib.request.urlopen(f"http://127.0.0.1:{rig.port}/metrics").read().decode()
-        cands = [line for line in text.splitlines()
-                 if line.startswith("hasherd_actor_candidates_total")]  # fmt: skip
+        cands = [
+            line for line in text.splitlines() if line.startswith("hasherd_actor_candidates_total")
+        ]
         assert cands and float(cands[0].split()[-1]) == status["actors"][0]["candidates"]
         assert 'hasherd_job_tokens_trained_total{job_id="1",name="frames"} 48.0' in text
         assert "hasherd_generation_duration_seconds_count" in text
@@ -173,8 +189,10 @@ def test_sigkill_mid_job_resumes_without_losing_a_weight(rig: Rig) -> None:
         rig.notes("READY=1")
         with rig.client() as c:
             c.call("jobs.submit", data=str(rig.data), difficulty_bits=15)
-        _wait(lambda: rig.rows("SELECT count(*) FROM checkpoints")[0][0] >= 10,
-              what="some generations committed")  # fmt: skip
+        _wait(
+            lambda: rig.rows("SELECT count(*) FROM checkpoints")[0][0] >= 10,
+            what="some generations committed",
+        )
         time.sleep(1.0)
         before = {r[0]: r[1:] for r in rig.rows("SELECT record_id, seed, prefix_bits FROM weights")}
         proc.kill()
@@ -185,8 +203,11 @@ def test_sigkill_mid_job_resumes_without_losing_a_weight(rig: Rig) -> None:
         proc = rig.start()
         rig.notes("READY=1")
         with rig.client() as c:
-            done = _wait(lambda: (j := c.call("jobs.show", id=1)["job"])["status"] == "finished"
-                         and j, timeout=300, what="the resumed job")  # fmt: skip
+            done = _wait(
+                lambda: (j := c.call("jobs.show", id=1)["job"])["status"] == "finished" and j,
+                timeout=300,
+                what="the resumed job",
+            )
             assert done["run_id"] == 1  # the same run, resumed
         after = {r[0]: r[1:] for r in rig.rows("SELECT record_id, seed, prefix_bits FROM weights")}
         assert set(before) <= set(after)  # no weight lost
@@ -210,8 +231,10 @@ def test_hundred_clients_are_answered_while_training_runs(rig: Rig) -> None:
         rig.notes("READY=1")
         with rig.client() as c:
             c.call("jobs.submit", data=str(rig.data), difficulty_bits=16)
-        _wait(lambda: rig.rows("SELECT count(*) FROM checkpoints")[0][0] >= 5,
-              what="training to start")  # fmt: skip
+        _wait(
+            lambda: rig.rows("SELECT count(*) FROM checkpoints")[0][0] >= 5,
+            what="training to start",
+        )
         answers: list[Any] = []
         errors: list[BaseException] = []
 
@@ -244,8 +267,11 @@ def test_sighup_reloads_what_it_can_and_bad_config_is_refused(rig: Rig) -> None:
     try:
         rig.notes("READY=1")
         text = rig.config.read_text()
-        rig.config.write_text(text.replace('level = "info"', 'level = "debug"')
-                              .replace('address = "127.0.0.1', 'address = "127.0.0.2'))  # fmt: skip
+        rig.config.write_text(
+            text.replace('level = "info"', 'level = "debug"').replace(
+                'address = "127.0.0.1', 'address = "127.0.0.2'
+            )
+        )
         with rig.client() as c:
             got = c.call("reload")
             assert got == {"reloaded": ["logging.level"], "restart_needed": ["metrics.address"]}
@@ -268,8 +294,12 @@ def test_a_second_daemon_on_the_same_socket_is_refused(rig: Rig) -> None:
     first = rig.start()
     try:
         rig.notes("READY=1")
-        second = subprocess.run([*HASHERD, "run", "--config", str(rig.config)],
-                                capture_output=True, text=True, timeout=120)  # fmt: skip
+        second = subprocess.run(
+            [*HASHERD, "run", "--config", str(rig.config)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert second.returncode == 2
         assert "already" in second.stderr and str(rig.socket) in second.stderr
         with rig.client() as c:
@@ -282,14 +312,16 @@ def test_a_second_daemon_on_the_same_socket_is_refused(rig: Rig) -> None:
 
 
 def test_check_config_prints_the_effective_config_and_names_bad_keys(rig: Rig) -> None:
-    ok = subprocess.run([*HASHERD, "check-config", str(rig.config)], capture_output=True,
-                        text=True, timeout=60)  # fmt: skip
+    ok = subprocess.run(
+        [*HASHERD, "check-config", str(rig.config)], capture_output=True, text=True, timeout=60
+    )
     assert ok.returncode == 0, ok.stderr
     assert "[daemon]" in ok.stdout and 'socket = "' in ok.stdout and "batch = 64" in ok.stdout
     bad = rig.dir / "bad.toml"
     bad.write_text("[control]\nmax_connections = 0\n")
-    got = subprocess.run([*HASHERD, "check-config", str(bad)], capture_output=True, text=True,
-                         timeout=60)  # fmt: skip
+    got = subprocess.run(
+        [*HASHERD, "check-config", str(bad)], capture_output=True, text=True, timeout=60
+    )
     assert got.returncode == 2 and "control.max_connections" in got.stderr
 
 
@@ -299,9 +331,13 @@ def test_pause_resume_cancel_and_actor_restart(rig: Rig) -> None:
         rig.notes("READY=1")
         with rig.client() as c:
             job_id = c.call("jobs.submit", data=str(rig.data), difficulty_bits=18)["job"]["id"]
-            _wait(lambda: c.call("jobs.show", id=job_id)["job"]["status"] == "running"
-                  and rig.rows("SELECT count(*) FROM checkpoints")[0][0] >= 5,
-                  what="training to start")  # fmt: skip
+            _wait(
+                lambda: (
+                    c.call("jobs.show", id=job_id)["job"]["status"] == "running"
+                    and rig.rows("SELECT count(*) FROM checkpoints")[0][0] >= 5
+                ),
+                what="training to start",
+            )
             paused = c.call("jobs.pause", id=job_id)["job"]
             assert paused["status"] == "paused"
             gens = dict(rig.rows("SELECT record_id, generation FROM checkpoints"))
@@ -310,8 +346,13 @@ def test_pause_resume_cancel_and_actor_restart(rig: Rig) -> None:
             assert c.call("status")["active_job"] is None
             assert c.call("jobs.pause", id=job_id)["job"]["status"] == "paused"  # idempotent
             assert c.call("jobs.resume", id=job_id)["job"]["status"] == "queued"
-            _wait(lambda: max(g for (g,) in rig.rows("SELECT generation FROM checkpoints"))
-                  > max(gens.values()), what="the resumed job to advance")  # fmt: skip
+            _wait(
+                lambda: (
+                    max(g for (g,) in rig.rows("SELECT generation FROM checkpoints"))
+                    > max(gens.values())
+                ),
+                what="the resumed job to advance",
+            )
             restarted = c.call("actors.restart", name="numba0")["actor"]
             assert restarted["restarts"] == 1 and restarted["state"] in ("ready", "busy")
             cancelled = c.call("jobs.cancel", id=job_id)["job"]
@@ -344,9 +385,13 @@ def test_the_jitter_service_serves_the_running_jobs_memory(rig: Rig) -> None:
         rig.notes("READY=1")
         with rig.client() as c:
             c.call("jobs.submit", data=str(rig.data), difficulty_bits=18)
-            _wait(lambda: c.call("status")["active_job"] is not None
-                  and rig.rows("SELECT count(*) FROM checkpoints")[0][0] >= 1,
-                  what="the job to start")  # fmt: skip
+            _wait(
+                lambda: (
+                    c.call("status")["active_job"] is not None
+                    and rig.rows("SELECT count(*) FROM checkpoints")[0][0] >= 1
+                ),
+                what="the job to start",
+            )
         ds = load_dataset(rig.data)
         frames = ds.slots
         with socket.socket(socket.AF_UNIX) as s:

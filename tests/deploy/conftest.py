@@ -89,9 +89,28 @@ def trained_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = d / "train.toml"
     cfg.write_text(f"[training]\nvalidation_split = 0.5\n[storage]\nlayer_size = {LAYER_SIZE}\n")
     db = d / "h.db"
-    cmd = [sys.executable, "-m", "hasherd.cli.main", "train", "--data", str(_dataset(d / "f.json")),
-           "--db", str(db), "--config", str(cfg), "--difficulty-bits", "6", "--epochs", "1",
-           "--population", "16", "--seed", "5", "--evaluator", "reference"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "hasherd.cli.main",
+        "train",
+        "--data",
+        str(_dataset(d / "f.json")),
+        "--db",
+        str(db),
+        "--config",
+        str(cfg),
+        "--difficulty-bits",
+        "6",
+        "--epochs",
+        "1",
+        "--population",
+        "16",
+        "--seed",
+        "5",
+        "--evaluator",
+        "reference",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode in (0, 1), done.stderr
     return db
@@ -113,8 +132,13 @@ def db(trained_db: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def settings(bpffs: Path, tmp_path: Path) -> Settings:
-    return Settings(str(bpffs / "hasher_weights"), str(tmp_path / "backups"), timeout=60.0,
-                    max_retries=2, retry_delay=0.01)  # fmt: skip
+    return Settings(
+        str(bpffs / "hasher_weights"),
+        str(tmp_path / "backups"),
+        timeout=60.0,
+        max_retries=2,
+        retry_delay=0.01,
+    )
 
 
 # -- what the database says, read with plain SQL (not through hasherd.deploy) -------------

@@ -15,14 +15,34 @@ from hasherd.deploy.flash import Gates, select
 from hasherd.storage.rows import WeightRow
 
 
-def weight(id_: int, token: int, ctx: int, *, bits: int = 8, fitness: float = 0.5,
-           validation: str = "validated") -> WeightRow:  # fmt: skip
+def weight(
+    id_: int,
+    token: int,
+    ctx: int,
+    *,
+    bits: int = 8,
+    fitness: float = 0.5,
+    validation: str = "validated",
+) -> WeightRow:
     return WeightRow(
-        record_id=id_, run_id=1, token_id=token, context_key=ctx, slots=bytes(48),
-        seed=bytes([id_]) * 32, output=0xA0B0C0D0, golden_nonce=id_, prefix_bits=bits,
-        difficulty_bits=6, fitness=fitness, generation=3, epoch=0, memory_id="m",
-        layer=token // 1000, validation=validation, id=id_,  # type: ignore[arg-type]
-    )  # fmt: skip
+        record_id=id_,
+        run_id=1,
+        token_id=token,
+        context_key=ctx,
+        slots=bytes(48),
+        seed=bytes([id_]) * 32,
+        output=0xA0B0C0D0,
+        golden_nonce=id_,
+        prefix_bits=bits,
+        difficulty_bits=6,
+        fitness=fitness,
+        generation=3,
+        epoch=0,
+        memory_id="m",
+        layer=token // 1000,
+        validation=validation,
+        id=id_,  # type: ignore[arg-type]
+    )
 
 
 def test_key_value_and_meta_layouts() -> None:
@@ -35,7 +55,10 @@ def test_key_value_and_meta_layouts() -> None:
     assert fields == ["01000000", "02000000", "03000000", "04000000", "0000003f", "01000000"]
     meta = abi.Meta(7, 9, 0x0102030405060708, b"\xaa" * 32).to_bytes()
     assert (meta[:4].hex(), meta[4:8].hex(), meta[8:16].hex()) == (
-        "07000000", "09000000", "0807060504030201")  # fmt: skip
+        "07000000",
+        "09000000",
+        "0807060504030201",
+    )
     assert meta[16:] == b"\xaa" * 32
     assert abi.Meta.from_bytes(meta) == abi.Meta(7, 9, 0x0102030405060708, b"\xaa" * 32)
 
@@ -45,9 +68,18 @@ def test_entry_of_a_weight_sets_the_validated_flag() -> None:
     assert abi.unpack_key(key) == (1234, 99)
     v = abi.WeightValue.from_bytes(value)
     assert (v.seed, v.output, v.golden_nonce, v.prefix_bits, v.generation, v.fitness, v.flags) == (
-        bytes([5]) * 32, 0xA0B0C0D0, 5, 8, 3, 0.5, 1)  # fmt: skip
-    assert abi.WeightValue.from_bytes(abi.entry_of(weight(5, 1, 2, validation="unvalidated"))[1]
-                                      ).flags == 0  # fmt: skip
+        bytes([5]) * 32,
+        0xA0B0C0D0,
+        5,
+        8,
+        3,
+        0.5,
+        1,
+    )
+    assert (
+        abi.WeightValue.from_bytes(abi.entry_of(weight(5, 1, 2, validation="unvalidated"))[1]).flags
+        == 0
+    )
     with pytest.raises(DeployError, match="context_key 4294967296 is not a u32"):
         abi.entry_of(weight(5, 1, 1 << 32))
 
@@ -55,8 +87,9 @@ def test_entry_of_a_weight_sets_the_validated_flag() -> None:
 def test_checksum_is_sha256_of_entries_in_token_then_context_order() -> None:
     # (1, 2) sorts before (256, 0) numerically, though its little-endian bytes sort after
     entries = {abi.pack_key(256, 0): b"B" * 56, abi.pack_key(1, 2): b"A" * 56}
-    manual = hashlib.sha256(struct.pack("<II", 1, 2) + b"A" * 56 + struct.pack("<II", 256, 0)
-                            + b"B" * 56).digest()  # fmt: skip
+    manual = hashlib.sha256(
+        struct.pack("<II", 1, 2) + b"A" * 56 + struct.pack("<II", 256, 0) + b"B" * 56
+    ).digest()
     assert abi.checksum(entries) == manual
     assert abi.checksum({}) == hashlib.sha256(b"").digest()
 
@@ -84,8 +117,10 @@ def test_backup_round_trip_and_damage(tmp_path: Path) -> None:
 
 def test_backups_are_ordered_and_pruned(tmp_path: Path) -> None:
     meta = abi.Meta(0, 0, 0, abi.checksum({}))
-    written = [backups.write(tmp_path, "w", abi.Meta(i, 0, 0, meta.checksum), {})
-               for i in range(backups.KEEP + 3)]  # fmt: skip
+    written = [
+        backups.write(tmp_path, "w", abi.Meta(i, 0, 0, meta.checksum), {})
+        for i in range(backups.KEEP + 3)
+    ]
     kept = backups.backups(tmp_path, "w")
     assert kept == written[-backups.KEEP :]
     assert backups.latest(tmp_path, "w") == written[-1]
@@ -109,8 +144,7 @@ def test_gates_and_duplicate_keys() -> None:
     assert abi.WeightValue.from_bytes(strict.entries[abi.pack_key(10, 1)]).golden_nonce == 6
     assert sorted(abi.unpack_key(k) for k in strict.entries) == [(10, 1), (13, 1), (14, 1)]
     lenient = select(ws, 0, Gates("lenient", min_fitness=0.3, min_difficulty=5))
-    assert lenient.rejected == {"non_deterministic": 1, "below_fitness": 1,
-                                "below_difficulty": 1}  # fmt: skip
+    assert lenient.rejected == {"non_deterministic": 1, "below_fitness": 1, "below_difficulty": 1}
     assert sorted(abi.unpack_key(k) for k in lenient.entries) == [(10, 1), (11, 1)]
     with pytest.raises(Exception, match="validation_mode: 'loose' is not strict or lenient"):
         Gates("loose")

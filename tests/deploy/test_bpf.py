@@ -21,11 +21,14 @@ def pairs(n: int) -> list[tuple[bytes, bytes]]:
     return [(struct.pack("<II", i, i * 7 + 1), struct.pack("<I", i) * 14) for i in range(n)]
 
 
-def test_hash_map_batches_and_the_single_call_fallback(bpffs: Path, bpftool: str, h: Any
-                                                       ) -> None:  # fmt: skip
+def test_hash_map_batches_and_the_single_call_fallback(bpffs: Path, bpftool: str, h: Any) -> None:
     with bpf.Map.create(bpf.MAP_HASH, 8, 56, 3000, "t_batch") as m:
         assert (m.info.type, m.info.key_size, m.info.value_size, m.info.max_entries) == (
-            bpf.MAP_HASH, 8, 56, 3000)  # fmt: skip
+            bpf.MAP_HASH,
+            8,
+            56,
+            3000,
+        )
         m.update_batch(pairs(2500))
         assert m.batch  # this kernel has the batch ops
         assert m.items() == dict(pairs(2500))
@@ -106,8 +109,13 @@ def test_without_cap_bpf_the_error_says_what_is_needed(tmp_path: Path, h: Any) -
         "    except BpfError as exc:\n"
         "        print(exc)\n"
     )
-    done = subprocess.run([*NO_CAPS, sys.executable, "-c", script, str(empty)],
-                          capture_output=True, text=True, check=True, cwd=os.getcwd())  # fmt: skip
+    done = subprocess.run(
+        [*NO_CAPS, sys.executable, "-c", script, str(empty)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=os.getcwd(),
+    )
     assert done.stdout.splitlines() == [
         "BPF_MAP_CREATE: EPERM: need CAP_BPF or root",
         f"mount {empty}: EPERM: need CAP_SYS_ADMIN (root) to mount bpffs",

@@ -27,8 +27,9 @@ from hasherd.deploy.engine import Settings
 from hasherd.storage import Store
 
 
-def hasherd(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-            *args: str) -> tuple[int, str, str]:  # fmt: skip
+def hasherd(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
+) -> tuple[int, str, str]:
     if cmd_flash not in hasherd_main.COMMANDS:  # until main.py lists it
         monkeypatch.setattr(hasherd_main, "COMMANDS", (*hasherd_main.COMMANDS, cmd_flash))
     status = hasherd_main.main(list(args))
@@ -41,9 +42,12 @@ def pairs_of(out: str) -> dict[str, str]:
 
 
 def test_hasherd_flash_status_and_rollback(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, db: Path,
-    settings: Settings, h: Any,
-) -> None:  # fmt: skip
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    db: Path,
+    settings: Settings,
+    h: Any,
+) -> None:
     common = ["--map-path", settings.map_path, "--backup-path", str(settings.backup_path)]
     deploy = ["flash", "--db", str(db), *common, "--validation-mode", "lenient"]
     layer0, layer1 = h.expected_layer(db, 0), h.expected_layer(db, 1)
@@ -51,7 +55,8 @@ def test_hasherd_flash_status_and_rollback(
     status, out, err = hasherd(capsys, monkeypatch, *deploy, "--layer", "0", "--dry-run")
     assert status == 0, err
     assert out.splitlines()[0] == (
-        f"dry run: layer 0 would go live at {settings.map_path} (nothing changed)")  # fmt: skip
+        f"dry run: layer 0 would go live at {settings.map_path} (nothing changed)"
+    )
     assert pairs_of(out)["added"] == str(len(layer0))
     assert not Path(settings.map_path).exists()
 
@@ -71,12 +76,15 @@ def test_hasherd_flash_status_and_rollback(
     status, out, _ = hasherd(capsys, monkeypatch, "flash", "rollback", *common, "--db", str(db))
     assert status == 0
     assert out.splitlines()[0] == (
-        f"rolled back {settings.map_path}: layer 0 is live again (from prev)")  # fmt: skip
+        f"rolled back {settings.map_path}: layer 0 is live again (from prev)"
+    )
 
     status, _, err = hasherd(capsys, monkeypatch, *deploy, "--layer", "9")
     assert status == 1
-    assert err.strip() == ("hasherd flash: error: layer 9: no weights pass the gates "
-                           "(0 stored; rejected: none stored); nothing deployed")  # fmt: skip
+    assert err.strip() == (
+        "hasherd flash: error: layer 9: no weights pass the gates "
+        "(0 stored; rejected: none stored); nothing deployed"
+    )
     status, _, err = hasherd(capsys, monkeypatch, "flash", *common)
     assert status == 2 and "give --layer N to deploy, or `status`, or `rollback`" in err
     status, _, err = hasherd(capsys, monkeypatch, "flash", "--layer", "0", *common)
@@ -101,12 +109,21 @@ def ctl_parser() -> argparse.ArgumentParser:
 
 
 def test_hasherctl_flash_through_the_daemon_handlers(
-    capsys: pytest.CaptureFixture[str], sock_dir: Path, db: Path, settings: Settings, h: Any,
+    capsys: pytest.CaptureFixture[str],
+    sock_dir: Path,
+    db: Path,
+    settings: Settings,
+    h: Any,
     bpftool: str,
-) -> None:  # fmt: skip
-    cfg = Config(deployment=DeploymentConfig(
-        bpf_map_path=settings.map_path, backup_path=str(settings.backup_path),
-        validation_mode="lenient", retry_delay=0.01))  # fmt: skip
+) -> None:
+    cfg = Config(
+        deployment=DeploymentConfig(
+            bpf_map_path=settings.map_path,
+            backup_path=str(settings.backup_path),
+            validation_mode="lenient",
+            retry_delay=0.01,
+        )
+    )
     server = ControlServer(sock_dir / "control.sock")
     with start_blocking_portal() as portal:
         store = portal.call(Store.open, db)
@@ -172,8 +189,12 @@ def test_the_daemons_capabilities_suffice(db: Path, settings: Settings, h: Any) 
     assert done.returncode == 1
     assert "which is not the map pinned at" in done.stderr
     assert "opening it by id needs CAP_SYS_ADMIN" in done.stderr
-    as_root = subprocess.run([sys.executable, "-c", CLI, *deploy, "--layer", "1"],
-                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    as_root = subprocess.run(
+        [sys.executable, "-c", CLI, *deploy, "--layer", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert as_root.returncode == 0, as_root.stderr
     done = run("flash", "status", *common, "--json")  # a flash as root repaired the pins
     assert done.returncode == 0 and json.loads(done.stdout)["live"]["layer"] == 1

@@ -85,15 +85,23 @@ async def test_deploy_then_replace_matches_the_database(
         layer, count, since, digest = meta_of(h, bpftool, settings)
         assert (layer, count, digest) == (0, len(layer0), checksum_of(layer0))
         assert (first["count"], first["added"], first["removed"], first["previous"]) == (
-            len(layer0), len(layer0), 0, None)  # fmt: skip
+            len(layer0),
+            len(layer0),
+            0,
+            None,
+        )
         assert first["checksum"] == digest.hex() and first["deployed_at"] == since
         second = await deploy(store, settings, 1, LENIENT, metrics=metrics)
     assert h.dump_live(bpftool, Path(settings.map_path)) == layer1
     prev = h.bpftool_json(bpftool, "map", "show", "pinned", settings.map_path + "_prev")
     assert h.dump_id(bpftool, prev["id"]) == layer0  # kept for rollback
     assert meta_of(h, bpftool, settings, "_prev_meta")[:3] == (0, len(layer0), since)
-    assert second["previous"] == {"layer": 0, "count": len(layer0), "checksum": digest.hex(),
-                                  "deployed_at": since}  # fmt: skip
+    assert second["previous"] == {
+        "layer": 0,
+        "count": len(layer0),
+        "checksum": digest.hex(),
+        "deployed_at": since,
+    }
     assert (second["added"], second["removed"]) == (len(layer1), len(layer0))
     backup = Path(second["backup"])
     assert backup.parent == Path(settings.backup_path or "") and backup.name.endswith(".layer0.bak")
@@ -101,7 +109,11 @@ async def test_deploy_then_replace_matches_the_database(
     assert kinds == ["deployed", "deployed"]
     snap = metrics.snapshot()
     assert (snap["deployments"], snap["failures"], snap["live_layer"], snap["live_count"]) == (
-        2, 0, 1.0, float(len(layer1)))  # fmt: skip
+        2,
+        0,
+        1.0,
+        float(len(layer1)),
+    )
 
 
 async def test_strict_mode_and_the_fitness_gate(
@@ -119,7 +131,8 @@ async def test_strict_mode_and_the_fitness_gate(
         floor = sorted(v[5] for v in everything.values())[len(everything) // 2]
         await deploy(store, settings, layer, Gates("lenient", min_fitness=floor))
     assert h.dump_live(bpftool, Path(settings.map_path)) == h.expected_layer(
-        db, layer, min_fitness=floor)  # fmt: skip
+        db, layer, min_fitness=floor
+    )
 
 
 async def test_a_failure_mid_fill_leaves_the_live_layer_untouched(
@@ -193,8 +206,13 @@ async def test_rollback_restores_the_previous_layer_and_back(
         again = await rollback(settings, store, metrics)
     assert again["live"]["layer"] == 1
     assert h.dump_live(bpftool, Path(settings.map_path)) == h.expected_layer(db, 1)
-    assert [k for k, _ in events(db)] == ["rollback_failed", "deployed", "deployed",
-                                          "rolled_back", "rolled_back"]  # fmt: skip
+    assert [k for k, _ in events(db)] == [
+        "rollback_failed",
+        "deployed",
+        "deployed",
+        "rolled_back",
+        "rolled_back",
+    ]
     assert metrics.snapshot()["rollbacks"] == 2
 
 
@@ -213,8 +231,9 @@ async def test_rollback_after_a_reboot_uses_the_backup_file(
     assert h.dump_live(bpftool, Path(settings.map_path)) == h.expected_layer(db, 0)
 
 
-async def test_a_dry_run_changes_nothing(db: Path, settings: Settings, bpftool: str, h: Any
-                                         ) -> None:  # fmt: skip
+async def test_a_dry_run_changes_nothing(
+    db: Path, settings: Settings, bpftool: str, h: Any
+) -> None:
     layer0, layer1 = h.expected_layer(db, 0), h.expected_layer(db, 1)
     pins = sorted(os.listdir(Path(settings.map_path).parent))
     async with Store.connect(db, create=False) as store:
@@ -230,7 +249,11 @@ async def test_a_dry_run_changes_nothing(db: Path, settings: Settings, bpftool: 
     assert (plan["added"], plan["changed"], plan["removed"]) == (len(layer1), 0, len(layer0))
     assert plan["previous"]["layer"] == 0 and plan["checksum"] == checksum_of(layer1).hex()
     assert (same["added"], same["changed"], same["removed"], same["unchanged"]) == (
-        0, 0, 0, len(layer0))  # fmt: skip
+        0,
+        0,
+        0,
+        len(layer0),
+    )
 
 
 async def test_the_kernel_sees_one_whole_layer_at_a_time(
@@ -298,8 +321,11 @@ async def test_bpffs_not_mounted(db: Path, settings: Settings, tmp_path: Path, h
     plain.mkdir()
     s = dataclasses.replace(settings, map_path=str(plain / "w"), allow_mount=False)
     async with Store.connect(db, create=False) as store:
-        with pytest.raises(DeployError, match=f"{plain} is not a bpffs and mounting is not "
-                           "allowed here; mount one first: mount -t bpf bpf"):  # fmt: skip
+        with pytest.raises(
+            DeployError,
+            match=f"{plain} is not a bpffs and mounting is not "
+            "allowed here; mount one first: mount -t bpf bpf",
+        ):
             await deploy(store, s, 0, LENIENT)
         (plain / "file").write_text("x")
         with pytest.raises(DeployError, match="is not a bpffs and is not empty; refusing"):

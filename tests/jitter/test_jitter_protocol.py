@@ -232,14 +232,21 @@ def test_client_decoder_wants_a_hello_first() -> None:
 
 
 @FUZZ
-@given(data=st.binary(max_size=400), cuts=st.lists(st.integers(1, 64), max_size=20),
-       hello=st.booleans())  # fmt: skip
+@given(
+    data=st.binary(max_size=400),
+    cuts=st.lists(st.integers(1, 64), max_size=20),
+    hello=st.booleans(),
+)
 def test_fuzzed_bytes_only_ever_give_typed_errors(
     data: bytes, cuts: list[int], hello: bool
 ) -> None:
     limits = Limits(max_records=3, max_upload_frames=2)
-    decoders: list[Any] = [ServerDecoder(limits), FrameDecoder(REQUEST_TYPES, limits),
-                           FrameDecoder(REPLY_TYPES, limits), ClientDecoder(limits)]  # fmt: skip
+    decoders: list[Any] = [
+        ServerDecoder(limits),
+        FrameDecoder(REQUEST_TYPES, limits),
+        FrameDecoder(REPLY_TYPES, limits),
+        ClientDecoder(limits),
+    ]
     stream = (Hello().to_bytes() if hello else b"") + data
     for decoder in decoders:
         pos = 0
@@ -252,8 +259,10 @@ def test_fuzzed_bytes_only_ever_give_typed_errors(
 
 
 @FUZZ
-@given(picks=st.lists(st.integers(0, len(ALL_FRAMES) - 1), max_size=6),
-       cuts=st.lists(st.integers(1, 50), max_size=30))  # fmt: skip
+@given(
+    picks=st.lists(st.integers(0, len(ALL_FRAMES) - 1), max_size=6),
+    cuts=st.lists(st.integers(1, 50), max_size=30),
+)
 def test_valid_streams_decode_exactly_in_any_chunking(picks: list[int], cuts: list[int]) -> None:
     frames = [ALL_FRAMES[i] for i in picks]
     stream = b"".join(f.to_bytes() for f in frames)
@@ -301,9 +310,11 @@ def test_lookup_many_equals_the_literal_scan(seed: int, m: int) -> None:
 
 
 @FUZZ
-@given(picks=st.lists(st.integers(0, len(ALL_FRAMES) - 1), min_size=1, max_size=4),
-       flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(1, 255)), max_size=4),
-       cut=st.integers(1, 40))  # fmt: skip
+@given(
+    picks=st.lists(st.integers(0, len(ALL_FRAMES) - 1), min_size=1, max_size=4),
+    flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(1, 255)), max_size=4),
+    cut=st.integers(1, 40),
+)
 def test_mutated_frames_decode_or_fail_typed(
     picks: list[int], flips: list[tuple[int, int]], cut: int
 ) -> None:

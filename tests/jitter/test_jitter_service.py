@@ -79,8 +79,9 @@ async def test_every_jitter_vector_over_legacy_and_batch(h: Any, sock_path: Path
             [reply] = await batch.read(1)
             assert isinstance(reply, LookupReply) and reply.request_id == i
             assert (reply.jitter_array().tolist(), reply.found_array().tolist()) == (
-                    [case["jitter"]], [case["found"]],
-                ), i  # fmt: skip
+                [case["jitter"]],
+                [case["found"]],
+            ), i
     stats = service.stats()
     assert stats["legacy_requests"] == stats["batches"] == len(cases)
     assert stats["errors_total"] == 0 and stats["state"] == "stopped"
@@ -116,8 +117,11 @@ async def test_batch_uploads_memory_ids_and_errors(h: Any, sock_path: Path) -> N
         await s.send(LookupRequest.of(2, other.memory_id, rec))
         [err] = await s.read(1)
         assert isinstance(err, ErrorReply) and err.error_code == ErrorCode.UNKNOWN_MEMORY
-        await s.send(UploadRequest.of(3, other.frames), LookupRequest.of(4, other.memory_id, rec),
-                     LookupRequest.of(5, None, rec))  # fmt: skip
+        await s.send(
+            UploadRequest.of(3, other.frames),
+            LookupRequest.of(4, other.memory_id, rec),
+            LookupRequest.of(5, None, rec),
+        )
         up, on_other, on_default = await s.read(3)
         assert up == UploadReply(3, other.memory_id, 40)
         for reply, memory in ((on_other, other), (on_default, MEMORY)):

@@ -97,8 +97,9 @@ def main(path: str) -> int:
         many = job["many"]
         results = ev.evaluate_many(reqs) if many else [ev.evaluate_request(r) for r in reqs]
         seconds = time.perf_counter() - t0
-        jobs.append({"results": [_result(r) for r in results], "seconds": seconds,
-                     "stats": ev.stats()})  # fmt: skip
+        jobs.append(
+            {"results": [_result(r) for r in results], "seconds": seconds, "stats": ev.stats()}
+        )
     report = {
         "available": cuda_eval.available(),
         "simulator": cuda_eval.simulator_enabled(),

@@ -111,16 +111,24 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         c = data["loop"][i]
         jobs.memory(f"v{i}", c["memory"] or np.zeros((0, 12)))
         seeds = np.frombuffer(bytes.fromhex(c["seed"]), dtype=np.uint8).reshape(1, 32)
-        reqs = [_req(f"v{i}", c["slots"], seeds, c["passes"], c["zero_bits"], trace=t)
-                for t in (True, False)]  # fmt: skip
+        reqs = [
+            _req(f"v{i}", c["slots"], seeds, c["passes"], c["zero_bits"], trace=t)
+            for t in (True, False)
+        ]
         ctx["vector_jobs"][i] = jobs.add(reqs)
 
     rng = np.random.default_rng(RNG_SEED)
     checks: list[tuple[int, list[tuple[Any, ...]]]] = []  # job, request args for the reference
     for n, (passes, k, hit, trace) in enumerate(
-        [(21, 0, True, False), (21, 0, False, True), (9, 0, True, True), (1, 0, True, False),
-         (5, 3, True, False), (12, 2, False, True)]
-    ):  # fmt: skip
+        [
+            (21, 0, True, False),
+            (21, 0, False, True),
+            (9, 0, True, True),
+            (1, 0, True, False),
+            (5, 3, True, False),
+            (12, 2, False, True),
+        ]
+    ):
         slots = rng.integers(0, 2**32, size=12, dtype=np.uint64).astype(np.uint32)
         mem = f"r{n}"
         memory = jobs.memory(mem, _memory_frames(rng, 24, slots, hit))
@@ -138,8 +146,17 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         if n == 1:
             slots[0] ^= 0x5A5A  # no zone-1 hit
         slots[2] = n
-        many.append((slots, rng.integers(0, 256, size=(size, 32), dtype=np.uint8), shared, 21,
-                     0, trace, 2**32))  # fmt: skip
+        many.append(
+            (
+                slots,
+                rng.integers(0, 256, size=(size, 32), dtype=np.uint8),
+                shared,
+                21,
+                0,
+                trace,
+                2**32,
+            )
+        )
     mixed = [many[0], (many[1][0], many[1][1], shared, 6, 2, False, 2**32), many[2]]
     for group in (many, mixed):
         job = jobs.add([_req("many", *a[:2], a[3], a[4], trace=a[5]) for a in group], many=True)
@@ -155,8 +172,10 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     ctx["roll_job"] = job
 
     # The same request twice: the second call allocates nothing and uploads nothing.
-    ctx["repeat_jobs"] = (jobs.add([_req("r0", *jobs_slots_seeds(checks[0]), 21, 0)]),
-                          jobs.add([_req("r0", *jobs_slots_seeds(checks[0]), 21, 0)]))  # fmt: skip
+    ctx["repeat_jobs"] = (
+        jobs.add([_req("r0", *jobs_slots_seeds(checks[0]), 21, 0)]),
+        jobs.add([_req("r0", *jobs_slots_seeds(checks[0]), 21, 0)]),
+    )
 
     path = tmp_path_factory.mktemp("cuda_sim") / "jobs.json"
     jobs.write(path)

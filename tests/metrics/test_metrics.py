@@ -64,9 +64,14 @@ class Source:
             "max_write_seconds": 0.047,
         }
         self.errors = {"TimeoutError": 1, "StorageError": 2}
-        self.deploys: dict[str, float | int] = {"deployments": 3, "rollbacks": 1, "failures": 0,
-                                                "last_deploy_unix": 1.7e9, "live_layer": 2,
-                                                "live_count": float("nan")}  # fmt: skip
+        self.deploys: dict[str, float | int] = {
+            "deployments": 3,
+            "rollbacks": 1,
+            "failures": 0,
+            "last_deploy_unix": 1.7e9,
+            "live_layer": 2,
+            "live_count": float("nan"),
+        }
 
     @staticmethod
     def _job(job_id: int, name: str, status: str, *, best: float, mean: float) -> dict[str, Any]:
@@ -342,10 +347,23 @@ def test_parse_address(address: str, expected: tuple[str, int]) -> None:
 
 @pytest.mark.parametrize(
     "address",
-    ["", "9464", "127.0.0.1", ":9464", "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:-1",
-     "127.0.0.1:http", "::1:9464", "[::1]", "[::1]9464", "[nope]:9464", "[::1:9464",
-     "127.0.0.1:٩٤٦٤"],
-)  # fmt: skip
+    [
+        "",
+        "9464",
+        "127.0.0.1",
+        ":9464",
+        "127.0.0.1:",
+        "127.0.0.1:65536",
+        "127.0.0.1:-1",
+        "127.0.0.1:http",
+        "::1:9464",
+        "[::1]",
+        "[::1]9464",
+        "[nope]:9464",
+        "[::1:9464",
+        "127.0.0.1:٩٤٦٤",
+    ],
+)
 def test_bad_addresses_are_config_errors(address: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_address(address)

@@ -108,18 +108,32 @@ JOB = {"name": "sample", "difficulty_bits": 15, "epochs": 3}
 # Before it, a small job at the emulated chain's zero bits (4): its batches go to the chain
 # or to the CPU actor, which serves every zero bits; its weights are then validated on the
 # chain, so the chain has hashed by the time Prometheus is queried.
-CHIP_JOB = {"name": "chip", "zero_bits": 4, "passes": 3, "population": 4,
-            "difficulty_bits": 2, "epochs": 1, "seed": 3}  # fmt: skip
+CHIP_JOB = {
+    "name": "chip",
+    "zero_bits": 4,
+    "passes": 3,
+    "population": 4,
+    "difficulty_bits": 2,
+    "epochs": 1,
+    "seed": 3,
+}
 
 
 def prometheus_config(rules: Path, target: str) -> str:
     """Prometheus' config, as JSON (YAML accepts it): the example's job, 1 s intervals."""
-    return json.dumps({
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(rules)],
-        "scrape_configs": [{"job_name": SCRAPE_JOB, "metrics_path": "/metrics",
-                            "static_configs": [{"targets": [target]}]}],
-    })  # fmt: skip
+    return json.dumps(
+        {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(rules)],
+            "scrape_configs": [
+                {
+                    "job_name": SCRAPE_JOB,
+                    "metrics_path": "/metrics",
+                    "static_configs": [{"targets": [target]}],
+                }
+            ],
+        }
+    )
 
 
 # -- PromQL, lexed just enough ------------------------------------------------------------
@@ -136,10 +150,26 @@ _TOKEN = re.compile(
     """,
     re.VERBOSE,
 )
-_KEYWORDS = frozenset({
-    "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or",
-    "unless", "offset", "atan2", "inf", "nan", "start", "end",
-})  # fmt: skip
+_KEYWORDS = frozenset(
+    {
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "bool",
+        "and",
+        "or",
+        "unless",
+        "offset",
+        "atan2",
+        "inf",
+        "nan",
+        "start",
+        "end",
+    }
+)
 _LABEL_LISTS = frozenset({"by", "without", "on", "ignoring", "group_left", "group_right"})
 
 
@@ -199,8 +229,10 @@ def without_thresholds(expr: str) -> str:
 
 
 def test_the_promql_helpers() -> None:
-    expr = ('sum by (job, le) (rate(x_bucket{a="{b}", c!="d"}[5m] offset 1h)) > 0.5 * '
-            "max_over_time(hasherd:y:rate1m[1h]) and on (instance) up == bool 1")  # fmt: skip
+    expr = (
+        'sum by (job, le) (rate(x_bucket{a="{b}", c!="d"}[5m] offset 1h)) > 0.5 * '
+        "max_over_time(hasherd:y:rate1m[1h]) and on (instance) up == bool 1"
+    )
     assert metric_names(expr) == {"x_bucket", "hasherd:y:rate1m", "up"}
     assert without_thresholds(expr).count(" bool") == 2
     assert without_thresholds('a{s!="x"} != 1e-3') == 'a{s!="x"} != bool 1e-3'
@@ -293,8 +325,9 @@ def test_promtool_accepts_the_rules_and_the_example_config() -> None:
             "promtool not found: run `sudo tools/install-system-deps.sh` (Debian prometheus)"
         )
     for args in (["check", "rules", str(RULES)], ["check", "config", str(PROMETHEUS_EXAMPLE)]):
-        done = subprocess.run([promtool, *args], capture_output=True, text=True, timeout=60,
-                              check=False)  # fmt: skip
+        done = subprocess.run(
+            [promtool, *args], capture_output=True, text=True, timeout=60, check=False
+        )
         assert done.returncode == 0, (args, done.stdout, done.stderr)
         assert "SUCCESS" in done.stdout and "WARNING" not in done.stdout + done.stderr
 
@@ -307,8 +340,14 @@ def test_every_alert_fires_on_its_series_and_stays_quiet_otherwise() -> None:
     if promtool is None:
         pytest.fail("promtool not found: run `sudo tools/install-system-deps.sh`")
     tests = Path(__file__).with_name("hasherd-rules-test.yml")
-    done = subprocess.run([promtool, "test", "rules", tests.name], capture_output=True,
-                          text=True, timeout=120, check=False, cwd=tests.parent)  # fmt: skip
+    done = subprocess.run(
+        [promtool, "test", "rules", tests.name],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tests.parent,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS" in done.stdout
     alerts = set(re.findall(r"^\s*- alert: (\S+)", RULES.read_text(), re.MULTILINE))
@@ -389,9 +428,21 @@ def live() -> Iterator[Live]:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         metrics_port, prom_port = free_port(), free_port()
-        emulator = subprocess.Popen([*HASHERD, "emulate", "bm1370", "--chips", "2",
-                                     "--zero-bits", "4", "--sweep-limit", "1024"],
-                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
+        emulator = subprocess.Popen(
+            [
+                *HASHERD,
+                "emulate",
+                "bm1370",
+                "--chips",
+                "2",
+                "--zero-bits",
+                "4",
+                "--sweep-limit",
+                "1024",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
         procs.append(emulator)
         assert emulator.stdout is not None
         chip_path = emulator.stdout.readline().decode().strip()
@@ -400,17 +451,29 @@ def live() -> Iterator[Live]:
         config = d / "hasherd.toml"
         config.write_text(daemon_config(d, metrics_port, chip_path))
         with open(d / "daemon.log", "ab") as log:
-            procs.append(subprocess.Popen([*HASHERD, "run", "--config", str(config)],
-                                          stdout=log, stderr=log))  # fmt: skip
+            procs.append(
+                subprocess.Popen([*HASHERD, "run", "--config", str(config)], stdout=log, stderr=log)
+            )
         prom_cfg = d / "prometheus.json"
         prom_cfg.write_text(prometheus_config(RULES, f"127.0.0.1:{metrics_port}"))
         with open(d / "prometheus.log", "ab") as log:
-            procs.append(subprocess.Popen(
-                [PROMETHEUS, f"--config.file={prom_cfg}", f"--storage.tsdb.path={d / 'tsdb'}",
-                 f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn"],
-                stdout=log, stderr=log, cwd=d))  # fmt: skip
-        rig = Live(d, f"http://127.0.0.1:{prom_port}", f"http://127.0.0.1:{metrics_port}/metrics",
-                   [])  # fmt: skip
+            procs.append(
+                subprocess.Popen(
+                    [
+                        PROMETHEUS,
+                        f"--config.file={prom_cfg}",
+                        f"--storage.tsdb.path={d / 'tsdb'}",
+                        f"--web.listen-address=127.0.0.1:{prom_port}",
+                        "--log.level=warn",
+                    ],
+                    stdout=log,
+                    stderr=log,
+                    cwd=d,
+                )
+            )
+        rig = Live(
+            d, f"http://127.0.0.1:{prom_port}", f"http://127.0.0.1:{metrics_port}/metrics", []
+        )
 
         def ping() -> bool:
             if any(p.poll() is not None for p in procs):
@@ -421,25 +484,50 @@ def live() -> Iterator[Live]:
         _wait(ping, "the daemon's control socket", 180, rig.log)
         sample = resources.files("hasherd.data").joinpath("sample")
         frames = d / "chip-frames.json"
-        frames.write_text(json.dumps([{"feature_vector": list(range(i, i + 12)),
-                                       "target_token": 1000 + i} for i in range(3)]))  # fmt: skip
+        frames.write_text(
+            json.dumps(
+                [
+                    {"feature_vector": list(range(i, i + 12)), "target_token": 1000 + i}
+                    for i in range(3)
+                ]
+            )
+        )
         # the chain works while Prometheus watches: its rates are then above 0
-        _wait(lambda: (rig.value(f'count_over_time(up{{job="{SCRAPE_JOB}"}}[1m])') or 0) >= 2,
-              "Prometheus' first scrapes", 120, rig.log)  # fmt: skip
+        _wait(
+            lambda: (rig.value(f'count_over_time(up{{job="{SCRAPE_JOB}"}}[1m])') or 0) >= 2,
+            "Prometheus' first scrapes",
+            120,
+            rig.log,
+        )
         with ControlClient(d / "control.sock", timeout=20) as c:
             # first a small job at the chain's zero bits (CHIP_JOB)
             chip_job = c.call("jobs.submit", data=str(frames), **CHIP_JOB)["job"]["id"]
-            _wait(lambda: c.call("jobs.show", id=chip_job)["job"]["status"] == "finished",
-                  "the chain's job", 120, rig.log)  # fmt: skip
+            _wait(
+                lambda: c.call("jobs.show", id=chip_job)["job"]["status"] == "finished",
+                "the chain's job",
+                120,
+                rig.log,
+            )
             job_id = c.call("jobs.submit", data=str(sample), **JOB)["job"]["id"]
             # the chain's weights validated through the chain, against numba
             run = c.call("validate.start", job=chip_job, evaluator="chain0")["validation"]
-            done = _wait(lambda: (v := c.call("validate.show", id=run["id"])["validation"])
-                         ["state"] != "running" and v, "the validation", 120, rig.log)  # fmt: skip
+            done = _wait(
+                lambda: (
+                    (v := c.call("validate.show", id=run["id"])["validation"])["state"] != "running"
+                    and v
+                ),
+                "the validation",
+                120,
+                rig.log,
+            )
             assert done["state"] == "finished", done["error"]
             assert (done["report"]["agree"], done["report"]["checked"]) == (3, 3), done
-            _wait(lambda: (c.call("jobs.show", id=job_id)["job"]["progress"] or {}).get("tokens"),
-                  "the job to train a token", 180, rig.log)  # fmt: skip
+            _wait(
+                lambda: (c.call("jobs.show", id=job_id)["job"]["progress"] or {}).get("tokens"),
+                "the job to train a token",
+                180,
+                rig.log,
+            )
 
         def scraped() -> bool:
             targets = _get(f"{rig.api}/api/v1/targets")["data"]["activeTargets"]
@@ -485,8 +573,9 @@ def test_the_rules_file_is_what_prometheus_loaded(live: Live) -> None:
     written = re.findall(r"^\s*- (record|alert): (\S+)", text, re.MULTILINE)
     loaded = [("record" if r["type"] == "recording" else "alert", r["name"]) for r in live.rules]
     assert sorted(loaded) == sorted(written)  # the API lists the groups by name
-    unhealthy = [(r["name"], r["health"], r.get("lastError")) for r in live.rules
-                 if r["health"] != "ok"]  # fmt: skip
+    unhealthy = [
+        (r["name"], r["health"], r.get("lastError")) for r in live.rules if r["health"] != "ok"
+    ]
     assert not unhealthy
 
 
@@ -503,27 +592,49 @@ def test_every_dashboard_and_rule_expression_returns_data(live: Live) -> None:
     while True:
         for q in pending:
             run(q)
-        pending = [q for q in queries
-                   if q.status != "success" or (q.must_have_data and not q.result)]  # fmt: skip
+        pending = [
+            q for q in queries if q.status != "success" or (q.must_have_data and not q.result)
+        ]
         if not pending or time.monotonic() > deadline:
             break
         time.sleep(1.0)
 
     report = os.environ.get("HASHERD_PROM_REPORT")
     if report:
-        Path(report).write_text(json.dumps([
-            {"key": q.key, "expr": q.expr, "query": q.query, "status": q.status,
-             "error": q.error, "must_have_data": q.must_have_data,
-             "result": [{"metric": {k: v for k, v in r["metric"].items()
-                                    if k not in ("job", "instance")},
-                         "value": r["value"][1]} for r in q.result]}
-            for q in queries], indent=2) + "\n")  # fmt: skip
+        Path(report).write_text(
+            json.dumps(
+                [
+                    {
+                        "key": q.key,
+                        "expr": q.expr,
+                        "query": q.query,
+                        "status": q.status,
+                        "error": q.error,
+                        "must_have_data": q.must_have_data,
+                        "result": [
+                            {
+                                "metric": {
+                                    k: v
+                                    for k, v in r["metric"].items()
+                                    if k not in ("job", "instance")
+                                },
+                                "value": r["value"][1],
+                            }
+                            for r in q.result
+                        ],
+                    }
+                    for q in queries
+                ],
+                indent=2,
+            )
+            + "\n"
+        )
 
-    failed = [f"{q.key}: {q.status} {q.error} <- {q.query}" for q in queries
-              if q.status != "success"]  # fmt: skip
+    failed = [
+        f"{q.key}: {q.status} {q.error} <- {q.query}" for q in queries if q.status != "success"
+    ]
     assert not failed, "\n".join(failed)
-    empty = [f"{q.key}: no data <- {q.query}" for q in queries
-             if q.must_have_data and not q.result]  # fmt: skip
+    empty = [f"{q.key}: no data <- {q.query}" for q in queries if q.must_have_data and not q.result]
     assert not empty, "\n".join(empty) + "\n" + live.log()
     for q in queries:
         if q.label:
@@ -544,8 +655,11 @@ def test_every_metric_name_used_is_exported(live: Live) -> None:
         families = list(text_string_to_metric_families(resp.read().decode()))
     exported = {f.name for f in families} | {s.name for f in families for s in f.samples}
     records = {r["name"] for r in live.rules if r["type"] == "recording"}
-    unknown = {name: sorted(keys) for name, keys in _used_names(live).items()
-               if name not in exported | records | {"up"}}  # fmt: skip
+    unknown = {
+        name: sorted(keys)
+        for name, keys in _used_names(live).items()
+        if name not in exported | records | {"up"}
+    }
     assert not unknown
 
 
@@ -556,7 +670,11 @@ def _family(name: str) -> str:
 def test_every_metric_name_used_is_documented(live: Live) -> None:
     doc = METRICS_DOC.read_text()
     documented = set(re.findall(r"\b(hasherd_[a-z0-9_]+)", doc))
-    missing = {name: sorted(keys) for name, keys in _used_names(live).items()
-               if name.startswith("hasherd_") and name not in documented
-               and _family(name) not in documented}  # fmt: skip
+    missing = {
+        name: sorted(keys)
+        for name, keys in _used_names(live).items()
+        if name.startswith("hasherd_")
+        and name not in documented
+        and _family(name) not in documented
+    }
     assert not missing, f"add these to docs/metrics.md: {sorted(missing)}"

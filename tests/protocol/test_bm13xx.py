@@ -69,7 +69,7 @@ COMMANDS: list[tuple[str, Any]] = [
     ("55AA410904A49000FFFF0F", WriteRegister(0xA4, 0x9000FFFF, 0x04)),
     ("55AA51090018000060 3100", WriteRegister(0x18, 0x00006031, broadcast=True)),  # 3.125 M
     ("55AA5109001800012701 0B", WriteRegister(0x18, 0x00012701, broadcast=True)),  # 6.25 M
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("hexframe", "frame"), COMMANDS)
@@ -168,8 +168,11 @@ def test_response_vectors_both_ways(hexframe: str, frame: Response) -> None:
 def test_chip_id_responses() -> None:
     ids = [decode_response(bytes.fromhex(h)) for h, _ in RESPONSES[3:7]]
     assert [r.chip_id for r in ids if isinstance(r, RegisterResponse)] == [
-        Chip.BM1366.chip_id, Chip.BM1368.chip_id, Chip.BM1370.chip_id, Chip.BM1362.chip_id,
-    ]  # fmt: skip
+        Chip.BM1366.chip_id,
+        Chip.BM1368.chip_id,
+        Chip.BM1370.chip_id,
+        Chip.BM1362.chip_id,
+    ]
     first = decode_response(bytes.fromhex("AA5513971800000006"))
     assert isinstance(first, RegisterResponse) and first.chip_id == 0x1397
 
@@ -263,8 +266,9 @@ JOB_1370 = bytes.fromhex(
 
 
 def test_bm1397_job_vector() -> None:
-    job = MidstateJob(4, (GENESIS_MIDSTATE,), nbits=0x1D00FFFF, ntime=0x495FAB29,
-                      merkle_tail=GENESIS[64:68])  # fmt: skip
+    job = MidstateJob(
+        4, (GENESIS_MIDSTATE,), nbits=0x1D00FFFF, ntime=0x495FAB29, merkle_tail=GENESIS[64:68]
+    )
     assert job.to_bytes() == JOB_1397
     assert len(JOB_1397) == job.size == 56
     assert MidstateJob.from_bytes(JOB_1397) == job
@@ -336,9 +340,18 @@ def test_bad_midstate_jobs() -> None:
 
 @pytest.mark.parametrize(
     ("difficulty", "value"),
-    [(1, 0), (2, 0x80), (64, 0xFC), (256, 0xFF), (512, 0x80FF), (1024, 0xC0FF),
-     (8192, 0xF8FF), (1000, 0x80FF), (1 << 32, 0xFFFFFFFF)],
-)  # fmt: skip
+    [
+        (1, 0),
+        (2, 0x80),
+        (64, 0xFC),
+        (256, 0xFF),
+        (512, 0x80FF),
+        (1024, 0xC0FF),
+        (8192, 0xF8FF),
+        (1000, 0x80FF),
+        (1 << 32, 0xFFFFFFFF),
+    ],
+)
 def test_ticket_mask(difficulty: int, value: int) -> None:
     assert ticket_mask(difficulty) == value
     assert ticket_mask_difficulty(value) == 1 << (difficulty.bit_length() - 1)
@@ -382,8 +395,10 @@ def test_pll_and_version_rolling() -> None:
     assert Register["VERSION_ROLLING"] is Register["MIDSTATE_CONFIG"]  # an alias
     assert int(Register.MIDSTATE_CONFIG) == 0xA4
     assert (Register.TICKET_MASK, Register.UART_BAUD, Register.SOFT_RESET_CONTROL) == (
-        0x14, 0x28, 0xA8,
-    )  # fmt: skip
+        0x14,
+        0x28,
+        0xA8,
+    )
 
 
 # -- the stream decoder ----------------------------------------------------------------------
@@ -529,10 +544,19 @@ def test_from_bytes_raises_only_typed_errors(blob: bytes, mode: int) -> None:
         blob = _with_crc5(blob[:9])
     elif mode == 2 and blob:  # a response candidate with a valid CRC5
         blob = _sealed_response(blob[:8], blob[0] >> 5)
-    parsers = (decode_command, decode_response, MidstateJob.from_bytes, FullHeaderJob.from_bytes,
-               SetChipAddress.from_bytes, ChainInactive.from_bytes, ReadRegister.from_bytes,
-               WriteRegister.from_bytes, RegisterResponse.from_bytes, NonceResponse.from_bytes,
-               VersionNonceResponse.from_bytes)  # fmt: skip
+    parsers = (
+        decode_command,
+        decode_response,
+        MidstateJob.from_bytes,
+        FullHeaderJob.from_bytes,
+        SetChipAddress.from_bytes,
+        ChainInactive.from_bytes,
+        ReadRegister.from_bytes,
+        WriteRegister.from_bytes,
+        RegisterResponse.from_bytes,
+        NonceResponse.from_bytes,
+        VersionNonceResponse.from_bytes,
+    )
     for parse in parsers:
         try:
             frame = parse(blob)

@@ -49,17 +49,31 @@ RX_STATUS = bytes.fromhex(
 )
 
 CONFIG = TxConfig(
-    ConfigFlag.RESET | ConfigFlag.FAN | ConfigFlag.TIMEOUT | ConfigFlag.FREQUENCY
-    | ConfigFlag.VOLTAGE | ConfigFlag.CHIP_CONFIG,
-    chain_num=8, asic_num=32, reg_address=0x04,
-)  # fmt: skip
+    ConfigFlag.RESET
+    | ConfigFlag.FAN
+    | ConfigFlag.TIMEOUT
+    | ConfigFlag.FREQUENCY
+    | ConfigFlag.VOLTAGE
+    | ConfigFlag.CHIP_CONFIG,
+    chain_num=8,
+    asic_num=32,
+    reg_address=0x04,
+)
 TASK = TxTask((Work(1, GENESIS_MIDSTATE, data2_from_header(GENESIS)),), new_block=True, diff=0)
 STATUS = RxStatus(
-    flags=1, fifo_space=0x0100, hw_version=bytes.fromhex("01020304"), fan_exist=0x0003,
-    temp_exist=0x00000003, nonce_error=5, reg_value=0x12345678, chain_asic_num=(32, 31),
-    temps=(45, -3), fans=(60, 61), asic_exist=(0xFFFFFFFF, 0xFFFFFFFE),
+    flags=1,
+    fifo_space=0x0100,
+    hw_version=bytes.fromhex("01020304"),
+    fan_exist=0x0003,
+    temp_exist=0x00000003,
+    nonce_error=5,
+    reg_value=0x12345678,
+    chain_asic_num=(32, 31),
+    temps=(45, -3),
+    fans=(60, 61),
+    asic_exist=(0xFFFFFFFF, 0xFFFFFFFE),
     asic_status=(0xFFFFFFFF, 0x7FFFFFFE),
-)  # fmt: skip
+)
 NONCE = RxNonce(0x0100, (NonceEntry(1, 0x1DAC2B7C),), diff=0, total_nonce_num=1)
 
 VECTORS = [
@@ -299,8 +313,14 @@ def _sealed(kind: int, body: bytes) -> bytes:
 def test_from_bytes_raises_only_typed_errors(blob: bytes, kind: int) -> None:
     if kind:  # a token with valid header and CRC, to reach the layout checks
         blob = _sealed(kind, blob)
-    parsers = (TxConfig.from_bytes, TxTask.from_bytes, RxStatusRequest.from_bytes,
-               RxStatus.from_bytes, RxNonce.from_bytes, decode_rx)  # fmt: skip
+    parsers = (
+        TxConfig.from_bytes,
+        TxTask.from_bytes,
+        RxStatusRequest.from_bytes,
+        RxStatus.from_bytes,
+        RxNonce.from_bytes,
+        decode_rx,
+    )
     for parse in parsers:
         try:
             token = parse(blob)

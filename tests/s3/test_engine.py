@@ -195,8 +195,15 @@ def test_fault_late_holds_nonce_tokens_until_due() -> None:
 
 
 def test_rejects_bad_arguments() -> None:
-    for bad in ({"chips": 0}, {"zero_bits": 33}, {"faults": {"melted"}}, {"chains": 3, "chips": 2},
-                {"sweep_limit": 0}, {"fifo_depth": 0}, {"dead_chip": 4}):  # fmt: skip
+    for bad in (
+        {"chips": 0},
+        {"zero_bits": 33},
+        {"faults": {"melted"}},
+        {"chains": 3, "chips": 2},
+        {"sweep_limit": 0},
+        {"fifo_depth": 0},
+        {"dead_chip": 4},
+    ):
         options = {"chips": 4, "zero_bits": 8, **bad}
         with pytest.raises(InputError):
             S3Engine(**options)  # type: ignore[arg-type]
@@ -212,8 +219,11 @@ def test_tx_decoder_one_byte_at_a_time_with_garbage_and_bad_crc() -> None:
     stream = b"\x01\x52\x00" + TX_CONFIG + bytes(bad) + b"\x53" + TX_TASK + b"\x51" + DETECT
     decoder = TxDecoder()
     out = [t for byte in stream for t in decoder.feed(bytes((byte,)))]
-    assert out == [TxConfig.from_bytes(TX_CONFIG), TxTask.from_bytes(TX_TASK),
-                   RxStatusRequest.from_bytes(DETECT)]  # fmt: skip
+    assert out == [
+        TxConfig.from_bytes(TX_CONFIG),
+        TxTask.from_bytes(TX_TASK),
+        RxStatusRequest.from_bytes(DETECT),
+    ]
     assert decoder.crc_errors == 1 and decoder.garbage_bytes >= 4 and decoder.buffered == 0
 
 

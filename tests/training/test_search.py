@@ -172,6 +172,7 @@ def test_compiled_rewards_equal_the_numpy_ones() -> None:
         np.testing.assert_array_equal(reward, want.reward[0])
         np.testing.assert_array_equal(prefix, want.prefix_bits[0])
         assert winners == int(want.winner.sum())
-        np.testing.assert_allclose(steps.advantages(reward), group_advantages(want.reward)[0],
-                                   atol=1e-9)  # fmt: skip
+        np.testing.assert_allclose(
+            steps.advantages(reward), group_advantages(want.reward)[0], atol=1e-9
+        )
     assert not steps.advantages(np.full(8, 0.25)).any()

@@ -37,14 +37,30 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("trained")
     rng = np.random.default_rng(21)
     frames = [
-        {"feature_vector": rng.integers(0, 2**32, size=12, dtype=np.uint64).tolist(),
-         "target_token": int(rng.integers(0, 100_000))}
+        {
+            "feature_vector": rng.integers(0, 2**32, size=12, dtype=np.uint64).tolist(),
+            "target_token": int(rng.integers(0, 100_000)),
+        }
         for _ in range(N_FRAMES)
-    ]  # fmt: skip
+    ]
     data, db = folder / "frames.json", folder / "h.db"
     data.write_text(json.dumps(frames))
-    cmd = [sys.executable, "-m", "hasherd.cli.main", "train", "--data", str(data), "--db",
-           str(db), "--difficulty-bits", "6", "--epochs", "1", "--seed", "1"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "hasherd.cli.main",
+        "train",
+        "--data",
+        str(data),
+        "--db",
+        str(db),
+        "--difficulty-bits",
+        "6",
+        "--epochs",
+        "1",
+        "--seed",
+        "1",
+    ]
     subprocess.run(cmd, check=True, capture_output=True, timeout=120)
     return db
 
@@ -132,17 +148,24 @@ def test_tampered_output_is_non_deterministic(
         "golden_nonce": bad["a"]["golden_nonce"],
     }
     assert bad["b"]["output"] == original and bad["b"]["golden_nonce"] == bad["a"]["golden_nonce"]
-    row = _rows(db, "SELECT stored_output, output_a, output_b, agree FROM validations"
-                    " WHERE weight_id = ?", (victim,))  # fmt: skip
+    row = _rows(
+        db,
+        "SELECT stored_output, output_a, output_b, agree FROM validations WHERE weight_id = ?",
+        (victim,),
+    )
     assert row == [(original ^ 1, original, original, 0)]
     states = _states(db)
     assert states.pop(victim) == "non-deterministic" and set(states.values()) == {"validated"}
 
 
-def test_tolerance_from_the_config_file(db: Path, run_cli: Callable[..., int], tmp_path: Path,
-                                        capsys: Any) -> None:  # fmt: skip
-    _execute(db, "UPDATE weights SET golden_nonce = golden_nonce + 1 WHERE id = "
-                 "(SELECT min(id) FROM weights)")  # fmt: skip
+def test_tolerance_from_the_config_file(
+    db: Path, run_cli: Callable[..., int], tmp_path: Path, capsys: Any
+) -> None:
+    _execute(
+        db,
+        "UPDATE weights SET golden_nonce = golden_nonce + 1 WHERE id = "
+        "(SELECT min(id) FROM weights)",
+    )
     cfg = tmp_path / "c.json"
     cfg.write_text(json.dumps({"validation": {"tolerance_threshold": 0.1, "max_concurrency": 3}}))
     assert run_cli("validate", "--db", db, "--config", cfg) == 0
@@ -227,8 +250,9 @@ async def test_changed_memory_fails_without_running(db: Path) -> None:
         "UPDATE weights SET memory_id = 'x' || memory_id WHERE id = (SELECT min(id) FROM weights)",
     )
     async with await Store.open(db, create=False) as store:
-        report = await validate(store, create("reference"), create("reference"),
-                                config=ValidationConfig(), seed=1)  # fmt: skip
+        report = await validate(
+            store, create("reference"), create("reference"), config=ValidationConfig(), seed=1
+        )
     (f,) = report.failures
     assert f.check.attempts == 0 and f.check.output_a is None and f.check.output_b is None
     assert f.check.error is not None and "memory_id" in f.check.error
@@ -247,8 +271,9 @@ async def test_sample_is_honoured_and_reproducible(db: Path, tmp_path: Path) -> 
     picks = []
     for path, seed in ((db, 11), (other, 11)):
         async with await Store.open(path, create=False) as store:
-            report = await validate(store, create("reference"), create("reference"),
-                                    config=cfg, sample=0.5, seed=seed)  # fmt: skip
+            report = await validate(
+                store, create("reference"), create("reference"), config=cfg, sample=0.5, seed=seed
+            )
         assert (report.selected, report.checked, report.agree) == (12, 6, 6)
         picks.append(_picked(path))
     assert picks[0] == picks[1] and len(set(picks[0])) == 6
@@ -282,18 +307,28 @@ class _Store(Store, ValidationsMixin):
 async def test_store_mixin_rows_and_summary(db: Path) -> None:
     (wid, seed), (other_id, _) = (_weights(db))[:2]
     out = _rows(db, "SELECT output, golden_nonce FROM weights WHERE id = ?", (wid,))[0]
-    base = ValidationRow(wid, seed, out[0], out[1], "numba", out[0], out[1], "reference",
-                         out[0], out[1], True, 1)  # fmt: skip
+    base = ValidationRow(
+        wid, seed, out[0], out[1], "numba", out[0], out[1], "reference", out[0], out[1], True, 1
+    )
     store = cast(_Store, await _Store.open(db, create=False))
     try:
         first = await store.add_validation(base)
         assert first.id is not None and first.created_at is not None
-        failed = dataclasses.replace(base, output_b=None, golden_nonce_b=None, agree=None,
-                                     attempts=4, error="reference: boom")  # fmt: skip
+        failed = dataclasses.replace(
+            base,
+            output_b=None,
+            golden_nonce_b=None,
+            agree=None,
+            attempts=4,
+            error="reference: boom",
+        )
         await store.add_validation(failed)
         # A check of a seed the weight no longer holds is kept but leaves the state alone.
-        await store.add_validation(dataclasses.replace(
-            base, weight_id=other_id, seed=b"\x01" * 32, output_a=1, agree=False))  # fmt: skip
+        await store.add_validation(
+            dataclasses.replace(
+                base, weight_id=other_id, seed=b"\x01" * 32, output_a=1, agree=False
+            )
+        )
         with pytest.raises(InputError, match="agree"):
             await store.add_validation(dataclasses.replace(base, output_a=1))
         with pytest.raises(StorageError, match="no weight 999999"):
@@ -313,8 +348,10 @@ async def test_store_mixin_rows_and_summary(db: Path) -> None:
 
 
 def test_migration_0004_applies_to_a_0003_database(db: Path) -> None:
-    counts = "SELECT (SELECT count(*) FROM weights), (SELECT count(*) FROM records)," \
-             " (SELECT count(*) FROM runs), (SELECT count(*) FROM events)"  # fmt: skip
+    counts = (
+        "SELECT (SELECT count(*) FROM weights), (SELECT count(*) FROM records),"
+        " (SELECT count(*) FROM runs), (SELECT count(*) FROM events)"
+    )
     before = _rows(db, counts)
     _execute(db, "DROP TABLE validations")
     _execute(db, "PRAGMA user_version = 3")

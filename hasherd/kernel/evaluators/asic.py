@@ -132,13 +132,20 @@ class AsicEvaluator(Evaluator):
 
     async def _open(self) -> Chain:
         if self.driver == "s3":
-            return await open_s3_chain(self.path, self.bound, base_zero_bits=self.base_zero_bits,
-                                       expected_chips=self.expected_chips)  # fmt: skip
+            return await open_s3_chain(
+                self.path,
+                self.bound,
+                base_zero_bits=self.base_zero_bits,
+                expected_chips=self.expected_chips,
+            )
         return await open_chain(
-            self.path, self.bound, base_zero_bits=self.base_zero_bits,
-            expected_chips=self.expected_chips, baud=self.baud,
+            self.path,
+            self.bound,
+            base_zero_bits=self.base_zero_bits,
+            expected_chips=self.expected_chips,
+            baud=self.baud,
             enumerate_quiet=self.enumerate_quiet,
-        )  # fmt: skip
+        )
 
     @property
     def chain(self) -> Chain:
@@ -168,13 +175,29 @@ class AsicEvaluator(Evaluator):
             return None
         chain = self._holder[0]
         st = chain.stats()
-        device = {"path": self.path, "driver": self.driver, "chips": chain.chips, "jobs": st.jobs,
-                  "crc_errors": st.crc_errors, "stale": st.stale,
-                  "garbage_bytes": st.garbage_bytes, "unknown_frames": st.unknown_frames,
-                  "unexpected": st.unexpected, "resends": self.resends}  # fmt: skip
-        chips = [{"chip": i, "address": c.address, "hashes": c.hashes, "nonces": c.nonces,
-                  "invalid": c.invalid, "duplicates": c.duplicates}
-                 for i, c in enumerate(st.chips)]  # fmt: skip
+        device = {
+            "path": self.path,
+            "driver": self.driver,
+            "chips": chain.chips,
+            "jobs": st.jobs,
+            "crc_errors": st.crc_errors,
+            "stale": st.stale,
+            "garbage_bytes": st.garbage_bytes,
+            "unknown_frames": st.unknown_frames,
+            "unexpected": st.unexpected,
+            "resends": self.resends,
+        }
+        chips = [
+            {
+                "chip": i,
+                "address": c.address,
+                "hashes": c.hashes,
+                "nonces": c.nonces,
+                "invalid": c.invalid,
+                "duplicates": c.duplicates,
+            }
+            for i, c in enumerate(st.chips)
+        ]
         return {"device": device, "chips": chips}
 
     def warm_up(self) -> float:
@@ -267,10 +290,17 @@ class AsicEvaluator(Evaluator):
 
 def chip_evaluator(chip: ChipDeviceConfig) -> AsicEvaluator:
     """The evaluator of a ``[[devices.chips]]`` entry (its port opens on first use)."""
-    bound = SweepBound(chip.nonces_per_chip, chip.sweep_time, chip.quiet,
-                       max_wait=max(30.0, chip.sweep_time))  # fmt: skip
-    return AsicEvaluator(chip.path, chip.zero_bits, bound=bound, driver=chip.driver,
-                         expected_chips=chip.chips or None, baud=chip.baud or None)  # fmt: skip
+    bound = SweepBound(
+        chip.nonces_per_chip, chip.sweep_time, chip.quiet, max_wait=max(30.0, chip.sweep_time)
+    )
+    return AsicEvaluator(
+        chip.path,
+        chip.zero_bits,
+        bound=bound,
+        driver=chip.driver,
+        expected_chips=chip.chips or None,
+        baud=chip.baud or None,
+    )
 
 
 def factory(arg: str | None, **options: Any) -> Evaluator:

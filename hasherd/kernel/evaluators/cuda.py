@@ -115,11 +115,20 @@ def _error_types() -> tuple[type[BaseException], ...]:
     """numba-cuda's driver, compiler and support errors (the simulator has fewer)."""
     found: list[type[BaseException]] = []
     for module, names in (
-        ("numba.cuda.cudadrv.error", ("CudaSupportError", "CudaDriverError", "NvvmError",
-                                      "NvvmSupportError", "NvrtcError", "CudaRuntimeError")),
+        (
+            "numba.cuda.cudadrv.error",
+            (
+                "CudaSupportError",
+                "CudaDriverError",
+                "NvvmError",
+                "NvvmSupportError",
+                "NvrtcError",
+                "CudaRuntimeError",
+            ),
+        ),
         ("numba.cuda.cudadrv.driver", ("CudaAPIError", "LinkerError")),
         ("cuda.core._utils.cuda_utils", ("CUDAError",)),  # numba-cuda 0.30 launches through it
-    ):  # fmt: skip
+    ):
         with contextlib.suppress(ImportError):  # ImportError covers a missing parent too
             mod = importlib.import_module(module)
             found += [getattr(mod, n) for n in names if isinstance(getattr(mod, n, None), type)]
@@ -360,9 +369,12 @@ class CudaEvaluator(Evaluator):
             ).astype(np.uint32)
             mi = np.concatenate([memory.z2_start, memory.z2_pos]).astype(np.int64)
             entry = _DeviceMemory(
-                memory.memory_id, self._cuda.to_device(mu), self._cuda.to_device(mi),
-                np.int64(len(memory.z1_keys)), np.int64(len(memory.z2_keys)),
-            )  # fmt: skip
+                memory.memory_id,
+                self._cuda.to_device(mu),
+                self._cuda.to_device(mi),
+                np.int64(len(memory.z1_keys)),
+                np.int64(len(memory.z2_keys)),
+            )
             self._uploads += 1
             self._memories[memory.memory_id] = entry
             while len(self._memories) > self._cache_size:
@@ -398,18 +410,32 @@ class CudaEvaluator(Evaluator):
         if first.zero_bits == 0:
             block = self._k0_block(n)
             kn.k0_kernel[(n + block - 1) // block, block, st](
-                np.int64(n), np.int64(nrec), d["inp"], np.int64(p), *args, d["out"], d["tr"],
+                np.int64(n),
+                np.int64(nrec),
+                d["inp"],
+                np.int64(p),
+                *args,
+                d["out"],
+                d["tr"],
                 np.int64(tw),
-            )  # fmt: skip
+            )
         else:
             slot.buffer("work", 2 * n, np.int64)
             block = min(self._scan_block, max(MIN_BLOCK, 1 << min(first.zero_bits, 10)))
             # a round hashes `block` nonces; about 2^k are needed per pass
             kn.scan_kernel[n, block, st](
-                np.int64(n), np.int64(nrec), d["inp"], np.int64(p),
-                np.int64(first.zero_bits), np.int64(first.nonce_space), *args, d["out"],
-                d["work"], d["tr"], np.int64(tw),
-            )  # fmt: skip
+                np.int64(n),
+                np.int64(nrec),
+                d["inp"],
+                np.int64(p),
+                np.int64(first.zero_bits),
+                np.int64(first.nonce_space),
+                *args,
+                d["out"],
+                d["work"],
+                d["tr"],
+                np.int64(tw),
+            )
             slot.download("work", 2 * n)
         slot.download("out", kn.OUT_WORDS * n)
         if tw:
@@ -451,18 +477,26 @@ class CudaEvaluator(Evaluator):
             # 3 compressions a double SHA at k = 0; at k > 0 2 a nonce, plus the midstates
             blocks = 3 * hashed if mids is None else 2 * hashed + int(mids[lo:hi].sum())
             results[launch.index[i]] = EvalResult(
-                output[lo:hi], nonce[lo:hi], roll[lo:hi], digest[lo:hi], last_key[lo:hi],
-                hashed, blocks,
+                output[lo:hi],
+                nonce[lo:hi],
+                roll[lo:hi],
+                digest[lo:hi],
+                last_key[lo:hi],
+                hashed,
+                blocks,
                 _trace(trace[lo:hi], r.passes) if r.trace and trace is not None else None,
-            )  # fmt: skip
+            )
 
 
 def _trace(rows: np.ndarray, p: int) -> Trace:
     """A request's trace from its rows of the trace buffer (layout: cuda_kernels)."""
     return Trace(
-        rows[:, :p], rows[:, p : 2 * p], rows[:, 2 * p : 3 * p], rows[:, 3 * p : 4 * p] != 0,
+        rows[:, :p],
+        rows[:, p : 2 * p],
+        rows[:, 2 * p : 3 * p],
+        rows[:, 3 * p : 4 * p] != 0,
         words_to_bytes(rows[:, 4 * p : 4 * p + 20]),
-    )  # fmt: skip
+    )
 
 
 def _text(value: Any) -> str:

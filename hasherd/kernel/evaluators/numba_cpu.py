@@ -138,10 +138,27 @@ class NumbaEvaluator(Evaluator):
         with _LOCK:
             numba.set_num_threads(self._threads)
             kn.run_k0(
-                hdr, p, chunk_start, chunk_len, chunk_rec, rec_start, rec_jitter, rec_hit,
-                rec_val, rec_z2, mem.z2_keys, mem.z2_vals, mem.z2_pos, trace, digest, last_key,
-                tr[0], tr[2], tr[3], tr[4],
-            )  # fmt: skip
+                hdr,
+                p,
+                chunk_start,
+                chunk_len,
+                chunk_rec,
+                rec_start,
+                rec_jitter,
+                rec_hit,
+                rec_val,
+                rec_z2,
+                mem.z2_keys,
+                mem.z2_vals,
+                mem.z2_pos,
+                trace,
+                digest,
+                last_key,
+                tr[0],
+                tr[2],
+                tr[3],
+                tr[4],
+            )
         nonce = hdr[:, 19].byteswap()
         if trace:
             tr[1][:] = nonce[:, None]
@@ -149,11 +166,18 @@ class NumbaEvaluator(Evaluator):
         for i, r in enumerate(reqs):
             lo, hi = int(offsets[i]), int(offsets[i + 1])
             dsha = r.n * (p - int(rec_start[i]) + 1)
-            out.append(EvalResult(
-                digest[lo:hi, 0].copy(), nonce[lo:hi], np.zeros(r.n, dtype=np.uint32),
-                words_to_bytes(digest[lo:hi]), last_key[lo:hi], dsha, 3 * dsha,
-                _trace_slice(tr, lo, hi) if r.trace else None,
-            ))  # fmt: skip
+            out.append(
+                EvalResult(
+                    digest[lo:hi, 0].copy(),
+                    nonce[lo:hi],
+                    np.zeros(r.n, dtype=np.uint32),
+                    words_to_bytes(digest[lo:hi]),
+                    last_key[lo:hi],
+                    dsha,
+                    3 * dsha,
+                    _trace_slice(tr, lo, hi) if r.trace else None,
+                )
+            )
         return out
 
     def _run_scan(self, req: EvalRequest) -> EvalResult:
@@ -172,10 +196,26 @@ class NumbaEvaluator(Evaluator):
         with _LOCK:
             numba.set_num_threads(self._threads)
             kn.run_scan(
-                hdr, p, start_pass, np.uint32(start_jitter), z1_hit, np.uint32(z1_val),
-                mem.z2_start, mem.z2_keys, mem.z2_vals, mem.z2_pos, req.zero_bits,
-                req.nonce_space, req.trace, digest, nonce, roll64, last_key, scanned, *tr,
-            )  # fmt: skip
+                hdr,
+                p,
+                start_pass,
+                np.uint32(start_jitter),
+                z1_hit,
+                np.uint32(z1_val),
+                mem.z2_start,
+                mem.z2_keys,
+                mem.z2_vals,
+                mem.z2_pos,
+                req.zero_bits,
+                req.nonce_space,
+                req.trace,
+                digest,
+                nonce,
+                roll64,
+                last_key,
+                scanned,
+                *tr,
+            )
         roll = (roll64 & 0xFFFFFFFF).astype(np.uint32)
         dsha = int(scanned[:, 0].sum())
         blocks = 2 * dsha + int(scanned[:, 1].sum())  # 2 blocks a nonce, 1 a midstate

@@ -142,9 +142,15 @@ class _Outputs:
 
     def result(self, dsha: int, blocks: int) -> EvalResult:
         return EvalResult(
-            self.output, self.nonce, self.roll, self.digest, self.last_key, dsha, blocks,
+            self.output,
+            self.nonce,
+            self.roll,
+            self.digest,
+            self.last_key,
+            dsha,
+            blocks,
             self.trace,
-        )  # fmt: skip
+        )
 
 
 def _blocks(res: spec.PassResult, zero_bits: int) -> int:

@@ -70,13 +70,19 @@ class RpcEvaluator(Evaluator):
         keys = [0] * n
         dsha = blocks = 0
         for pno in range(p):
-            passes = [self._pass(heads[i] + mixes[i].to_bytes(16, "big") + tails[i], req)
-                      for i in range(n)]  # fmt: skip
+            passes = [
+                self._pass(heads[i] + mixes[i].to_bytes(16, "big") + tails[i], req)
+                for i in range(n)
+            ]
             keys = [int.from_bytes(r.digest[0:4], "big") for r in passes]
             for i in range(n):  # the current slots 8..11 are the mix words
                 m = mixes[i]
-                records[i, 8:12] = (m >> 96, (m >> 64) & spec.MASK32, (m >> 32) & spec.MASK32,
-                                    m & spec.MASK32)  # fmt: skip
+                records[i, 8:12] = (
+                    m >> 96,
+                    (m >> 64) & spec.MASK32,
+                    (m >> 32) & spec.MASK32,
+                    m & spec.MASK32,
+                )
             records[:, 12] = keys
             records[:, 13] = pno
             jit, found = self._lookup(records, req.memory)
