@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from hasherd.kernel.evaluators import create
+from hasherd.backends import create
 from hasherd.kernel.evaluators.base import Evaluator
 
 DATA = Path(__file__).parent / "data"

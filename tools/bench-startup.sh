@@ -28,7 +28,7 @@ RUNS="${1:-3}"
 PROBE='
 import os, sys, time
 import numpy as np
-from hasherd.kernel.evaluators import create
+from hasherd.backends import create
 ev = create("numba")
 ev.evaluate([0] * 12, np.zeros((64, 32), dtype=np.uint8), [])
 elapsed = time.time() - float(os.environ["BENCH_T0"])

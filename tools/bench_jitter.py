@@ -30,15 +30,15 @@ from typing import Any
 
 import numpy as np
 
-from hasherd.kernel.evaluators import create
+from hasherd.backends import create
+from hasherd.backends.rpc import RpcEvaluator, SyncJitterClient
 from hasherd.kernel.evaluators.base import Evaluator
-from hasherd.kernel.evaluators.rpc import RpcEvaluator, SyncJitterClient
 from hasherd.kernel.jitter_batch import lookup_many
 from hasherd.kernel.memory import JitterMemory
 
 SERVE = """
 import sys, anyio, numpy as np
-from hasherd.actors.jitter import JitterService
+from hasherd.jitter.service import JitterService
 from hasherd.kernel.memory import JitterMemory
 service = JitterService(sys.argv[1], JitterMemory(np.load(sys.argv[2])))
 anyio.run(service.serve)

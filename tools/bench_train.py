@@ -21,10 +21,10 @@ from typing import Any
 import anyio
 import numpy as np
 
+from hasherd.backends import create
 from hasherd.config import Config
 from hasherd.data import Dataset, load_dataset
 from hasherd.kernel import spec
-from hasherd.kernel.evaluators import create
 from hasherd.kernel.evaluators.base import Evaluator
 from hasherd.scheduler.trainer import Trainer
 from hasherd.storage import Store

@@ -135,7 +135,7 @@ say "scale check against the reference, and throughput"
 if ! "$PY" - "$DEST/scale.json" <<'EOF' 2>&1 | tee "$DEST/scale.txt"; then
 import json, statistics, sys, time
 import numpy as np
-from hasherd.kernel.bench import make_memory, make_records
+from hasherd.backends.bench import make_memory, make_records
 from hasherd.kernel.evaluators.base import make_request
 from hasherd.kernel.evaluators.cuda import CudaEvaluator
 from hasherd.kernel.evaluators.reference import ReferenceEvaluator

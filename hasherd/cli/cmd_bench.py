@@ -1,6 +1,6 @@
 """``hasherd bench``: measure the kernel evaluators against the plain-Python baseline.
 
-The measurement is ``hasherd.kernel.bench``; this module parses arguments and prints a
+The measurement is ``hasherd.backends.bench``; this module parses arguments and prints a
 table (or, with ``--json``, the report as one JSON object).
 """
 
@@ -10,7 +10,7 @@ import argparse
 import json
 from typing import Any
 
-from hasherd.kernel import bench
+from hasherd.backends import bench
 
 EPILOG = """\
 Each figure is the median round of a round-robin run (docs/perf.md, section 3).

@@ -20,7 +20,7 @@ from hasherd import config as config_mod
 from hasherd.cli.common import add_config_args
 from hasherd.errors import InputError
 from hasherd.storage import Store
-from hasherd.validate import Finding, Report, default_evaluators, make_evaluator, validate
+from hasherd.validation.core import Finding, Report, default_evaluators, make_evaluator, validate
 
 
 def register(sub: Any) -> None:

@@ -12,7 +12,8 @@ import json
 import logging
 from typing import Any
 
-from hasherd.kernel import evaluators, spec
+from hasherd import backends
+from hasherd.kernel import spec
 from hasherd.kernel.conformance import CheckReport, Mismatch, check
 from hasherd.kernel.evaluators.base import Evaluator
 from hasherd.kernel.vectors import KERNEL, load
@@ -58,7 +59,7 @@ def register(sub: Any) -> None:
 
 def run_check(args: argparse.Namespace) -> int:
     """The ``vectors check`` handler; HasherErrors propagate to main (exit 2)."""
-    chosen = _create(args.evaluators or evaluators.available())
+    chosen = _create(args.evaluators or backends.available())
     vectors = load(args.file)
     LOGGER.info("checking %s (%d cases) with %s", args.file, len(vectors), ", ".join(chosen))
     report = check(vectors, chosen)
@@ -71,7 +72,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 def _create(names: list[str]) -> dict[str, Evaluator]:
     """Evaluators by name, in order, once each; ``kernel`` is always checked anyway."""
-    return {n: evaluators.create(n) for n in dict.fromkeys(names) if n != KERNEL}
+    return {n: backends.create(n) for n in dict.fromkeys(names) if n != KERNEL}
 
 
 def format_report(report: CheckReport, cases: int) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from hasherd import backends
 from hasherd.config import DEVICE_EVALUATORS, Config
-from hasherd.kernel import evaluators
 from hasherd.kernel.evaluators.base import Evaluator
 from hasherd.logs import JsonFormatter, setup_logging
 
@@ -26,4 +26,4 @@ def evaluator_for(cfg: Config, name: str | None = None) -> Evaluator:
         kind = DEVICE_EVALUATORS[cfg.simulator.device_type]
         threads = cfg.simulator.max_concurrency
         name = f"{kind}:{threads}" if kind == "numba" and threads else kind
-    return evaluators.create(name)
+    return backends.create(name)

@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import signal
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,15 +29,13 @@ import anyio.abc
 
 from hasherd import __version__
 from hasherd import config as config_mod
-from hasherd.actors.evaluator import EvaluatorActor
+from hasherd.actors.build import build_actors
 from hasherd.actors.pool import ActorPool
-from hasherd.config import DEVICE_EVALUATORS, ChipDeviceConfig, Config
+from hasherd.config import Config
 from hasherd.control.client import default_socket_path
 from hasherd.control.server import ControlServer, resolve_group
 from hasherd.daemon.notify import Notifier, watchdog_interval, watchdog_loop
 from hasherd.errors import ConfigError, HasherError
-from hasherd.kernel.evaluators import create
-from hasherd.kernel.evaluators.base import Evaluator
 from hasherd.scheduler.jobs import JobScheduler
 from hasherd.storage import Store
 
@@ -67,69 +63,9 @@ def socket_path(cfg: Config) -> Path:
 
 
 def jitter_socket_path(cfg: Config) -> Path:
-    from hasherd.actors.jitter_socket import default_jitter_socket_path
+    from hasherd.jitter.listener import default_jitter_socket_path
 
     return Path(cfg.jitter.socket) if cfg.jitter.socket else Path(default_jitter_socket_path())
-
-
-def evaluator_name(cfg: Config, threads: int) -> str:
-    return f"numba:{threads}" if threads else "numba"
-
-
-def cpu_threads(cfg: Config) -> int:
-    """Threads per CPU actor: ``simulator.max_concurrency`` (0 = every core) shared out."""
-    total = cfg.simulator.max_concurrency or (os.cpu_count() or 1)
-    return max(1, total // max(1, cfg.devices.cpu_actors))
-
-
-def build_actors(cfg: Config) -> list[EvaluatorActor]:
-    """``devices.cpu_actors`` CPU simulators (numba, or the reference evaluator when
-    ``simulator.device_type`` says so) and ``devices.gpu_actors`` CUDA evaluators, one per
-    GPU from ``simulator.gpu_device`` on."""
-    n_cpu, n_gpu = cfg.devices.cpu_actors, cfg.devices.gpu_actors
-    if n_cpu + n_gpu + len(cfg.devices.chips) < 1:
-        raise ConfigError("devices.cpu_actors", "at least one evaluator actor is needed")
-    timeout, mailbox = cfg.simulator.timeout, cfg.devices.mailbox
-    kind = DEVICE_EVALUATORS[cfg.simulator.device_type]
-    if kind not in ("numba", "reference"):
-        kind = "numba"  # the CPU actors' evaluator; GPUs and chips are actors of their own
-    cpu_name = evaluator_name(cfg, cpu_threads(cfg)) if kind == "numba" else kind
-    simulator = functools.partial(
-        EvaluatorActor,
-        timeout=timeout,
-        mailbox=mailbox,
-        max_zero_bits=cfg.devices.simulator_max_zero_bits,
-    )
-    actors = [simulator(f"{kind}{i}", kind, _factory(cpu_name)) for i in range(n_cpu)]
-    for i in range(n_gpu):
-        name = f"cuda:{cfg.simulator.gpu_device + i}"
-        actors.append(simulator(f"cuda{cfg.simulator.gpu_device + i}", "cuda", _factory(name)))
-    names = {a.name for a in actors}
-    for chip in cfg.devices.chips:
-        if chip.name in names:
-            raise ConfigError("devices.chips", f"actor name {chip.name!r} is taken", cfg.source)
-        actors.append(chip_actor(chip))
-    return actors
-
-
-def chip_actor(chip: ChipDeviceConfig) -> EvaluatorActor:
-    """A chip chain as an actor: it serves its ``zero_bits`` only, one batch at a time; a
-    restart (after a failure) reopens the port and runs the init sequence again."""
-    from hasherd.kernel.evaluators.asic import chip_evaluator
-
-    def make() -> Evaluator:
-        return chip_evaluator(chip)
-
-    return EvaluatorActor(
-        chip.name, chip.driver, make, timeout=chip.timeout, mailbox=1, zero_bits=chip.zero_bits
-    )
-
-
-def _factory(name: str) -> Callable[[], Evaluator]:
-    def make() -> Evaluator:
-        return create(name)
-
-    return make
 
 
 @dataclass
@@ -151,7 +87,7 @@ class Daemon:
         self.metrics: Any = None
         self.deploy_metrics: Any = None
         self.jitter: Any = None  # the JitterService, when jitter.enabled
-        from hasherd.daemon.validation import ValidationService
+        from hasherd.validation.service import ValidationService
 
         self.validation = ValidationService(self)
         self._tg: anyio.abc.TaskGroup | None = None
@@ -229,8 +165,8 @@ class Daemon:
     def _jitter_service(self, cfg: Config) -> Any:
         """The jitter RPC service's task (docs/jitter-rpc.md): the memory of
         ``jitter.dataset``, else the running job's (set as each job starts)."""
-        from hasherd.actors.jitter import run_jitter_service
         from hasherd.data import load_dataset
+        from hasherd.jitter.service import run_jitter_service
 
         jc = cfg.jitter
         source = None

@@ -17,7 +17,7 @@ import pytest
 from hasherd.actors.base import ActorError, ActorState, NoActorError
 from hasherd.actors.evaluator import EvaluatorActor
 from hasherd.actors.pool import ActorPool
-from hasherd.kernel.evaluators import create
+from hasherd.backends import create
 from hasherd.kernel.evaluators.base import EvalRequest, EvalResult, Evaluator, make_request
 from hasherd.kernel.memory import JitterMemory
 

@@ -15,7 +15,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from hasherd.actors.bm13xx_chain import (
+from hasherd.backends.asic import AsicEvaluator, factory
+from hasherd.devices.bm1370 import (
     Bm13xxChain,
     ChainError,
     SweepBound,
@@ -25,7 +26,6 @@ from hasherd.actors.bm13xx_chain import (
 from hasherd.emulate import ChainEmulator, CommandDecoder, share_start
 from hasherd.errors import EvaluatorError
 from hasherd.kernel import spec
-from hasherd.kernel.evaluators.asic import AsicEvaluator, factory
 from hasherd.kernel.evaluators.reference import ReferenceEvaluator
 from hasherd.protocol.bm13xx import (
     Chip,

@@ -16,15 +16,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from hasherd import config as config_mod
 from hasherd.actors.base import NoActorError
-from hasherd.actors.bm13xx_chain import SweepBound
+from hasherd.actors.build import build_actors
 from hasherd.actors.evaluator import EvaluatorActor
 from hasherd.actors.pool import ActorPool
+from hasherd.backends import create
+from hasherd.backends.asic import AsicEvaluator, chip_evaluator
 from hasherd.cli.cmd_daemon import to_toml
-from hasherd.daemon.root import build_actors
+from hasherd.devices.bm1370 import SweepBound
 from hasherd.emulate import ChainEmulator
 from hasherd.errors import ConfigError
-from hasherd.kernel.evaluators import create
-from hasherd.kernel.evaluators.asic import AsicEvaluator, chip_evaluator
 from hasherd.kernel.evaluators.base import EvalRequest, make_request
 from hasherd.kernel.evaluators.reference import ReferenceEvaluator
 from hasherd.kernel.memory import JitterMemory

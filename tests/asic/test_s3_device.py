@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 from hasherd import config as config_mod
-from hasherd.actors.bm13xx_chain import SweepBound
 from hasherd.actors.evaluator import EvaluatorActor
 from hasherd.actors.pool import ActorPool
+from hasherd.backends.asic import AsicEvaluator, chip_evaluator
+from hasherd.devices.bm1370 import SweepBound
 from hasherd.emulate.s3 import S3Emulator
 from hasherd.errors import ConfigError, EvaluatorError
-from hasherd.kernel.evaluators.asic import AsicEvaluator, chip_evaluator
 from hasherd.kernel.evaluators.base import make_request
 from hasherd.kernel.evaluators.reference import ReferenceEvaluator
 from hasherd.kernel.memory import JitterMemory

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from hasherd import backends
 from hasherd.cli.main import main
-from hasherd.kernel import evaluators
 from hasherd.kernel.vectors import KERNEL_SECTIONS
 
 VECTORS = Path(__file__).parents[1] / "data" / "kernel-v1.json"
@@ -36,7 +36,7 @@ def test_shipped_file_passes_every_available_evaluator(capsys: pytest.CaptureFix
     status, out, _ = run(capsys, str(VECTORS), "--json")
     assert status == 0
     loop = {"loop": {"passed": len(DATA["loop"]), "failed": 0}}
-    names = evaluators.available()
+    names = backends.available()
     assert {"reference", "numba"} <= set(names)
     expected = {"kernel": KERNEL_JSON, **{name: loop for name in names}}
     assert json.loads(out) == {"evaluators": expected}

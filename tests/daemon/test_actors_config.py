@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from hasherd.actors.build import build_actors, cpu_threads
 from hasherd.config import Config, from_mapping
-from hasherd.daemon.root import build_actors, cpu_threads
 from hasherd.errors import ConfigError
 
 

@@ -14,7 +14,7 @@ import anyio
 import anyio.abc
 import pytest
 
-from hasherd.actors.jitter import JitterService
+from hasherd.jitter.service import JitterService
 from hasherd.kernel.memory import JitterMemory
 from hasherd.protocol.jitter import ClientDecoder, Frame, Hello
 

@@ -12,17 +12,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from hasherd.actors.jitter import JitterService, serving_in_thread
-from hasherd.cli.main import main
-from hasherd.errors import EvaluatorError
-from hasherd.kernel import evaluators
-from hasherd.kernel.evaluators.reference import ReferenceEvaluator
-from hasherd.kernel.evaluators.rpc import (
+from hasherd import backends
+from hasherd.backends.rpc import (
     JitterRpcError,
     RpcEvaluator,
     SyncJitterClient,
     factory,
 )
+from hasherd.cli.main import main
+from hasherd.errors import EvaluatorError
+from hasherd.jitter.service import JitterService, serving_in_thread
+from hasherd.kernel.evaluators.reference import ReferenceEvaluator
 from hasherd.kernel.jitter_batch import lookup_many
 from hasherd.kernel.memory import JitterMemory
 from hasherd.transport.jitter_async import JitterClient
@@ -156,9 +156,11 @@ def test_factory_and_an_absent_service(sock_path: Path) -> None:
 def test_vectors_check_cli_over_rpc(
     sock_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setitem(evaluators._FACTORIES, "rpc", factory)
-    monkeypatch.setattr(evaluators, "_NEEDS_ARGUMENT", {*evaluators._NEEDS_ARGUMENT, "rpc"})
-    assert "rpc" not in evaluators.available()
+    monkeypatch.setitem(backends.registry._FACTORIES, "rpc", factory)
+    monkeypatch.setattr(
+        backends.registry, "_NEEDS_ARGUMENT", {*backends.registry._NEEDS_ARGUMENT, "rpc"}
+    )
+    assert "rpc" not in backends.available()
     data = json.loads(VECTORS.read_text())
     distinct = {case["memory_id"] for case in data["loop"]}
     service = JitterService(sock_path, max_uploads=64)  # no memory of its own: all uploaded

@@ -18,14 +18,14 @@ import numpy as np
 import pytest
 
 from hasherd.actors.base import ActorState
-from hasherd.actors.jitter import (
+from hasherd.control.server import AlreadyRunning
+from hasherd.jitter.service import (
     JitterAlreadyRunning,
     JitterService,
     JitterSocketError,
     default_jitter_socket_path,
     run_jitter_service,
 )
-from hasherd.control.server import AlreadyRunning
 from hasherd.kernel.jitter_batch import lookup_many
 from hasherd.kernel.memory import JitterMemory
 from hasherd.protocol.jitter import (
@@ -346,7 +346,7 @@ async def test_a_failing_lookup_is_an_internal_error(
     def broken(*args: Any) -> Any:
         raise RuntimeError("simulated fault")
 
-    monkeypatch.setattr("hasherd.actors.jitter.lookup_many", broken)
+    monkeypatch.setattr("hasherd.jitter.service.lookup_many", broken)
     async with (
         h.serving(JitterService(sock_path, MEMORY)) as service,
         h.batch(sock_path) as s,

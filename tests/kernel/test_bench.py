@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from hasherd.backends import bench
 from hasherd.cli.main import main
 from hasherd.errors import EvaluatorError, InputError
-from hasherd.kernel import bench, spec
+from hasherd.kernel import spec
 
 RATES = ("candidates_per_s", "dsha_per_s", "compressions_per_s")
 

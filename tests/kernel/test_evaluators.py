@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hasherd import backends
 from hasherd.errors import EvaluatorError, InputError
-from hasherd.kernel import evaluators
 from hasherd.kernel.evaluators.base import EvalResult, Evaluator, make_request
 from hasherd.kernel.memory import JitterMemory
 
@@ -40,16 +40,16 @@ def _same(a: EvalResult, b: EvalResult, trace: bool = False) -> None:
 
 
 def test_registry() -> None:
-    assert {"reference", "numba"} <= set(evaluators.available())
-    assert evaluators.create("numba:1").threads == 1
+    assert {"reference", "numba"} <= set(backends.available())
+    assert backends.create("numba:1").threads == 1
     with pytest.raises(EvaluatorError, match="unknown"):
-        evaluators.create("quantum")
+        backends.create("quantum")
     with pytest.raises(EvaluatorError, match="thread count"):
-        evaluators.create("numba:lots")
+        backends.create("numba:lots")
     with pytest.raises(EvaluatorError, match="threads must be"):
-        evaluators.create("numba:0")
+        backends.create("numba:0")
     with pytest.raises(EvaluatorError, match="no argument"):
-        evaluators.create("reference:x")
+        backends.create("reference:x")
 
 
 @pytest.mark.parametrize("name", ["reference", "numba"])
@@ -131,8 +131,8 @@ def test_thread_counts_agree() -> None:
     slots = rng.integers(0, 2**32, size=12, dtype=np.uint64).astype(np.uint32)
     mem = _memory(rng, 300, slots, hit=False)
     seeds = rng.integers(0, 256, size=(300, 32), dtype=np.uint8)
-    one = evaluators.create("numba:1").evaluate(slots, seeds, mem)
-    two = evaluators.create("numba:2").evaluate(slots, seeds, mem)
+    one = backends.create("numba:1").evaluate(slots, seeds, mem)
+    two = backends.create("numba:2").evaluate(slots, seeds, mem)
     _same(one, two)
 
 
@@ -193,7 +193,7 @@ def test_bad_input_is_a_typed_error(name: str, change: dict[str, Any], field: st
         "zero_bits": 0,
     }
     args.update(change)
-    ev = evaluators.create(name)
+    ev = backends.create(name)
     with pytest.raises(InputError) as err:
         ev.evaluate(**args)
     assert err.value.field == field

@@ -17,8 +17,8 @@ from prometheus_client.samples import Sample
 from hasherd import __version__
 from hasherd.actors.base import ActorError, ActorState
 from hasherd.actors.evaluator import EvaluatorActor
+from hasherd.backends import create
 from hasherd.errors import ConfigError
-from hasherd.kernel.evaluators import create
 from hasherd.metrics import (
     ACTOR_STATES,
     GENERATION_BUCKETS,

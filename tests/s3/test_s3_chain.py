@@ -15,9 +15,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from hasherd.actors.bm13xx_chain import ChainError, SweepBound
-from hasherd.actors.s3_chain import INIT_CONFIG, S3Chain, covered_run, open_s3_chain
 from hasherd.cli import cmd_emulate_s3
+from hasherd.devices.bm1370 import ChainError, SweepBound
+from hasherd.devices.s3 import INIT_CONFIG, S3Chain, covered_run, open_s3_chain
 from hasherd.emulate.s3 import S3Emulator
 from hasherd.protocol.s3 import RxDecoder, RxStatus
 from hasherd.transport.serial_link import open_serial

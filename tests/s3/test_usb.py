@@ -8,8 +8,8 @@ import asyncio
 
 import pytest
 
-from hasherd.actors.bm13xx_chain import SweepBound
-from hasherd.actors.s3_chain import S3Chain, open_s3_chain
+from hasherd.devices.bm1370 import SweepBound
+from hasherd.devices.s3 import S3Chain, open_s3_chain
 from hasherd.emulate.s3 import S3Engine
 from hasherd.protocol.s3 import NonceEntry, RxNonce, RxStatus
 from hasherd.transport.usb_link import (

@@ -16,17 +16,17 @@ import anyio
 import numpy as np
 import pytest
 
+from hasherd.backends import create
 from hasherd.cli import cmd_validate
 from hasherd.cli import main as cli
 from hasherd.config import ValidationConfig
 from hasherd.errors import EvaluatorError, InputError
-from hasherd.kernel.evaluators import create
 from hasherd.kernel.evaluators.base import EvalRequest, EvalResult, Evaluator
 from hasherd.storage import Store
 from hasherd.storage.errors import StorageError
 from hasherd.storage.migrations import newest_version
 from hasherd.storage.validations import ValidationRow, ValidationsMixin, load_validations
-from hasherd.validate import choose, validate
+from hasherd.validation.core import choose, validate
 
 N_FRAMES = 12
 

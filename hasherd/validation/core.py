@@ -24,10 +24,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from hasherd import backends
 from hasherd.actors.thread import CallThread
 from hasherd.config import Config, ValidationConfig
 from hasherd.errors import InputError
-from hasherd.kernel import evaluators
 from hasherd.kernel.evaluators.base import Evaluator
 from hasherd.kernel.memory import JitterMemory
 from hasherd.storage import Store
@@ -41,7 +41,7 @@ def default_evaluators(cfg: Config) -> tuple[str, str]:
     """The pair validated against each other when none is named: the first chip device
     against numba when ``validation.enable_asic`` and a chip is configured; otherwise
     numba (reference without numba) against the reference."""
-    simulator = "numba" if "numba" in evaluators.available() else "reference"
+    simulator = "numba" if "numba" in backends.available() else "reference"
     if cfg.validation.enable_asic:
         if cfg.devices.chips:
             return cfg.devices.chips[0].name, simulator
@@ -58,10 +58,10 @@ def make_evaluator(name: str, cfg: Config) -> Evaluator:
     ``asic:PATH,K``, ...)."""
     for chip in cfg.devices.chips:
         if chip.name == name:
-            from hasherd.kernel.evaluators.asic import chip_evaluator
+            from hasherd.backends.asic import chip_evaluator
 
             return chip_evaluator(chip)
-    return evaluators.create(name)
+    return backends.create(name)
 
 
 @dataclass(frozen=True)

@@ -35,9 +35,10 @@ from typing import Any
 
 import numpy as np
 
+from hasherd.backends import create
 from hasherd.errors import InputError
 from hasherd.kernel import spec
-from hasherd.kernel.evaluators import MAX_BATCH, Evaluator, create
+from hasherd.kernel.evaluators import MAX_BATCH, Evaluator
 from hasherd.kernel.memory import JitterMemory
 
 LOGGER = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """The jitter RPC service: ``lookup(S, key, p)`` for other processes, on a Unix socket.
 
 Upstream trainers ask for one jitter per 56-byte frame (docs/upstream.md); batch clients
-(``hasherd.kernel.evaluators.rpc``) send a hello and then frames of up to 65,536 records
+(``hasherd.backends.rpc``) send a hello and then frames of up to 65,536 records
 (docs/jitter-rpc.md, ``hasherd.protocol.jitter``). The service holds one or more
 ``JitterMemory`` by ``memory_id``: the default one, which legacy requests use, memories
 given at start (pinned) and memories clients upload (kept least-recently-used first).
@@ -34,8 +34,8 @@ import anyio.from_thread
 import numpy as np
 
 from hasherd.actors.base import ActorState
-from hasherd.actors.jitter_memories import JitterMemories, prepare_upload
-from hasherd.actors.jitter_socket import (
+from hasherd.control.server import resolve_group
+from hasherd.jitter.listener import (
     JitterAlreadyRunning,
     JitterSocketError,
     admit,
@@ -45,7 +45,7 @@ from hasherd.actors.jitter_socket import (
     remove_socket,
     send_all,
 )
-from hasherd.control.server import resolve_group
+from hasherd.jitter.memories import JitterMemories, prepare_upload
 from hasherd.kernel.jitter_batch import lookup_many
 from hasherd.kernel.memory import JitterMemory, as_memory
 from hasherd.protocol.jitter import (

@@ -2,7 +2,7 @@
 
 ``RpcEvaluator(socket_path)`` computes the headers and digests in plain Python (as the
 reference evaluator does) and takes each pass's jitters from a ``JitterService``
-(``hasherd.actors.jitter``) in one batch request for all candidates of the pass: P
+(``hasherd.jitter.service``) in one batch request for all candidates of the pass: P
 round trips per call, not P x N. It sends the memory by ``memory_id``; a service that
 does not hold it answers ``unknown_memory``, and the evaluator uploads the memory once
 and asks again (docs/jitter-rpc.md, "Memories"). It is a cross-check of the service, not

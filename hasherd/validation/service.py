@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from hasherd.actors.pool import ActorPool
 from hasherd.errors import HasherError, InputError
 from hasherd.kernel.evaluators.base import make_request
-from hasherd.validate import (
+from hasherd.validation.core import (
     EvaluatorLane,
     Lane,
     Report,

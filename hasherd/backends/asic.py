@@ -31,15 +31,15 @@ import asyncio
 import weakref
 from typing import Any
 
-from hasherd.actors.bm13xx_chain import (
+from hasherd.config import ChipDeviceConfig
+from hasherd.devices.bm1370 import (
     Bm13xxChain,
     ChainError,
     SweepBound,
     covered_prefix,
     open_chain,
 )
-from hasherd.actors.s3_chain import S3Chain, open_s3_chain
-from hasherd.config import ChipDeviceConfig
+from hasherd.devices.s3 import S3Chain, open_s3_chain
 from hasherd.errors import EvaluatorError, HasherError, InputError
 from hasherd.kernel import spec
 from hasherd.kernel.evaluators.base import EvalRequest, EvalResult, Evaluator

@@ -29,7 +29,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Protocol
 
-from hasherd.actors.bm13xx_chain import (
+from hasherd.devices.bm1370 import (
     NONCE_SPACE,
     ChainError,
     ChainStats,

@@ -1,0 +1,1 @@
+"""Chip-chain drivers: one module per chip family, and their registry."""

@@ -1,0 +1,1 @@
+"""Cross-hardware validation: stored weights re-evaluated on two sides (docs/validation.md)."""
