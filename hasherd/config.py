@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from hasherd.devices import registry
+from hasherd.devices.chain import Problem
 from hasherd.errors import ConfigError
 
 # simulator.device_type -> evaluator kind. "vhasher" is the prototype's name for the CPU
@@ -32,6 +34,22 @@ DEVICE_TYPES = tuple(DEVICE_EVALUATORS)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):(\d{1,5})$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_MODE = re.compile(r"0?[0-7]{3}")
+_NAME = re.compile(r"[A-Za-z0-9_.-]{0,64}")
+
+
+def _failed(*checks: tuple[bool, str, str]) -> list[Problem]:
+    """The ``(key, problem)`` of every ``(ok, key, problem)`` that is not ok, in order
+    (the first is the one reported)."""
+    return [(key, problem) for ok, key, problem in checks if not ok]
+
+
+def _mode_problem(mode: str) -> tuple[bool, str, str]:
+    return (
+        _MODE.fullmatch(mode) is not None,
+        "mode",
+        f'{mode!r} is not an octal mode such as "0660"',
+    )
 
 
 def parse_duration(value: Any, key: str) -> float:
@@ -58,11 +76,31 @@ class SimulatorConfig:
     gpu_device: int = 0
     timeout: float = 30.0  # seconds one evaluation batch may take before it fails
 
+    def check(self) -> list[Problem]:
+        return _failed(
+            (
+                self.device_type in DEVICE_TYPES,
+                "device_type",
+                f"{self.device_type!r} is not one of {', '.join(DEVICE_TYPES)}",
+            ),
+            (self.max_concurrency >= 0, "max_concurrency", "must be >= 0 (0 = every core)"),
+            (self.target_hash_rate >= 0, "target_hash_rate", "must be >= 0"),
+            (self.cache_size >= 1, "cache_size", "must be >= 1"),
+            (self.gpu_device >= 0, "gpu_device", "must be >= 0"),
+            (self.timeout > 0, "timeout", "must be > 0"),
+        )
+
 
 @dataclass(frozen=True)
 class StorageConfig:
     base_path: str = "data/weights"  # where the database and exported layers live
     layer_size: int = 1000  # tokens per layer: layer = token_id // layer_size
+
+    def check(self) -> list[Problem]:
+        return _failed(
+            (self.layer_size >= 1, "layer_size", "must be >= 1"),
+            (bool(self.base_path), "base_path", "must not be empty"),
+        )
 
 
 @dataclass(frozen=True)
@@ -80,6 +118,22 @@ class TrainingConfig:
     zero_bits: int = 0
     seed: int | None = None  # RNG seed; None draws one (it is recorded with the run)
 
+    def check(self) -> list[Problem]:
+        return _failed(
+            (1 <= self.population_size <= 4096, "population_size", "must be in 1..4096"),
+            (self.max_generations >= 1, "max_generations", "must be >= 1"),
+            (0 < self.elite_ratio < 1, "elite_ratio", "must be in (0, 1)"),
+            (0 <= self.mutation_rate < 1, "mutation_rate", "must be in [0, 1)"),
+            (0 <= self.target_fitness <= 1, "target_fitness", "must be in [0, 1]"),
+            (0 <= self.validation_split <= 1, "validation_split", "must be in [0, 1]"),
+            (self.epochs >= 1, "epochs", "must be >= 1"),
+            (1 <= self.difficulty_bits <= 32, "difficulty_bits", "must be in 1..32"),
+            (1 <= self.token_bits <= 32, "token_bits", "must be in 1..32"),
+            (1 <= self.passes <= 65536, "passes", "must be in 1..65536"),
+            (0 <= self.zero_bits <= 32, "zero_bits", "must be in 0..32"),
+            (self.seed is None or 0 <= self.seed < 2**63, "seed", "must be in 0..2^63-1"),
+        )
+
 
 @dataclass(frozen=True)
 class DeploymentConfig:
@@ -93,6 +147,16 @@ class DeploymentConfig:
     backup_path: str = "data/backups"
     rollback_enabled: bool = True
 
+    def check(self) -> list[Problem]:
+        return _failed(
+            (
+                self.validation_mode in ("strict", "lenient"),
+                "validation_mode",
+                "must be strict or lenient",
+            ),
+            (self.max_retries >= 0, "max_retries", "must be >= 0"),
+        )
+
 
 @dataclass(frozen=True)
 class ValidationConfig:
@@ -101,6 +165,13 @@ class ValidationConfig:
     retry_attempts: int = 3
     tolerance_threshold: float = 0.01  # share of mismatching weights tolerated
     enable_asic: bool = False
+
+    def check(self) -> list[Problem]:
+        return _failed(
+            (self.max_concurrency >= 1, "max_concurrency", "must be >= 1"),
+            (self.retry_attempts >= 0, "retry_attempts", "must be >= 0"),
+            (0 <= self.tolerance_threshold <= 1, "tolerance_threshold", "must be in [0, 1]"),
+        )
 
 
 @dataclass(frozen=True)
@@ -112,6 +183,19 @@ class LoggingConfig:
     max_backups: int = 10
     max_age: int = 30  # days a rotated file is kept
 
+    def check(self) -> list[Problem]:
+        return _failed(
+            (
+                self.level.lower() in ("debug", "info", "warn", "warning", "error"),
+                "level",
+                "must be debug, info, warning or error",
+            ),
+            (self.format in ("text", "json"), "format", "must be text or json"),
+            (self.max_size >= 1, "max_size", "must be >= 1 (MiB)"),
+            (self.max_backups >= 0, "max_backups", "must be >= 0"),
+            (self.max_age >= 0, "max_age", "must be >= 0 (days)"),
+        )
+
 
 @dataclass(frozen=True)
 class DaemonConfig:
@@ -119,6 +203,13 @@ class DaemonConfig:
     batch: int = 64  # records of the active job in flight at once
     shutdown_timeout: float = 10.0  # SIGTERM: most seconds to persist and stop
     status_interval: float = 10.0  # seconds between progress lines (log, systemd STATUS=)
+
+    def check(self) -> list[Problem]:
+        return _failed(
+            (1 <= self.batch <= 4096, "batch", "must be in 1..4096"),
+            (self.shutdown_timeout > 0, "shutdown_timeout", "must be > 0"),
+            (self.status_interval > 0, "status_interval", "must be > 0"),
+        )
 
 
 @dataclass(frozen=True)
@@ -128,6 +219,13 @@ class ControlConfig:
     mode: str = "0660"  # the socket file's permissions (octal)
     read_timeout: float = 30.0  # a connection with a half-sent request is closed after this
     max_connections: int = 256
+
+    def check(self) -> list[Problem]:
+        return _failed(
+            _mode_problem(self.mode),
+            (self.read_timeout > 0, "read_timeout", "must be > 0"),
+            (self.max_connections >= 1, "max_connections", "must be >= 1"),
+        )
 
 
 @dataclass(frozen=True)
@@ -142,13 +240,27 @@ class JitterConfig:
     read_timeout: float = 30.0  # a connection with a half-sent frame is closed after this
     max_connections: int = 256
 
+    def check(self) -> list[Problem]:
+        return _failed(
+            _mode_problem(self.mode),
+            (self.read_timeout > 0, "read_timeout", "must be > 0"),
+            (self.max_connections >= 1, "max_connections", "must be >= 1"),
+            (1 <= self.max_uploads <= 1024, "max_uploads", "must be in 1..1024"),
+        )
+
 
 @dataclass(frozen=True)
 class MetricsConfig:
     address: str = "127.0.0.1:9464"  # host:port of the Prometheus endpoint; "" = off
 
-
-CHIP_DRIVERS = ("bm1370", "s3")
+    def check(self) -> list[Problem]:
+        return _failed(
+            (
+                self.address == "" or _ADDRESS.match(self.address) is not None,
+                "address",
+                f'{self.address!r} is not host:port (or "" to switch metrics off)',
+            ),
+        )
 
 
 @dataclass(frozen=True)
@@ -166,6 +278,36 @@ class ChipDeviceConfig:
     quiet: float = 0.05  # after the sweep, this much silence ends the job
     timeout: float = 600.0  # seconds one evaluation batch may take on the chain
 
+    def check(self) -> list[Problem]:
+        """The table's ranges, with its driver's checks (``devices.registry``: what the
+        chip cannot honour, such as a baud) right after the baud's range."""
+        drivers = registry.names()
+        known = self.driver in drivers
+        return [
+            *_failed(
+                (bool(self.path), "path", "must name the chain's serial device"),
+                (
+                    _NAME.fullmatch(self.name) is not None,
+                    "name",
+                    "must be letters, digits, '_', '.' or '-' (at most 64)",
+                ),
+                (known, "driver", f"must be one of {', '.join(drivers)}"),
+                (1 <= self.zero_bits <= 32, "zero_bits", "must be in 1..32"),
+                (0 <= self.chips <= 256, "chips", "must be in 0..256"),
+                (
+                    self.baud == 0 or 115200 <= self.baud <= 6_250_000,
+                    "baud",
+                    "must be 0 or in 115200..6250000",
+                ),
+            ),
+            *(registry.driver(self.driver).check(self) if known else []),
+            *_failed(
+                (0 <= self.nonces_per_chip <= 2**32, "nonces_per_chip", "must be in 0..2^32"),
+                (self.quiet > 0, "quiet", "must be > 0"),
+                (self.timeout > 0, "timeout", "must be > 0"),
+            ),
+        ]
+
 
 @dataclass(frozen=True)
 class DevicesConfig:
@@ -174,6 +316,18 @@ class DevicesConfig:
     mailbox: int = 2  # batches an actor may hold at once (the bound on work in flight)
     simulator_max_zero_bits: int = 24  # CPU/GPU actors take no batch above these zero bits
     chips: tuple[ChipDeviceConfig, ...] = ()  # chip chains, one [[devices.chips]] table each
+
+    def check(self) -> list[Problem]:
+        return _failed(
+            (0 <= self.cpu_actors <= 64, "cpu_actors", "must be in 0..64"),
+            (0 <= self.gpu_actors <= 16, "gpu_actors", "must be in 0..16"),
+            (1 <= self.mailbox <= 64, "mailbox", "must be in 1..64"),
+            (
+                0 <= self.simulator_max_zero_bits <= 32,
+                "simulator_max_zero_bits",
+                "must be in 0..32",
+            ),
+        )
 
 
 @dataclass(frozen=True)
@@ -281,8 +435,8 @@ def _section(cls: type, raw: Any, name: str, source: str) -> Any:
         except ConfigError as exc:
             raise ConfigError(exc.key, exc.problem, source) from None
     obj = cls(**values)
-    for problem_key, problem in _checks(name, obj):
-        raise ConfigError(problem_key, problem, source)
+    for problem_key, problem in obj.check():
+        raise ConfigError(f"{name}.{problem_key}", problem, source)
     return obj
 
 
@@ -300,129 +454,6 @@ def _chips(raw: Any, source: str) -> tuple[ChipDeviceConfig, ...]:
         if n in names[:i]:
             raise ConfigError(f"devices.chips[{i}].name", f"{n!r} is used twice", source)
     return tuple(out)
-
-
-def _baud_problem(baud: int) -> str | None:
-    """Why a BM13xx chain cannot run at ``baud`` (its rates are 25 MHz / 8 / (d + 1))."""
-    from hasherd.errors import InputError
-    from hasherd.protocol.bm13xx import baud_divider
-
-    try:
-        baud_divider(baud)
-    except InputError as exc:
-        return f"{exc.problem}; the chip's rates are 3125000 / (d + 1), d = 0..255"
-    return None
-
-
-def _checks(name: str, obj: Any) -> list[tuple[str, str]]:
-    """Range checks: (key, problem) for every value out of its domain."""
-    out: list[tuple[str, str]] = []
-
-    def need(ok: bool, key: str, problem: str) -> None:
-        if not ok:
-            out.append((f"{name}.{key}", problem))
-
-    if isinstance(obj, SimulatorConfig):
-        need(
-            obj.device_type in DEVICE_TYPES,
-            "device_type",
-            f"{obj.device_type!r} is not one of {', '.join(DEVICE_TYPES)}",
-        )
-        need(obj.max_concurrency >= 0, "max_concurrency", "must be >= 0 (0 = every core)")
-        need(obj.target_hash_rate >= 0, "target_hash_rate", "must be >= 0")
-        need(obj.cache_size >= 1, "cache_size", "must be >= 1")
-        need(obj.gpu_device >= 0, "gpu_device", "must be >= 0")
-        need(obj.timeout > 0, "timeout", "must be > 0")
-    elif isinstance(obj, StorageConfig):
-        need(obj.layer_size >= 1, "layer_size", "must be >= 1")
-        need(bool(obj.base_path), "base_path", "must not be empty")
-    elif isinstance(obj, TrainingConfig):
-        need(1 <= obj.population_size <= 4096, "population_size", "must be in 1..4096")
-        need(obj.max_generations >= 1, "max_generations", "must be >= 1")
-        need(0 < obj.elite_ratio < 1, "elite_ratio", "must be in (0, 1)")
-        need(0 <= obj.mutation_rate < 1, "mutation_rate", "must be in [0, 1)")
-        need(0 <= obj.target_fitness <= 1, "target_fitness", "must be in [0, 1]")
-        need(0 <= obj.validation_split <= 1, "validation_split", "must be in [0, 1]")
-        need(obj.epochs >= 1, "epochs", "must be >= 1")
-        need(1 <= obj.difficulty_bits <= 32, "difficulty_bits", "must be in 1..32")
-        need(1 <= obj.token_bits <= 32, "token_bits", "must be in 1..32")
-        need(1 <= obj.passes <= 65536, "passes", "must be in 1..65536")
-        need(0 <= obj.zero_bits <= 32, "zero_bits", "must be in 0..32")
-        need(obj.seed is None or 0 <= obj.seed < 2**63, "seed", "must be in 0..2^63-1")
-    elif isinstance(obj, DeploymentConfig):
-        need(
-            obj.validation_mode in ("strict", "lenient"),
-            "validation_mode",
-            "must be strict or lenient",
-        )
-        need(obj.max_retries >= 0, "max_retries", "must be >= 0")
-    elif isinstance(obj, ValidationConfig):
-        need(obj.max_concurrency >= 1, "max_concurrency", "must be >= 1")
-        need(obj.retry_attempts >= 0, "retry_attempts", "must be >= 0")
-        need(0 <= obj.tolerance_threshold <= 1, "tolerance_threshold", "must be in [0, 1]")
-    elif isinstance(obj, LoggingConfig):
-        need(
-            obj.level.lower() in ("debug", "info", "warn", "warning", "error"),
-            "level",
-            "must be debug, info, warning or error",
-        )
-        need(obj.format in ("text", "json"), "format", "must be text or json")
-        need(obj.max_size >= 1, "max_size", "must be >= 1 (MiB)")
-        need(obj.max_backups >= 0, "max_backups", "must be >= 0")
-        need(obj.max_age >= 0, "max_age", "must be >= 0 (days)")
-    elif isinstance(obj, DaemonConfig):
-        need(1 <= obj.batch <= 4096, "batch", "must be in 1..4096")
-        need(obj.shutdown_timeout > 0, "shutdown_timeout", "must be > 0")
-        need(obj.status_interval > 0, "status_interval", "must be > 0")
-    elif isinstance(obj, ControlConfig):
-        need(
-            re.fullmatch(r"0?[0-7]{3}", obj.mode) is not None,
-            "mode",
-            f'{obj.mode!r} is not an octal mode such as "0660"',
-        )
-        need(obj.read_timeout > 0, "read_timeout", "must be > 0")
-        need(obj.max_connections >= 1, "max_connections", "must be >= 1")
-    elif isinstance(obj, JitterConfig):
-        need(
-            re.fullmatch(r"0?[0-7]{3}", obj.mode) is not None,
-            "mode",
-            f'{obj.mode!r} is not an octal mode such as "0660"',
-        )
-        need(obj.read_timeout > 0, "read_timeout", "must be > 0")
-        need(obj.max_connections >= 1, "max_connections", "must be >= 1")
-        need(1 <= obj.max_uploads <= 1024, "max_uploads", "must be in 1..1024")
-    elif isinstance(obj, MetricsConfig):
-        need(
-            obj.address == "" or _ADDRESS.match(obj.address) is not None,
-            "address",
-            f'{obj.address!r} is not host:port (or "" to switch metrics off)',
-        )
-    elif isinstance(obj, DevicesConfig):
-        need(0 <= obj.cpu_actors <= 64, "cpu_actors", "must be in 0..64")
-        need(0 <= obj.gpu_actors <= 16, "gpu_actors", "must be in 0..16")
-        need(1 <= obj.mailbox <= 64, "mailbox", "must be in 1..64")
-        need(0 <= obj.simulator_max_zero_bits <= 32, "simulator_max_zero_bits", "must be in 0..32")
-    elif isinstance(obj, ChipDeviceConfig):
-        need(bool(obj.path), "path", "must name the chain's serial device")
-        need(
-            re.fullmatch(r"[A-Za-z0-9_.-]{0,64}", obj.name) is not None,
-            "name",
-            "must be letters, digits, '_', '.' or '-' (at most 64)",
-        )
-        need(obj.driver in CHIP_DRIVERS, "driver", f"must be one of {', '.join(CHIP_DRIVERS)}")
-        need(1 <= obj.zero_bits <= 32, "zero_bits", "must be in 1..32")
-        need(0 <= obj.chips <= 256, "chips", "must be in 0..256")
-        need(
-            obj.baud == 0 or 115200 <= obj.baud <= 6_250_000,
-            "baud",
-            "must be 0 or in 115200..6250000",
-        )
-        need(obj.baud == 0 or _baud_problem(obj.baud) is None, "baud", str(_baud_problem(obj.baud)))
-        need(obj.baud == 0 or obj.driver != "s3", "baud", "the S3 controller has no baud switch")
-        need(0 <= obj.nonces_per_chip <= 2**32, "nonces_per_chip", "must be in 0..2^32")
-        need(obj.quiet > 0, "quiet", "must be > 0")
-        need(obj.timeout > 0, "timeout", "must be > 0")
-    return out
 
 
 def from_mapping(raw: Any, source: str = "<config>") -> Config:

@@ -1,4 +1,5 @@
-"""Shared fixtures: the conformance vectors shipped with the tests, and evaluators."""
+"""Shared fixtures: the conformance vectors shipped with the tests, evaluators, and the
+leak check every test runs under."""
 
 from __future__ import annotations
 
@@ -14,9 +15,44 @@ import pytest
 
 from hasherd.backends import create
 from hasherd.kernel.evaluators.base import Evaluator
+from tests.leaks import Baseline, leftovers, recording_pending_tasks
 
 DATA = Path(__file__).parent / "data"
 VECTORS = DATA / "kernel-v1.json"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def pending_tasks() -> Iterator[list[str]]:
+    """The asyncio tasks still pending when an event loop closed, not yet reported."""
+    found: list[str] = []
+    with recording_pending_tasks(found):
+        yield found
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_module_leaks(pending_tasks: list[str]) -> Iterator[None]:
+    """``no_leaks`` around a whole module, for what its module-scoped fixtures start."""
+    yield from _leak_checked(pending_tasks, "the module's fixtures left behind")
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(pending_tasks: list[str]) -> Iterator[None]:
+    """Fails a test that leaves a thread, a child process or an asyncio task behind.
+
+    Set up before and torn down after the test's other function-scoped fixtures, so a
+    fixture that stops its server or reaps its process in its teardown is not blamed;
+    what module- and session-scoped fixtures own was alive before and is not counted.
+    """
+    yield from _leak_checked(pending_tasks, "the test left behind")
+
+
+def _leak_checked(pending_tasks: list[str], title: str) -> Iterator[None]:
+    before, mark = Baseline.now(), len(pending_tasks)
+    yield
+    found = leftovers(before, pending_tasks[mark:])
+    del pending_tasks[mark:]  # what a test reports, the check around its module does not
+    if found:
+        pytest.fail(f"{title}:\n  " + "\n  ".join(found), pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -26,6 +26,7 @@ from hasherd.config import Config
 from hasherd.data import Dataset, load_dataset
 from hasherd.kernel import spec
 from hasherd.kernel.evaluators.base import Evaluator
+from hasherd.scheduler.dispatch import EvaluatorDispatch
 from hasherd.scheduler.trainer import Trainer
 from hasherd.storage import Store
 
@@ -42,8 +43,8 @@ def subset(ds: Dataset, idx: list[int]) -> Dataset:
 async def _train(ds: Dataset, cfg: Config, ev: Evaluator, db: Path) -> dict[str, Any]:
     async with await Store.open(db) as store:
         t0 = time.perf_counter()
-        trainer = Trainer(store, ds, cfg, ev)
-        s = await trainer.run()
+        with EvaluatorDispatch(ev, cfg.simulator.timeout) as dispatch:
+            s = await Trainer(store, ds, cfg, dispatch).run()
         return {
             "seconds": time.perf_counter() - t0,
             "candidates": s.candidates,

@@ -49,7 +49,7 @@ class EvalJob:
 
     reqs: list[EvalRequest]
     future: asyncio.Future[tuple[list[EvalResult], Any]]
-    post: Callable[[list[EvalResult]], Any] | None = None  # run on the actor's thread after
+    post: Callable[[list[EvalResult]], Any] | None = None  # then, off the loop (run_post)
     attempts: int = 0
     tried: set[str] = field(default_factory=set)  # actors that failed it
     pinned: str = ""  # the only actor that may run it ("" = any)

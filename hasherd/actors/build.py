@@ -7,15 +7,13 @@ import functools
 import os
 from collections.abc import Callable
 
+from hasherd.actors.backend import Backend
 from hasherd.actors.evaluator import EvaluatorActor
 from hasherd.backends import create
-from hasherd.config import DEVICE_EVALUATORS, ChipDeviceConfig, Config
+from hasherd.backends.choice import cpu_actor_spec
+from hasherd.config import ChipDeviceConfig, Config
 from hasherd.errors import ConfigError
 from hasherd.kernel.evaluators.base import Evaluator
-
-
-def evaluator_name(cfg: Config, threads: int) -> str:
-    return f"numba:{threads}" if threads else "numba"
 
 
 def cpu_threads(cfg: Config) -> int:
@@ -32,10 +30,8 @@ def build_actors(cfg: Config) -> list[EvaluatorActor]:
     if n_cpu + n_gpu + len(cfg.devices.chips) < 1:
         raise ConfigError("devices.cpu_actors", "at least one evaluator actor is needed")
     timeout, mailbox = cfg.simulator.timeout, cfg.devices.mailbox
-    kind = DEVICE_EVALUATORS[cfg.simulator.device_type]
-    if kind not in ("numba", "reference"):
-        kind = "numba"  # the CPU actors' evaluator; GPUs and chips are actors of their own
-    cpu_name = evaluator_name(cfg, cpu_threads(cfg)) if kind == "numba" else kind
+    cpu_name = cpu_actor_spec(cfg, cpu_threads(cfg))
+    kind = cpu_name.partition(":")[0]
     simulator = functools.partial(
         EvaluatorActor,
         timeout=timeout,
@@ -56,14 +52,20 @@ def build_actors(cfg: Config) -> list[EvaluatorActor]:
 
 def chip_actor(chip: ChipDeviceConfig) -> EvaluatorActor:
     """A chip chain as an actor: it serves its ``zero_bits`` only, one batch at a time; a
-    restart (after a failure) reopens the port and runs the init sequence again."""
-    from hasherd.backends.asic import chip_evaluator
+    restart (after a failure) reopens the port and runs the init sequence again. The chain
+    is driven on the event loop that runs the actor (the daemon's), with no thread."""
+    from hasherd.backends.asic import chip_backend
 
-    def make() -> Evaluator:
-        return chip_evaluator(chip)
+    def make() -> Backend:
+        return chip_backend(chip)
 
     return EvaluatorActor(
-        chip.name, chip.driver, make, timeout=chip.timeout, mailbox=1, zero_bits=chip.zero_bits
+        chip.name,
+        chip.driver,
+        backend=make,
+        timeout=chip.timeout,
+        mailbox=1,
+        zero_bits=chip.zero_bits,
     )
 
 

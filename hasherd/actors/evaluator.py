@@ -1,11 +1,15 @@
-"""An evaluator behind an actor: the CPU simulator now, the GPU, chips and RPC later.
+"""An evaluator behind an actor: a CPU simulator, a GPU, a chip chain, later a remote peer.
 
-The actor owns one ``Evaluator`` and one ``CallThread``: the kernel runs on that thread,
-off the event loop, so the loop stays responsive while every core hashes. A job that
-raises, or runs past ``timeout``, fails the actor: the job goes back to the pool to be
-re-dispatched, and the pool restarts the actor after a backoff. Any evaluator with the
-``Evaluator`` interface plugs in unchanged; ``factory`` builds a fresh one at each
-(re)start, so a restart really reopens the device.
+The actor owns one ``Backend`` (``hasherd.actors.backend``) at a time: an in-process
+evaluator on its own thread, off the event loop, so the loop stays responsive while every
+core hashes, or a chip chain driven by coroutines on the loop. A job that raises, or runs
+past ``timeout``, fails the actor: the job goes back to the pool to be re-dispatched, and
+the pool restarts the actor after a backoff. A fresh backend is built at each (re)start,
+so a restart really reopens the device.
+
+The pool talks to an actor through its methods only: ``give`` and ``withdraw`` fill and
+empty the mailbox, ``next_job``/``run_job``/``run_post`` serve it, ``idle`` waits for the
+running job, and ``start``, ``fail`` and ``stop`` move it between states.
 """
 
 from __future__ import annotations
@@ -16,22 +20,27 @@ from typing import Any
 
 import anyio
 
+from hasherd.actors.backend import Backend, ThreadBackend
 from hasherd.actors.base import ActorError, ActorState, ActorStats, EvalJob
-from hasherd.actors.thread import CallThread
 from hasherd.kernel.evaluators.base import EvalResult, Evaluator
 
 DEFAULT_MAILBOX = 2
 
 
 class EvaluatorActor:
-    """One evaluator device (see the module docstring)."""
+    """One evaluator device (see the module docstring).
+
+    ``factory`` builds an in-process ``Evaluator`` (on the actor's thread); ``backend``
+    builds any other ``Backend``. Exactly one of them is given.
+    """
 
     def __init__(
         self,
         name: str,
         kind: str,
-        factory: Callable[[], Evaluator],
+        factory: Callable[[], Evaluator] | None = None,
         *,
+        backend: Callable[[], Backend] | None = None,
         timeout: float = 30.0,
         mailbox: int = DEFAULT_MAILBOX,
         zero_bits: int | None = None,
@@ -41,50 +50,63 @@ class EvaluatorActor:
         self.zero_bits = zero_bits  # the only zero bits it serves (a chip); None = any
         self.max_zero_bits = max_zero_bits  # and none above this (a simulator's limit)
         self.kind = kind
-        self.factory = factory
+        self._make = _backend_factory(name, factory, backend)
         self.timeout = timeout
         self.capacity = max(1, mailbox)
         self.state = ActorState.STOPPED
         self.stats = ActorStats()
         self.queued: list[EvalJob] = []  # the mailbox: jobs given, not yet started
         self.current: EvalJob | None = None
-        self.evaluator: Evaluator | None = None
-        self.thread: CallThread | None = None
-        self._wake = anyio.Event()
+        self._backend: Backend | None = None
+        self._wake = anyio.Event()  # set when the mailbox or the incarnation changes
+        self._finished = anyio.Event()  # set when the running job ends
         self.incarnation = 0  # counts starts: a work loop serves one incarnation only
         self._device_past: dict[str, Any] | None = None  # counters of earlier incarnations
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Build the evaluator and load its kernels; on failure undo and raise."""
+        """Build the backend and open it; on failure undo and raise ``ActorError``. Every
+        start after the first counts as a restart."""
         self.incarnation += 1
+        if self.incarnation > 1:
+            self.stats.restarts += 1
         self._wake.set()  # a loop of the previous incarnation ends
         self.state = ActorState.STARTING
-        thread = CallThread(f"hasherd-{self.name}")
-        evaluator: Evaluator | None = None
         try:
-            evaluator = await thread.call(self.factory)
-            await thread.call(evaluator.warm_up)
+            backend = self._make()
+            await backend.start()
         except BaseException as exc:
-            thread.close(evaluator.close if evaluator is not None else None)
             self.state = ActorState.FAILED
             self.stats.failed(exc)
             if isinstance(exc, Exception):
                 raise ActorError(self.name, f"cannot start: {exc}") from exc
             raise
-        self.evaluator, self.thread = evaluator, thread
+        self._backend = backend
         self.state = ActorState.READY
 
-    def stop(self) -> list[EvalJob]:
-        """Stop; returns the jobs it had not started (to re-dispatch). Never raises."""
+    async def stop(self, *, restarting: bool = False) -> list[EvalJob]:
+        """Stop; returns the jobs it had not started (to re-dispatch). Never raises.
+        ``restarting`` leaves it STARTING rather than STOPPED while its device closes, so
+        that work waits for it instead of being refused."""
+        return await self._shut(ActorState.STARTING if restarting else ActorState.STOPPED)
+
+    async def fail(self, exc: ActorError) -> list[EvalJob]:
+        """Count ``exc`` and stop, FAILED until the next start; returns the jobs it had not
+        started. Never raises."""
+        self.stats.failed(exc)
+        return await self._shut(ActorState.FAILED)
+
+    async def _shut(self, state: ActorState) -> list[EvalJob]:
+        """Leave ``state`` and empty the mailbox at once (the work loop ends), then close
+        the backend."""
         self._device_past = self.device_stats()
-        if self.thread is not None:
-            self.thread.close(self.evaluator.close if self.evaluator is not None else None)
-        self.thread = self.evaluator = None
-        self.state = ActorState.STOPPED
+        backend, self._backend = self._backend, None
+        self.state = state
         left, self.queued = self.queued, []
         self._wake.set()
+        if backend is not None:
+            await backend.close()
         return left
 
     # -- work -----------------------------------------------------------------------------
@@ -95,8 +117,11 @@ class EvaluatorActor:
 
     def serves_bits(self, zero_bits: int) -> bool:
         """Whether it serves requests at ``zero_bits``: a chip its own only, a simulator any
-        up to ``max_zero_bits`` (``devices.simulator_max_zero_bits``)."""
+        up to ``max_zero_bits`` (``devices.simulator_max_zero_bits``), and never what its
+        running backend refuses."""
         if self.zero_bits is not None and zero_bits != self.zero_bits:
+            return False
+        if self._backend is not None and not self._backend.supports(zero_bits):
             return False
         return zero_bits <= self.max_zero_bits
 
@@ -110,6 +135,13 @@ class EvaluatorActor:
     def give(self, job: EvalJob) -> None:
         self.queued.append(job)
         self._wake.set()
+
+    def withdraw(self, job: EvalJob) -> bool:
+        """Take ``job`` back from the mailbox if it has not started; whether it was there."""
+        left = [j for j in self.queued if j is not job]  # identity: jobs hold arrays
+        taken = len(left) != len(self.queued)
+        self.queued = left
+        return taken
 
     async def next_job(self, incarnation: int) -> EvalJob | None:
         """The next job in the mailbox; None once this incarnation is over."""
@@ -126,23 +158,29 @@ class EvaluatorActor:
                 self._wake = anyio.Event()
             await self._wake.wait()
 
+    async def idle(self) -> None:
+        """Return once no job is running (the running one finishes first)."""
+        while self.current is not None:
+            await self._finished.wait()
+
     async def run_job(self, job: EvalJob) -> list[EvalResult]:
-        """Evaluate one job on the actor's thread; ActorError on any failure."""
-        thread, evaluator = self.thread, self.evaluator
-        if thread is None or evaluator is None:
+        """Evaluate one job on the backend; ActorError on any failure."""
+        backend = self._backend
+        if backend is None:
             raise ActorError(self.name, "not started")
-        self.current = job
+        self.current, self._finished = job, anyio.Event()
         self.state = ActorState.BUSY
         t0 = time.perf_counter()
         try:
             with anyio.fail_after(self.timeout):
-                results = await thread.call(evaluator.evaluate_many, job.reqs)
+                results = await backend.evaluate_many(job.reqs)
         except TimeoutError as exc:
             raise ActorError(self.name, f"a batch took longer than {self.timeout:g} s") from exc
         except Exception as exc:
             raise ActorError(self.name, str(exc)) from exc
         finally:
             self.current = None
+            self._finished.set()
             self.stats.busy_seconds += time.perf_counter() - t0
             if self.state == ActorState.BUSY:
                 self.state = ActorState.READY
@@ -153,24 +191,19 @@ class EvaluatorActor:
         return results
 
     async def run_post(self, job: EvalJob, results: list[EvalResult]) -> Any:
-        """The job's ``post`` step on the actor's thread (None without one)."""
+        """The job's ``post`` step off the event loop, on the backend (an in-process
+        evaluator's own thread); None without one."""
         if job.post is None:
             return None
-        thread = self.thread
-        if thread is None:
+        backend = self._backend
+        if backend is None:
             raise ActorError(self.name, "stopped before the post step")
-        return await thread.call(job.post, results)
+        return await backend.run_post(job.post, results)
 
     def device_stats(self) -> dict[str, Any] | None:
-        """The hardware counters (``Evaluator.device_stats``), summed over every start of
+        """The hardware counters (``Backend.device_stats``), summed over every start of
         the actor, so a reconnect does not reset them; None for a simulator."""
-        current = None
-        evaluator = self.evaluator
-        if evaluator is not None:
-            try:
-                current = evaluator.device_stats()
-            except Exception:  # a snapshot must never take the actor down
-                current = None
+        current = self._backend.device_stats() if self._backend is not None else None
         return _fold(self._device_past, current)
 
     def snapshot(self) -> dict[str, Any]:
@@ -183,11 +216,28 @@ class EvaluatorActor:
             "mailbox": len(self.queued),
             "mailbox_capacity": self.capacity,
             "in_flight": self.load,
-            "threads": self.evaluator.threads if self.evaluator is not None else 0,
+            "threads": self._backend.threads if self._backend is not None else 0,
             **self.stats.snapshot(),
             **({"zero_bits": self.zero_bits} if self.zero_bits is not None else {}),
             **extra,
         }
+
+
+def _backend_factory(
+    name: str, factory: Callable[[], Evaluator] | None, backend: Callable[[], Backend] | None
+) -> Callable[[], Backend]:
+    """What builds the actor's backend: ``backend`` itself, or an in-process evaluator
+    from ``factory`` on a thread named after the actor."""
+    if backend is not None and factory is None:
+        return backend
+    if factory is None or backend is not None:
+        raise ValueError("an evaluator actor needs exactly one of factory and backend")
+    make = factory
+
+    def threaded() -> Backend:
+        return ThreadBackend(f"hasherd-{name}", make)
+
+    return threaded
 
 
 def _fold(past: dict[str, Any] | None, now: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -71,9 +71,10 @@ class ActorPool:
                 await anyio.sleep_forever()
             finally:
                 self._closing = True
-                for actor in self.actors.values():
-                    for job in actor.stop():
-                        _fail(job, NoActorError("the daemon is stopping"))
+                with anyio.CancelScope(shield=True):  # devices close even when cancelled
+                    for actor in self.actors.values():
+                        for job in await actor.stop():
+                            _fail(job, NoActorError("the daemon is stopping"))
                 self._signal()
 
     async def _first_start(self, actor: EvaluatorActor) -> None:
@@ -99,7 +100,7 @@ class ActorPool:
             try:
                 results = await actor.run_job(job)
             except ActorError as exc:
-                self._failed(actor, job, exc)
+                await self._failed(actor, job, exc)
                 return
             try:
                 after = await actor.run_post(job, results)
@@ -110,13 +111,10 @@ class ActorPool:
                     job.future.set_result((results, after))
             self._signal()
 
-    def _failed(self, actor: EvaluatorActor, job: EvalJob, exc: ActorError) -> None:
+    async def _failed(self, actor: EvaluatorActor, job: EvalJob, exc: ActorError) -> None:
         LOGGER.warning("%s; re-dispatching its work", exc)
-        actor.stats.failed(exc)
-        actor.state = ActorState.FAILED
         job.tried.add(actor.name)
-        left = actor.stop()
-        actor.state = ActorState.FAILED
+        left = await actor.fail(exc)
         for j in [job, *left]:
             self._redispatch(j, exc)
         self._schedule_restart(actor)
@@ -131,7 +129,7 @@ class ActorPool:
         self._tg.start_soon(self._dispatch, job)
 
     def _schedule_restart(self, actor: EvaluatorActor) -> None:
-        actor.state = ActorState.FAILED
+        """Restart ``actor`` (FAILED: its start or a job failed) after the backoff."""
         self._signal()
         if not self._closing:
             assert self._tg is not None
@@ -140,7 +138,6 @@ class ActorPool:
     async def _restart(self, actor: EvaluatorActor) -> None:
         delay = min(self.backoff_max, self.backoff_first * 2 ** min(actor.stats.restarts, 16))
         await anyio.sleep(delay)
-        actor.stats.restarts += 1
         try:
             await actor.start()
         except ActorError as exc:
@@ -156,12 +153,10 @@ class ActorPool:
         actor = self.actors.get(name)
         if actor is None:
             raise KeyError(name)
-        while actor.current is not None:
-            await anyio.sleep(0.01)
-        for job in actor.stop():
+        await actor.idle()
+        for job in await actor.stop(restarting=True):
             assert self._tg is not None
             self._tg.start_soon(self._dispatch, job)
-        actor.stats.restarts += 1
         try:
             await actor.start()
         except ActorError:
@@ -199,9 +194,7 @@ class ActorPool:
             await self._dispatch(job)
             results, _ = await job.future
         except BaseException:  # cancelled (a caller's timeout): drop it if not yet started
-            left = [j for j in actor.queued if j is not job]  # identity: jobs hold arrays
-            if len(left) != len(actor.queued):
-                actor.queued = left
+            if actor.withdraw(job):
                 self._signal()
             raise
         return results

@@ -1,13 +1,15 @@
-"""The ASIC evaluator: golden-nonce passes on a BM1370 chain, everything else on the host.
+"""The ASIC evaluator: golden-nonce passes on a chip chain, everything else on the host.
 
 For a request at the device's ``zero_bits`` k (> 0), each pass of the loop (kernel.md) is
 one chip job (asic-protocols.md, section 9): the pass header, rolling off, starting nonce
 = the header's nonce; the chain sweeps its window, the host verifies every reported nonce
 and takes the first in scan order. Keys, jitter lookups and ``apply`` run on the host as
 in the reference evaluator, so the results equal the reference's for the same request.
+The chain comes from its driver in ``devices.registry`` (``bm1370``, ``s3``, ...), which
+says how it opens, what settings it refuses and which window a job covers.
 
-A job covers only the first ``covered_prefix(chips, nonces_per_chip)`` nonces from n0
-without a gap (``W``), and "first in scan order" is trusted only inside that window:
+A job covers only the first ``chain.window_at(n0)`` nonces from n0 without a gap (``W``),
+and "first in scan order" is trusted only inside that window:
 
 * a request with ``nonce_space <= W`` is served exactly: hits at offsets
   ``>= nonce_space`` are ignored and, when none is left, the pass rolls ntime (a new job
@@ -21,67 +23,54 @@ which one was lost is sent again (``max_resends`` times, counted in ``resends``)
 the pass fails with ``EvaluatorError``. A nonce the chip never sends at all (a dropping
 chip) cannot be seen by the host; that is what the cross-hardware validator is for.
 
-The chain is driven from a private asyncio loop owned by the evaluator (the actor calls
-it from one thread); ``close()`` releases the port and the loop.
+:class:`ChipBackend` drives the chain with coroutines on the caller's event loop: for the
+daemon's chip actor, the daemon's own loop (the host work between two passes is a digest
+check and a jitter lookup, small next to a pass). :class:`AsicEvaluator` is the same
+backend behind the synchronous ``Evaluator`` interface, for the CLI (``hasherd vectors
+check``, ``validate``, ``bench``): it runs the backend in an anyio blocking portal, an
+event loop on a thread of its own, which ``close()`` stops.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
+import time
 import weakref
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from hasherd.config import ChipDeviceConfig
-from hasherd.devices.bm1370 import (
-    Bm13xxChain,
-    ChainError,
-    SweepBound,
-    covered_prefix,
-    open_chain,
-)
-from hasherd.devices.s3 import S3Chain, open_s3_chain
+from hasherd.devices import registry
+from hasherd.devices.chain import ChainError, ChainSettings, ChipChain, SweepBound
 from hasherd.errors import EvaluatorError, HasherError, InputError
 from hasherd.kernel import spec
 from hasherd.kernel.evaluators.base import EvalRequest, EvalResult, Evaluator
-from hasherd.kernel.evaluators.reference import _Loop, _Outputs, _spread
+from hasherd.kernel.evaluators.reference import Loop, Outputs, spread
 
-__all__ = ["DEFAULT_BOUND", "AsicEvaluator", "chip_evaluator", "factory"]
+__all__ = [
+    "DEFAULT_BOUND",
+    "AsicEvaluator",
+    "ChipBackend",
+    "chip_backend",
+    "chip_evaluator",
+    "factory",
+]
+
+T = TypeVar("T")
 
 # For the emulator (hashlib at ~430 kH/s in one thread): 64 Ki nonces per chip.
 DEFAULT_BOUND = SweepBound(nonces_per_chip=1 << 16, seconds=0.5, quiet=0.05)
 DEFAULT_ZERO_BITS = 8
+CLOSE_SECONDS = 5.0  # a link that does not close within this is abandoned
 
 
-Chain = Bm13xxChain | S3Chain
-DRIVERS = ("bm1370", "s3")
-
-
-def _shutdown(loop: asyncio.AbstractEventLoop, holder: list[Chain]) -> None:
-    try:
-        if holder and not loop.is_closed():
-            loop.run_until_complete(holder.pop().close())
-    finally:
-        if not loop.is_closed():
-            loop.close()
-
-
-class _ChipLoop(_Loop):
-    """The reference loop with its golden pass sent to the chain."""
-
-    def __init__(self, req: EvalRequest, ev: AsicEvaluator) -> None:
-        super().__init__(req)
-        self.ev = ev
-        self.swept = 0
-
-    def digest(self, head: bytes, mix: int, tail: bytes) -> spec.PassResult:
-        header = head + mix.to_bytes(16, "big") + tail
-        res, swept = self.ev.golden_pass(header, self.req.zero_bits, self.req.nonce_space)
-        self.swept += swept
-        return res
-
-
-class AsicEvaluator(Evaluator):
-    """Kernel passes on a BM13xx chain at ``path`` (see the module docstring).
+class ChipBackend:
+    """Kernel passes on the chain of driver ``driver`` at ``path``, as coroutines on the
+    caller's event loop (see the module docstring). Nothing opens before ``start()``.
 
     ``zero_bits`` is the device's: the chip's hard-wired difficulty (the emulator's knob,
     32 on silicon) unless ``base_zero_bits`` is lower, in which case the ticket mask makes
@@ -89,7 +78,6 @@ class AsicEvaluator(Evaluator):
     """
 
     name = "asic"
-    description = "BM1370 chain or S3 controller (golden passes on the chips)"
 
     def __init__(
         self,
@@ -108,72 +96,51 @@ class AsicEvaluator(Evaluator):
         k = spec.check_zero_bits(zero_bits)
         if k == 0:
             raise InputError("zero_bits", "a chip serves k > 0 only")
-        if driver not in DRIVERS:
-            raise InputError("driver", f"{driver!r} is not one of {', '.join(DRIVERS)}")
-        if driver == "s3" and baud is not None:
-            raise InputError("baud", "the S3 controller's link has no baud switch")
+        self._driver = registry.driver(driver)
+        base = k if base_zero_bits is None else base_zero_bits
+        self.settings = ChainSettings(bound, base, expected_chips, baud, enumerate_quiet)
+        for key, problem in self._driver.check(self.settings):
+            raise InputError(key, problem)
         self.driver = driver
         self.path = path
         self.zero_bits = k
-        self.base_zero_bits = k if base_zero_bits is None else base_zero_bits
-        self.bound = bound
-        self.expected_chips = expected_chips
-        self.baud = baud
         self.max_rolls = max_rolls
         self.max_resends = max_resends
         self.resends = 0  # jobs sent again because a response frame was lost
-        self.enumerate_quiet = enumerate_quiet
-        self._loop = asyncio.new_event_loop()
-        self._holder: list[Chain] = []
-        self._finalizer = weakref.finalize(self, _shutdown, self._loop, self._holder)
+        self._chain: ChipChain | None = None
+
+    @property
+    def threads(self) -> int:
+        return 1
 
     def supports(self, zero_bits: int) -> bool:
         return zero_bits == self.zero_bits
 
-    async def _open(self) -> Chain:
-        if self.driver == "s3":
-            return await open_s3_chain(
-                self.path,
-                self.bound,
-                base_zero_bits=self.base_zero_bits,
-                expected_chips=self.expected_chips,
-            )
-        return await open_chain(
-            self.path,
-            self.bound,
-            base_zero_bits=self.base_zero_bits,
-            expected_chips=self.expected_chips,
-            baud=self.baud,
-            enumerate_quiet=self.enumerate_quiet,
-        )
+    async def start(self) -> None:
+        """Open the link and initialise the chain (the driver closes it on failure);
+        ``EvaluatorError`` naming the path when it cannot. Started already: nothing."""
+        if self._chain is not None:
+            return
+        try:
+            self._chain = await self._driver.open(self.path, self.settings)
+        except HasherError as exc:
+            raise EvaluatorError(self.name, f"{self.path}: {exc}") from exc
 
     @property
-    def chain(self) -> Chain:
-        if not self._holder:
-            try:
-                self._holder.append(self._loop.run_until_complete(self._open()))
-            except HasherError as exc:
-                raise EvaluatorError(self.name, f"{self.path}: {exc}") from exc
-        return self._holder[0]
+    def chain(self) -> ChipChain:
+        if self._chain is None:
+            raise EvaluatorError(self.name, f"{self.path}: not open")
+        return self._chain
 
     def window_at(self, n0: int) -> int:
-        """Nonces from ``n0`` one job covers without a gap: on a BM1370 chain the jobs
-        start at ``n0``, so it is the same for every header; an S3 work starts its chips
-        at fixed offsets from 0, so it depends on where ``n0`` falls."""
-        chain = self.chain
-        if isinstance(chain, S3Chain):
-            return chain.covered(n0)
-        return covered_prefix(chain.chips, chain.nonces_per_chip)
-
-    @property
-    def window(self) -> int:
-        """``window_at(0)`` (on a BM1370 chain, the window of every header)."""
-        return self.window_at(0)
+        """Nonces from ``n0`` one job covers without a gap, as the chain's driver knows
+        it (the same for every header where a job starts its chips at ``n0``)."""
+        return self.chain.window_at(n0)
 
     def device_stats(self) -> dict[str, Any] | None:
-        if not self._holder:
+        chain = self._chain
+        if chain is None:
             return None
-        chain = self._holder[0]
         st = chain.stats()
         device = {
             "path": self.path,
@@ -200,26 +167,62 @@ class AsicEvaluator(Evaluator):
         ]
         return {"device": device, "chips": chips}
 
-    def warm_up(self) -> float:
-        loop = self._loop
-        start = loop.time()
-        _ = self.chain
-        return loop.time() - start
+    async def close(self) -> None:
+        """Release the link; never raises, and finishes even when the caller is being
+        cancelled (a port left open would refuse the next start)."""
+        chain, self._chain = self._chain, None
+        if chain is None:
+            return
+        with anyio.move_on_after(CLOSE_SECONDS, shield=True), contextlib.suppress(Exception):
+            await chain.close()
 
-    def close(self) -> None:
-        self._finalizer()
+    async def run_post(self, fn: Callable[[list[EvalResult]], T], results: list[EvalResult]) -> T:
+        """``fn(results)`` on a worker thread: the event loop is the chain's."""
+        return await anyio.to_thread.run_sync(fn, results)
 
-    def __enter__(self) -> AsicEvaluator:
-        return self
+    async def evaluate_many(self, reqs: Sequence[EvalRequest]) -> list[EvalResult]:
+        return [await self.evaluate_request(r) for r in reqs]
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    async def evaluate_request(self, req: EvalRequest) -> EvalResult:
+        """The reference loop with every golden pass sent to the chain."""
+        if not self.supports(req.zero_bits):
+            raise EvaluatorError(
+                self.name, f"serves zero_bits={self.zero_bits} only, not {req.zero_bits}"
+            )
+        loop = Loop(req)
+        out = Outputs(req.n, req.passes, req.trace)
+        swept = 0
+        for i in range(req.n):
+            swept += await self._seed(loop, out, i)
+        # dsha: what the chain hashed (every chip's whole window per job) plus the host's
+        # digest of each golden header; compressions at 2 per chain hash + 1 midstate.
+        host = req.n * (req.passes + 1)
+        return out.result(swept + host, 2 * swept + 3 * host)
 
-    def golden_pass(
+    async def _seed(self, loop: Loop, out: Outputs, i: int) -> int:
+        """Seed ``i``'s loop into ``out``; returns the nonces the chain swept for it."""
+        req = loop.req
+        header = spec.build_header(loop.slots, req.seeds[i].tobytes())
+        head, mix, tail = header[:36], int.from_bytes(header[36:52], "big"), header[52:]
+        key = swept = 0
+        for pno in range(req.passes):
+            res, n = await self.golden_pass(
+                head + mix.to_bytes(16, "big") + tail, req.zero_bits, req.nonce_space
+            )
+            key = int.from_bytes(res.digest[0:4], "big")
+            j, hit = loop.jitter(mix, key, pno)
+            mix ^= spread(j)
+            out.record(i, pno, key, res.nonce, j, hit)
+            swept += n
+        final_header = head + mix.to_bytes(16, "big") + tail
+        final, n = await self.golden_pass(final_header, req.zero_bits, req.nonce_space)
+        out.finish(i, final, key, final_header)
+        return swept + n
+
+    async def golden_pass(
         self, header: bytes, zero_bits: int, nonce_space: int = spec.NONCE_SPACE
     ) -> tuple[spec.PassResult, int]:
         """``spec.golden_pass`` on the chain; also returns the nonces the chain swept."""
-        chain = self.chain
         n0 = spec.scan_start(header)
         window = self.window_at(n0)
         limit = min(nonce_space, window)
@@ -228,23 +231,9 @@ class AsicEvaluator(Evaluator):
         for roll in range(self.max_rolls + 1):
             rolled = header[:68] + ((ntime0 + roll) & spec.MASK32).to_bytes(4, "little")
             rolled += header[72:]
-            res, attempts = None, 0
-            while res is None or res.lost:  # a lost frame may have been the first nonce
-                if attempts > self.max_resends:
-                    raise EvaluatorError(
-                        self.name,
-                        f"{self.path}: frames lost to CRC errors in {attempts} tries of one "
-                        "job; its first nonce cannot be trusted",
-                    )
-                if attempts:
-                    self.resends += 1
-                try:
-                    res = self._loop.run_until_complete(chain.mine(rolled, zero_bits))
-                except HasherError as exc:
-                    raise EvaluatorError(self.name, f"{self.path}: {exc}") from exc
-                attempts += 1
-                swept += res.swept
-            for _chip, nonce in res.found:  # in scan order
+            found, n = await self._mine(rolled, zero_bits)
+            swept += n
+            for _chip, nonce in found:  # in scan order
                 t = (nonce - n0) % spec.NONCE_SPACE
                 if t >= limit:
                     break
@@ -262,45 +251,149 @@ class AsicEvaluator(Evaluator):
             self.name, f"no nonce meeting {zero_bits} zero bits within {self.max_rolls} ntime rolls"
         )
 
+    async def _mine(self, header: bytes, zero_bits: int) -> tuple[tuple[tuple[int, int], ...], int]:
+        """One job's nonces (in scan order) and the nonces swept, sending the job again
+        while a response frame was lost during it (it may have been the first nonce)."""
+        chain = self.chain
+        swept = 0
+        for attempt in range(self.max_resends + 1):
+            if attempt:
+                self.resends += 1
+            try:
+                res = await chain.mine(header, zero_bits)
+            except HasherError as exc:
+                raise EvaluatorError(self.name, f"{self.path}: {exc}") from exc
+            swept += res.swept
+            if not res.lost:
+                return res.found, swept
+        raise EvaluatorError(
+            self.name,
+            f"{self.path}: frames lost to CRC errors in {self.max_resends + 1} tries of one "
+            "job; its first nonce cannot be trusted",
+        )
+
+
+def _shutdown(
+    backend: ChipBackend, portal: list[BlockingPortal], stack: contextlib.ExitStack
+) -> None:
+    """Close the chain on the portal's loop, then stop that loop and its thread."""
+    try:
+        if portal:
+            portal.pop().call(backend.close)
+    finally:
+        stack.close()
+
+
+class AsicEvaluator(Evaluator):
+    """A :class:`ChipBackend` behind the synchronous ``Evaluator`` interface: its
+    coroutines run in an anyio blocking portal started on first use (see the module
+    docstring). Takes the backend's arguments; ``close()`` (or leaving a ``with`` block)
+    releases the port and stops the portal."""
+
+    name = "asic"
+    description = "BM1370 chain or S3 controller (golden passes on the chips)"
+
+    def __init__(self, path: str, zero_bits: int = DEFAULT_ZERO_BITS, **options: Any) -> None:
+        self.backend = ChipBackend(path, zero_bits, **options)  # checks every argument
+        self._portal: list[BlockingPortal] = []
+        self._stack = contextlib.ExitStack()
+        self._finalizer = weakref.finalize(self, _shutdown, self.backend, self._portal, self._stack)
+
+    @property
+    def path(self) -> str:
+        return self.backend.path
+
+    @property
+    def zero_bits(self) -> int:
+        return self.backend.zero_bits
+
+    @property
+    def driver(self) -> str:
+        return self.backend.driver
+
+    def supports(self, zero_bits: int) -> bool:
+        return self.backend.supports(zero_bits)
+
+    def _open(self) -> BlockingPortal:
+        """The portal, with the chain open (both started on first use)."""
+        if not self._finalizer.alive:
+            raise EvaluatorError(self.name, f"{self.path}: closed")
+        if not self._portal:
+            name = f"hasherd-asic-{self.path}"
+            self._portal.append(self._stack.enter_context(start_blocking_portal(name=name)))
+        portal = self._portal[0]
+        portal.call(self.backend.start)
+        return portal
+
+    def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``await fn(*args)`` on the portal's loop, once the chain is open."""
+        return self._open().call(fn, *args)
+
+    @property
+    def chain(self) -> ChipChain:
+        """The open chain (opened on first use)."""
+        self._open()
+        return self.backend.chain
+
+    def window_at(self, n0: int) -> int:
+        """``ChipBackend.window_at`` (opens the chain on first use)."""
+        self._open()
+        return self.backend.window_at(n0)
+
+    @property
+    def window(self) -> int:
+        """``window_at(0)`` (where a job starts its chips at ``n0``, every header's)."""
+        return self.window_at(0)
+
+    def device_stats(self) -> dict[str, Any] | None:
+        return self.backend.device_stats()
+
+    def warm_up(self) -> float:
+        start = time.perf_counter()
+        self._open()
+        return time.perf_counter() - start
+
+    def close(self) -> None:
+        self._finalizer()
+
+    def __enter__(self) -> AsicEvaluator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def evaluate_many(self, reqs: Sequence[EvalRequest]) -> list[EvalResult]:
+        results: list[EvalResult] = self._run(self.backend.evaluate_many, list(reqs))
+        return results
+
     def _evaluate(self, req: EvalRequest) -> EvalResult:
-        if not self.supports(req.zero_bits):
-            raise EvaluatorError(
-                self.name, f"serves zero_bits={self.zero_bits} only, not {req.zero_bits}"
-            )
-        loop = _ChipLoop(req, self)
-        out = _Outputs(req.n, req.passes, req.trace)
-        for i in range(req.n):
-            header = spec.build_header(loop.slots, req.seeds[i].tobytes())
-            head, mix, tail = header[:36], int.from_bytes(header[36:52], "big"), header[52:]
-            key = 0
-            for pno in range(req.passes):
-                res = loop.digest(head, mix, tail)
-                key = int.from_bytes(res.digest[0:4], "big")
-                j, hit = loop.jitter(mix, key, pno)
-                mix ^= _spread(j)
-                out.record(i, pno, key, res.nonce, j, hit)
-            final = loop.digest(head, mix, tail)
-            out.finish(i, final, key, head + mix.to_bytes(16, "big") + tail)
-        # dsha: what the chain hashed (every chip's whole window per job) plus the host's
-        # digest of each golden header; compressions at 2 per chain hash + 1 midstate.
-        jobs_dsha = loop.swept
-        host = req.n * (req.passes + 1)
-        return out.result(jobs_dsha + host, 2 * jobs_dsha + 3 * host)
+        result: EvalResult = self._run(self.backend.evaluate_request, req)
+        return result
 
 
-def chip_evaluator(chip: ChipDeviceConfig) -> AsicEvaluator:
-    """The evaluator of a ``[[devices.chips]]`` entry (its port opens on first use)."""
+def _chip_options(chip: ChipDeviceConfig) -> dict[str, Any]:
+    """A ``[[devices.chips]]`` entry as :class:`ChipBackend` options (0 = none)."""
     bound = SweepBound(
         chip.nonces_per_chip, chip.sweep_time, chip.quiet, max_wait=max(30.0, chip.sweep_time)
     )
-    return AsicEvaluator(
-        chip.path,
-        chip.zero_bits,
-        bound=bound,
-        driver=chip.driver,
-        expected_chips=chip.chips or None,
-        baud=chip.baud or None,
-    )
+    return {
+        "bound": bound,
+        "driver": chip.driver,
+        "expected_chips": chip.chips or None,
+        "baud": chip.baud or None,
+    }
+
+
+def chip_backend(chip: ChipDeviceConfig) -> ChipBackend:
+    """The backend of a ``[[devices.chips]]`` entry (its port opens at ``start()``), for
+    the daemon's chip actor."""
+    return ChipBackend(chip.path, chip.zero_bits, **_chip_options(chip))
+
+
+def chip_evaluator(chip: ChipDeviceConfig) -> AsicEvaluator:
+    """The synchronous evaluator of a ``[[devices.chips]]`` entry (its port opens on first
+    use), for the CLI; the daemon's chip actor drives :func:`chip_backend` directly."""
+    return AsicEvaluator(chip.path, chip.zero_bits, **_chip_options(chip))
 
 
 def factory(arg: str | None, **options: Any) -> Evaluator:

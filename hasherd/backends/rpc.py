@@ -25,7 +25,9 @@ import numpy as np
 from hasherd.errors import EvaluatorError
 from hasherd.kernel import spec
 from hasherd.kernel.evaluators.base import EvalRequest, EvalResult, Evaluator
-from hasherd.kernel.evaluators.reference import _blocks, _Outputs, _spread
+from hasherd.kernel.evaluators.reference import Outputs as _Outputs
+from hasherd.kernel.evaluators.reference import blocks as _blocks
+from hasherd.kernel.evaluators.reference import spread as _spread
 from hasherd.kernel.memory import JitterMemory
 from hasherd.transport.jitter_client import DEFAULT_TIMEOUT, JitterRpcError, SyncJitterClient
 

@@ -23,6 +23,8 @@ from hasherd import config as config_mod
 from hasherd.cli.common import add_config_args, evaluator_for, setup_logging
 from hasherd.config import Config
 from hasherd.data import load_dataset
+from hasherd.kernel.evaluators.base import Evaluator
+from hasherd.scheduler.dispatch import EvaluatorDispatch
 from hasherd.scheduler.trainer import Progress, RunSummary, Trainer
 from hasherd.storage import Store
 
@@ -105,17 +107,23 @@ def run_train(args: argparse.Namespace) -> int:
     return 0 if summary.converged else EXIT_NOT_CONVERGED
 
 
-async def _train(cfg: Config, ds: Any, evaluator: Any, path: Path) -> RunSummary:
+async def _train(cfg: Config, ds: Any, evaluator: Evaluator, path: Path) -> RunSummary:
     display = make_display()
     async with await Store.open(path) as store:
-        trainer = Trainer(store, ds, cfg, evaluator, on_progress=display.update)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_watch_signals, trainer, tg.cancel_scope)
+        with EvaluatorDispatch(evaluator, cfg.simulator.timeout) as dispatch:
+            trainer = Trainer(store, ds, cfg, dispatch, on_progress=display.update)
             try:
-                summary = await trainer.run()
+                return await _run_until_signal(trainer)
             finally:
                 display.close()
-            tg.cancel_scope.cancel()
+
+
+async def _run_until_signal(trainer: Trainer) -> RunSummary:
+    """The run, stopped after the current generation on SIGINT or SIGTERM."""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_watch_signals, trainer, tg.cancel_scope)
+        summary = await trainer.run()
+        tg.cancel_scope.cancel()
     return summary
 
 

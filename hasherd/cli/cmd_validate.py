@@ -17,10 +17,11 @@ from typing import Any
 import anyio
 
 from hasherd import config as config_mod
+from hasherd.backends.choice import evaluator_named
 from hasherd.cli.common import add_config_args
 from hasherd.errors import InputError
 from hasherd.storage import Store
-from hasherd.validation.core import Finding, Report, default_evaluators, make_evaluator, validate
+from hasherd.validation.core import Finding, Report, default_evaluators, validate
 
 
 def register(sub: Any) -> None:
@@ -63,7 +64,7 @@ async def _validate(args: argparse.Namespace) -> Report:
     cfg = config_mod.load(args.config)
     name_a, name_b = default_evaluators(cfg)
     name_a, name_b = args.evaluator or name_a, args.against or name_b
-    ev_a, ev_b = make_evaluator(name_a, cfg), make_evaluator(name_b, cfg)
+    ev_a, ev_b = evaluator_named(name_a, cfg), evaluator_named(name_b, cfg)
     db = Path(args.db)
     if not db.is_file():
         raise InputError("--db", f"{db}: no such file")

@@ -10,18 +10,17 @@ database.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 import anyio
-import numpy as np
 
+from hasherd.errors import InputError
 from hasherd.kernel import spec
 from hasherd.kernel.evaluators.reference import ReferenceEvaluator
-from hasherd.kernel.memory import JitterMemory
 from hasherd.storage import Store
 from hasherd.storage.rows import WeightRow
+from hasherd.validation.core import StoredInputs
 
 
 def register(sub: Any) -> None:
@@ -34,35 +33,27 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=run_verify)
 
 
-async def _load(
-    db: Path,
-) -> tuple[list[WeightRow], dict[int, JitterMemory], dict[int, dict[str, Any]]]:
+async def _load(db: Path) -> tuple[list[WeightRow], StoredInputs]:
     async with await Store.open(db, create=False) as store:
         weights = await store.weights()
-        memories: dict[int, JitterMemory] = {}
-        for ds in await store.datasets():
-            rows = await store.records(ds.id)
-            frames = np.frombuffer(b"".join(r.slots for r in rows), dtype="<u4").reshape(-1, 12)
-            memories[ds.id] = JitterMemory(frames.astype(np.uint32))
-        record_ds = {}
-        for ds_id in memories:
-            for r in await store.records(ds_id):
-                record_ds[r.id] = ds_id
-        runs = {r.id: json.loads(r.config_json)["training"] for r in await store.runs()}
-    by_record = {w.record_id: memories[record_ds[w.record_id]] for w in weights}
-    return weights, by_record, runs
+        inputs = StoredInputs(store)
+        runs = {r.id for r in await store.runs()}
+        await inputs.load([ds.id for ds in await store.datasets()], runs)
+    return weights, inputs
 
 
-def check(w: WeightRow, memory: JitterMemory, training: dict[str, Any]) -> str | None:
+def check(w: WeightRow, inputs: StoredInputs) -> str | None:
     """None when the weight reproduces, else what differs."""
-    if memory.memory_id != w.memory_id:
-        return f"memory_id {w.memory_id[:12]} but the dataset's memory is {memory.memory_id[:12]}"
-    slots = np.frombuffer(w.slots, dtype="<u4").astype(np.uint32)
+    try:
+        task = inputs.task(w)
+    except InputError as exc:
+        return str(exc)
     res = ReferenceEvaluator().evaluate(
-        slots, [w.seed], memory, training["passes"], training["zero_bits"]
+        task.slots, [task.seed], task.memory, task.passes, task.zero_bits
     )
     out, nonce = int(res.output[0]), int(res.golden_nonce[0])
-    prefix = spec.prefix_bits(out, spec.target_word(w.token_id, training["token_bits"]))
+    token_bits = int(inputs.training[w.run_id]["token_bits"])
+    prefix = spec.prefix_bits(out, spec.target_word(w.token_id, token_bits))
     got, want = (out, nonce, prefix), (w.output, w.golden_nonce, w.prefix_bits)
     if got != want:
         return f"stored (output, golden_nonce, prefix_bits) = {want}, reference gives {got}"
@@ -70,10 +61,10 @@ def check(w: WeightRow, memory: JitterMemory, training: dict[str, Any]) -> str |
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    weights, memories, runs = anyio.run(_load, Path(args.db))
+    weights, inputs = anyio.run(_load, Path(args.db))
     bad = 0
     for w in weights:
-        problem = check(w, memories[w.record_id], runs[w.run_id])
+        problem = check(w, inputs)
         if problem:
             bad += 1
             print(f"MISMATCH weight {w.id} (record {w.record_id}, token {w.token_id}): {problem}")

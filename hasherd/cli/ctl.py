@@ -28,7 +28,18 @@ from hasherd.control.client import (
     DaemonUnavailable,
     discover_socket_path,
 )
+from hasherd.control.params import (
+    JobOptions,
+    JobRef,
+    ListJobs,
+    ListWeights,
+    NoParams,
+    Params,
+    RestartActor,
+    SubmitJob,
+)
 from hasherd.errors import ConfigError, HasherError
+from hasherd.storage.status import JobStatus
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -97,21 +108,15 @@ def answer(args: argparse.Namespace, method: str, result: Any, view: View) -> No
 def call_and_show(
     method: str,
     view: View,
-    params: Callable[[argparse.Namespace], dict[str, Any]] = lambda args: {},
+    request: Callable[[argparse.Namespace], Params] = lambda args: NoParams(),
 ) -> Command:
-    """The command that calls ``method`` with ``params(args)`` and prints ``view``."""
+    """The command that calls ``method`` with ``request(args)`` and prints ``view``."""
 
     def command(client: ControlClient, args: argparse.Namespace) -> int:
-        answer(args, method, client.call(method, **params(args)), view)
+        answer(args, method, client.call(method, **request(args).to_params()), view)
         return EXIT_OK
 
     return command
-
-
-def given(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
-    """The options the user gave (None and False are left out: the daemon's defaults)."""
-    values = {name: getattr(args, name) for name in names}
-    return {k: v for k, v in values.items() if v is not None and v is not False}
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -126,23 +131,20 @@ def cmd_health(client: ControlClient, args: argparse.Namespace) -> int:
     return EXIT_OK if healthy else EXIT_FAILED
 
 
-_SUBMIT_OPTIONS = (
-    "name",
-    "epochs",
-    "population",
-    "generations",
-    "difficulty_bits",
-    "seed",
-    "zero_bits",
-    "passes",
-    "strict",
-)
-
-
-def submit_params(args: argparse.Namespace) -> dict[str, Any]:
+def submit_request(args: argparse.Namespace) -> SubmitJob:
     # the daemon runs in another directory: a relative path would name another file there
     data = os.path.abspath(os.path.expanduser(args.data))
-    return {"data": data, **given(args, _SUBMIT_OPTIONS)}
+    options = JobOptions(
+        epochs=args.epochs,
+        population=args.population,
+        generations=args.generations,
+        difficulty_bits=args.difficulty_bits,
+        seed=args.seed,
+        zero_bits=args.zero_bits,
+        passes=args.passes,
+        strict=args.strict or None,  # left out unless given: the daemon's default
+    )
+    return SubmitJob(data, args.name, options)
 
 
 def cmd_version(client: ControlClient, args: argparse.Namespace) -> int:
@@ -177,7 +179,7 @@ def cmd_weights_export(client: ControlClient, args: argparse.Namespace) -> int:
     if problem:
         raise UsageError(problem)
     client.max_response_bytes = max(client.max_response_bytes, EXPORT_MAX_RESPONSE_BYTES)
-    result = client.call("weights.list", **given(args, ("dataset", "layer")))
+    result = client.call("weights.list", **ListWeights(args.dataset, args.layer).to_params())
     try:
         items, total = result["weights"], result["total"]
         weights = [ctl_export.weight_row(w) for w in items]
@@ -266,20 +268,20 @@ def _reader(sub: Any, name: str, help: str, run: Command) -> argparse.ArgumentPa
     return p
 
 
-def _by_id(args: argparse.Namespace) -> dict[str, Any]:
-    return {"id": args.id}
+def _by_id(args: argparse.Namespace) -> JobRef:
+    return JobRef(args.id)
 
 
-def _by_name(args: argparse.Namespace) -> dict[str, Any]:
-    return {"name": args.name}
+def _by_name(args: argparse.Namespace) -> RestartActor:
+    return RestartActor(args.name)
 
 
-def _weights_filter(args: argparse.Namespace) -> dict[str, Any]:
-    return given(args, ("dataset", "layer", "limit"))
+def _weights_filter(args: argparse.Namespace) -> ListWeights:
+    return ListWeights(args.dataset, args.layer, args.limit)
 
 
-def _jobs_filter(args: argparse.Namespace) -> dict[str, Any]:
-    return given(args, ("status",))
+def _jobs_filter(args: argparse.Namespace) -> ListJobs:
+    return ListJobs(args.status)
 
 
 _JOB_CHANGES = (("pause", "paused"), ("resume", "resumed"), ("cancel", "cancelled"))
@@ -288,7 +290,7 @@ _JOB_CHANGES = (("pause", "paused"), ("resume", "resumed"), ("cancel", "cancelle
 def _add_jobs(sub: Any) -> None:
     jobs = sub.add_parser("jobs", help="submit, list and steer training jobs")
     jsub = jobs.add_subparsers(dest="jobs_command", metavar="COMMAND", required=True)
-    submitted = call_and_show("jobs.submit", views.job_changed_view("submitted"), submit_params)
+    submitted = call_and_show("jobs.submit", views.job_changed_view("submitted"), submit_request)
     p = _reader(jsub, "submit", "queue a training job", submitted)
     p.add_argument(
         "--data",
@@ -317,7 +319,8 @@ def _add_jobs(sub: Any) -> None:
     p = _reader(
         jsub, "list", "list the jobs", call_and_show("jobs.list", views.jobs_view, _jobs_filter)
     )
-    p.add_argument("--status", choices=views.JOB_COUNTS, help="only the jobs in this state")
+    statuses = [s.value for s in JobStatus]
+    p.add_argument("--status", choices=statuses, help="only the jobs in this state")
     p = _reader(jsub, "show", "show one job", call_and_show("jobs.show", views.job_view, _by_id))
     p.add_argument("id", type=NATURAL, metavar="ID", help="the job's id")
     for verb, done in _JOB_CHANGES:

@@ -16,6 +16,7 @@ from typing import Any
 
 from hasherd.cli import ctl_views as views
 from hasherd.control.client import ControlClient
+from hasherd.control.params import DeployLayer
 
 ACTIONS = ("status", "rollback")
 # A deployment may retry for up to deployment_timeout (300 s by default) on the daemon's
@@ -95,15 +96,8 @@ def rollback_view(r: Mapping[str, Any]) -> list[views.Section]:
 # -- the command ---------------------------------------------------------------------------
 
 
-def deploy_params(args: argparse.Namespace) -> dict[str, Any]:
-    params: dict[str, Any] = {"layer": args.layer}
-    if args.dry_run:
-        params["dry_run"] = True
-    if args.target_fitness is not None:
-        params["target_fitness"] = args.target_fitness
-    if args.min_difficulty is not None:
-        params["min_difficulty"] = args.min_difficulty
-    return params
+def deploy_request(args: argparse.Namespace) -> DeployLayer:
+    return DeployLayer(args.layer, args.dry_run, args.target_fitness, args.min_difficulty)
 
 
 def usage_problem(args: argparse.Namespace) -> str | None:
@@ -159,7 +153,7 @@ def register(
 ) -> None:
     """Add ``flash`` to hasherctl (``reader`` is ctl's ``_reader``)."""
     commands: dict[str | None, Command] = {
-        None: call_and_show("flash.deploy", deploy_view, deploy_params),
+        None: call_and_show("flash.deploy", deploy_view, deploy_request),
         "status": call_and_show("flash.status", status_view),
         "rollback": call_and_show("flash.rollback", rollback_view),
     }

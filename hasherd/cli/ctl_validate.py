@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from hasherd.control.client import ControlClient
+from hasherd.control.params import ShowValidation, StartValidation
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -70,25 +71,27 @@ def _status(v: Mapping[str, Any]) -> int:
 
 def cmd_validate(client: ControlClient, args: argparse.Namespace) -> int:
     if args.show is not None:
-        show_id = None if args.show == "last" else int(args.show)
-        v = client.call("validate.show", **({} if show_id is None else {"id": show_id}))
+        show = ShowValidation(None if args.show == "last" else int(args.show))
+        v = client.call("validate.show", **show.to_params())
     else:
-        names = {
-            "job": "job",
-            "run": "run_id",
-            "sample": "sample",
-            "seed": "seed",
-            "evaluator": "evaluator",
-            "against": "against",
-        }
-        params = {k: getattr(args, a) for k, a in names.items() if getattr(args, a) is not None}
-        v = client.call("validate.start", **params)
+        v = client.call("validate.start", **start_request(args).to_params())
         while not args.no_wait and v["validation"]["state"] == "running":
             time.sleep(POLL_S)
-            v = client.call("validate.show", id=v["validation"]["id"])
+            v = client.call("validate.show", **ShowValidation(v["validation"]["id"]).to_params())
     validation = v["validation"]
     print(json.dumps(validation, indent=1) if args.json else render(validation), flush=True)
     return _status(validation)
+
+
+def start_request(args: argparse.Namespace) -> StartValidation:
+    return StartValidation(
+        job=args.job,
+        run=args.run_id,
+        sample=args.sample,
+        seed=args.seed,
+        evaluator=args.evaluator,
+        against=args.against,
+    )
 
 
 def _show_id(text: str) -> str:

@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from hasherd.storage.status import JobStatus
+
 if TYPE_CHECKING:
     from rich.console import RenderableType
-
-JOB_COUNTS = ("queued", "running", "paused", "finished", "cancelled", "failed")
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def options_text(options: Mapping[str, Any]) -> str:
 
 
 def job_counts(jobs: Mapping[str, int]) -> str:
-    return ", ".join(f"{jobs[k]} {k}" for k in JOB_COUNTS)
+    return ", ".join(f"{jobs[k]} {k}" for k in JobStatus)
 
 
 # -- jobs ------------------------------------------------------------------------------------

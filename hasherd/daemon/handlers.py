@@ -1,47 +1,57 @@
 """The control methods ``hasherctl`` calls (docs/control-protocol.md lists them).
 
-Each handler takes the request's params and returns JSON-able data; a bad param is an
-``InputError`` naming it (the client sees ``invalid_params``), a missing job or actor
-too. Handlers only read state or hand work to the scheduler and the pool: none blocks
-the event loop.
+Each ``register_*`` function takes the server and only what its methods use (the store,
+the scheduler, the pool, a rate reader, a status source), as ``deploy/handlers.py``
+does. Every handler receives its typed request from ``control/params.py``, so a bad
+param never reaches it (the client sees ``invalid_params``); a missing job or actor is
+an ``InputError`` too. Handlers only read state or hand work to the scheduler and the
+pool: none blocks the event loop.
 """
 
 from __future__ import annotations
 
 import os
-import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from hasherd import __version__
-from hasherd.control.server import ControlServer
+from hasherd.actors.pool import ActorPool
+from hasherd.control.params import (
+    JobRef,
+    ListJobs,
+    ListWeights,
+    NoParams,
+    Registry,
+    RestartActor,
+    ShowValidation,
+    StartValidation,
+    SubmitJob,
+    typed,
+)
 from hasherd.errors import HasherError, InputError
+from hasherd.scheduler.jobs import JobScheduler
+from hasherd.storage import Store
+from hasherd.storage.jobs import JobRow
 from hasherd.storage.rows import WeightRow
+from hasherd.storage.status import JobStatus
+from hasherd.validation.service import ValidationService
 
-if TYPE_CHECKING:
-    from hasherd.daemon.root import Daemon
-
-MAX_LIST = 100_000
-
-
-def _int(params: dict[str, Any], key: str, *, default: int | None = None) -> int:
-    value = params.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InputError(key, f"expected an integer, got {value!r}")
-    return value
+Reply = dict[str, Any]
 
 
-def _opt_int(params: dict[str, Any], key: str) -> int | None:
-    return None if params.get(key) is None else _int(params, key)
+class StatusSource(Protocol):
+    """What ``status`` and ``health`` say of the process itself (``Daemon``)."""
+
+    @property
+    def state(self) -> str: ...
+
+    def uptime(self) -> float: ...
+
+    def healthy(self) -> tuple[bool, str]: ...
 
 
-def _only(params: dict[str, Any], *keys: str) -> None:
-    extra = sorted(set(params) - set(keys))
-    if extra:
-        raise InputError(extra[0], "unknown parameter")
-
-
-def weight_json(w: WeightRow) -> dict[str, Any]:
+def weight_json(w: WeightRow) -> Reply:
     return {
         "id": w.id,
         "record_id": w.record_id,
@@ -64,23 +74,27 @@ def weight_json(w: WeightRow) -> dict[str, Any]:
     }
 
 
-def register(d: Daemon, server: ControlServer) -> None:
-    """Register every method on ``server``."""
-    store, sched, pool = d.store, d.scheduler, d.pool
-    assert store is not None and sched is not None
+def register_status(
+    server: Registry,
+    source: StatusSource,
+    store: Store,
+    sched: JobScheduler,
+    pool: ActorPool,
+    rates: Callable[[], tuple[float, float]],
+) -> None:
+    """``status``, ``health`` and ``version``."""
 
-    async def status(params: dict[str, Any]) -> dict[str, Any]:
-        _only(params)
-        cps, dps = d._update_rates()
-        counts = {s: 0 for s in ("queued", "running", "paused", "finished", "cancelled", "failed")}
+    async def status(_: NoParams) -> Reply:
+        cps, dps = rates()
+        counts = {s.value: 0 for s in JobStatus}
         for job in await store.jobs():
             counts[job.status] += 1
         active = sched.active
         return {
             "version": __version__,
             "pid": os.getpid(),
-            "uptime_s": round(time.monotonic() - d.started, 1),
-            "state": d.state,
+            "uptime_s": round(source.uptime(), 1),
+            "state": source.state,
             "database": store.path,
             "jobs": counts,
             "active_job": await sched.job_json(active.job) if active else None,
@@ -89,107 +103,100 @@ def register(d: Daemon, server: ControlServer) -> None:
             "dsha_per_s": round(dps, 1),
         }
 
-    async def health(params: dict[str, Any]) -> dict[str, Any]:
-        _only(params)
-        ok, reason = d.healthy()
+    async def health(_: NoParams) -> Reply:
+        ok, reason = source.healthy()
         return {"healthy": ok, "reason": reason}
 
-    async def version(params: dict[str, Any]) -> dict[str, Any]:
-        _only(params)
+    async def version(_: NoParams) -> Reply:
         return {"version": __version__}
 
-    async def jobs_submit(params: dict[str, Any]) -> dict[str, Any]:
-        data = params.get("data")
-        if not isinstance(data, str) or not data:
-            raise InputError("data", "expected the path of a dataset file or directory")
-        if not Path(data).is_absolute():
-            raise InputError(
-                "data",
-                f"{data!r} must be an absolute path (the daemon's working directory is not yours)",
-            )
-        if not Path(data).exists():
-            raise InputError("data", f"{data} does not exist (as seen by the daemon)")
-        name = params.get("name") or Path(data).name
-        if not isinstance(name, str):
-            raise InputError("name", "expected a string")
-        options = {k: v for k, v in params.items() if k not in ("data", "name")}
-        job = await sched.submit(name, data, options)
+    server.register("status", typed(NoParams, status))
+    server.register("health", typed(NoParams, health))
+    server.register("version", typed(NoParams, version))
+
+
+def register_jobs(server: Registry, store: Store, sched: JobScheduler) -> None:
+    """``jobs.*``."""
+
+    async def submit(req: SubmitJob) -> Reply:
+        if not Path(req.data).exists():
+            raise InputError("data", f"{req.data} does not exist (as seen by the daemon)")
+        job = await sched.submit(req.name or Path(req.data).name, req.data, req.options)
         return {"job": await sched.job_json(job)}
 
-    async def jobs_list(params: dict[str, Any]) -> dict[str, Any]:
-        _only(params, "status")
-        status = params.get("status")
-        if status is not None and not isinstance(status, str):
-            raise InputError("status", "expected a string")
-        return {"jobs": [await sched.job_json(j) for j in await store.jobs(status)]}
+    async def list_jobs(req: ListJobs) -> Reply:
+        return {"jobs": [await sched.job_json(j) for j in await store.jobs(req.status)]}
 
-    async def jobs_show(params: dict[str, Any]) -> dict[str, Any]:
-        _only(params, "id")
-        return {"job": await sched.job_json(await store.job(_int(params, "id")))}
+    def on_job(act: Callable[[int], Awaitable[JobRow]]) -> Callable[[JobRef], Awaitable[Reply]]:
+        async def handle(req: JobRef) -> Reply:
+            return {"job": await sched.job_json(await act(req.id))}
 
-    def job_action(name: str) -> Any:
-        async def act(params: dict[str, Any]) -> dict[str, Any]:
-            _only(params, "id")
-            job_id = _int(params, "id")
-            job = await getattr(sched, name)(job_id)
-            return {"job": await sched.job_json(job)}
+        return handle
 
-        return act
+    server.register("jobs.submit", typed(SubmitJob, submit))
+    server.register("jobs.list", typed(ListJobs, list_jobs))
+    for method, act in {
+        "jobs.show": store.job,
+        "jobs.pause": sched.pause,
+        "jobs.resume": sched.resume,
+        "jobs.cancel": sched.cancel,
+    }.items():
+        server.register(method, typed(JobRef, on_job(act)))
 
-    async def weights_list(params: dict[str, Any]) -> dict[str, Any]:
-        _only(params, "dataset", "layer", "limit")
-        limit = _opt_int(params, "limit")
-        if limit is not None and not 0 <= limit <= MAX_LIST:
-            raise InputError("limit", f"must be in 0..{MAX_LIST}")
-        rows = await store.weights(_opt_int(params, "dataset"), _opt_int(params, "layer"))
-        shown = rows if limit is None else rows[:limit]
+
+def register_weights(server: Registry, store: Store) -> None:
+    """``weights.list``."""
+
+    async def list_weights(req: ListWeights) -> Reply:
+        rows = await store.weights(req.dataset, req.layer)
+        shown = rows if req.limit is None else rows[: req.limit]
         return {"weights": [weight_json(w) for w in shown], "total": len(rows)}
 
-    async def actors_list(params: dict[str, Any]) -> dict[str, Any]:
-        _only(params)
+    server.register("weights.list", typed(ListWeights, list_weights))
+
+
+def register_actors(server: Registry, pool: ActorPool) -> None:
+    """``actors.list`` and ``actors.restart``."""
+
+    async def list_actors(_: NoParams) -> Reply:
         return {"actors": pool.snapshot()}
 
-    async def actors_restart(params: dict[str, Any]) -> dict[str, Any]:
-        _only(params, "name")
-        name = params.get("name")
-        if not isinstance(name, str) or name not in pool.actors:
-            raise InputError("name", f"no actor {name!r} (actors: {', '.join(pool.actors)})")
-        await pool.restart(name)
-        return {"actor": pool.actors[name].snapshot()}
+    async def restart(req: RestartActor) -> Reply:
+        if req.name not in pool.actors:
+            actors = ", ".join(pool.actors)
+            raise InputError("name", f"no actor {req.name!r} (actors: {actors})")
+        await pool.restart(req.name)
+        return {"actor": pool.actors[req.name].snapshot()}
 
-    async def reload(params: dict[str, Any]) -> dict[str, Any]:
-        _only(params)
+    server.register("actors.list", typed(NoParams, list_actors))
+    server.register("actors.restart", typed(RestartActor, restart))
+
+
+def register_reload(
+    server: Registry,
+    reload: Callable[[], dict[str, list[str]]],
+    count_error: Callable[[str], None],
+) -> None:
+    """``reload``: the config file read again (``Daemon.reload``)."""
+
+    async def handle(_: NoParams) -> Reply:
         try:
-            return d.reload()
+            return dict(reload())
         except HasherError:
-            d.count_error("ConfigError")
+            count_error("ConfigError")
             raise
 
-    async def validate_start(params: dict[str, Any]) -> dict[str, Any]:
-        _only(params, "job", "run", "sample", "seed", "evaluator", "against")
-        for key in ("job", "run", "seed"):
-            _opt_int(params, key)
-        return {"validation": d.validation.start(params).to_json()}
+    server.register("reload", typed(NoParams, handle))
 
-    async def validate_show(params: dict[str, Any]) -> dict[str, Any]:
-        _only(params, "id")
-        return {"validation": d.validation.show(_opt_int(params, "id")).to_json()}
 
-    for method, handler in {
-        "status": status,
-        "health": health,
-        "version": version,
-        "jobs.submit": jobs_submit,
-        "jobs.list": jobs_list,
-        "jobs.show": jobs_show,
-        "jobs.pause": job_action("pause"),
-        "jobs.resume": job_action("resume"),
-        "jobs.cancel": job_action("cancel"),
-        "weights.list": weights_list,
-        "actors.list": actors_list,
-        "actors.restart": actors_restart,
-        "reload": reload,
-        "validate.start": validate_start,
-        "validate.show": validate_show,
-    }.items():
-        server.register(method, handler)
+def register_validation(server: Registry, validation: ValidationService) -> None:
+    """``validate.start`` and ``validate.show``."""
+
+    async def start(req: StartValidation) -> Reply:
+        return {"validation": validation.start(req).to_json()}
+
+    async def show(req: ShowValidation) -> Reply:
+        return {"validation": validation.show(req.id).to_json()}
+
+    server.register("validate.start", typed(StartValidation, start))
+    server.register("validate.show", typed(ShowValidation, show))

@@ -20,7 +20,7 @@ import functools
 import logging
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +33,21 @@ from hasherd.actors.build import build_actors
 from hasherd.actors.pool import ActorPool
 from hasherd.config import Config
 from hasherd.control.client import default_socket_path
-from hasherd.control.server import ControlServer, resolve_group
+from hasherd.control.server import ControlServer
+from hasherd.daemon import handlers
 from hasherd.daemon.notify import Notifier, watchdog_interval, watchdog_loop
+from hasherd.daemon.rates import RateMeter, pool_totals
+from hasherd.data import Dataset, load_dataset
+from hasherd.deploy import DeployMetrics
+from hasherd.deploy import handlers as deploy_handlers
 from hasherd.errors import ConfigError, HasherError
+from hasherd.jitter.service import JitterService
+from hasherd.logs import setup_logging
+from hasherd.metrics import Metrics
 from hasherd.scheduler.jobs import JobScheduler
 from hasherd.storage import Store
+from hasherd.transport.peers import resolve_group
+from hasherd.validation.service import ValidationService
 
 LOGGER = logging.getLogger(__name__)
 DB_NAME = "hasherd.db"
@@ -63,7 +73,7 @@ def socket_path(cfg: Config) -> Path:
 
 
 def jitter_socket_path(cfg: Config) -> Path:
-    from hasherd.jitter.listener import default_jitter_socket_path
+    from hasherd.jitter.endpoint import default_jitter_socket_path
 
     return Path(cfg.jitter.socket) if cfg.jitter.socket else Path(default_jitter_socket_path())
 
@@ -82,17 +92,14 @@ class Daemon:
     def __post_init__(self) -> None:
         self.store: Store | None = None
         self.pool = ActorPool(build_actors(self.config))
+        self.rates = RateMeter(functools.partial(pool_totals, self.pool))
         self.scheduler: JobScheduler | None = None
         self.control: ControlServer | None = None
-        self.metrics: Any = None
-        self.deploy_metrics: Any = None
-        self.jitter: Any = None  # the JitterService, when jitter.enabled
-        from hasherd.validation.service import ValidationService
-
-        self.validation = ValidationService(self)
+        self.validation: ValidationService | None = None
+        self.metrics: Metrics | None = None
+        self.deploy_metrics = DeployMetrics()
+        self.jitter: JitterService | None = None  # when jitter.enabled
         self._tg: anyio.abc.TaskGroup | None = None
-        self._rate: tuple[float, int, int] = (time.monotonic(), 0, 0)
-        self.rates = (0.0, 0.0)  # candidates/s, double SHA-256/s over the last interval
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -105,20 +112,24 @@ class Daemon:
             self.scheduler = JobScheduler(
                 store,
                 self.pool,
-                lambda: self.config,
+                self._config,
                 on_step=self._observe_step,
                 on_dataset=self._job_dataset,
             )
             self.control = self._control_server(cfg)
-            from hasherd.daemon.handlers import register
-
-            register(self, self.control)
-            from hasherd.deploy import handlers as deploy_handlers
-
-            self.deploy_metrics = deploy_handlers.register(self.control, store, lambda: self.config)
+            self._register(self.control, store, self.scheduler)
             try:
                 async with anyio.create_task_group() as tg:
                     self._tg = tg
+                    self.validation = ValidationService(
+                        store,
+                        self.pool,
+                        self._config,
+                        tg,
+                        live_run=self.scheduler.live_run,
+                        count_error=self.count_error,
+                    )
+                    handlers.register_validation(self.control, self.validation)
                     await tg.start(self.control.serve)
                     if cfg.jitter.enabled:
                         self.jitter = await tg.start(self._jitter_service(cfg))
@@ -151,6 +162,20 @@ class Daemon:
         LOGGER.info("hasherd stopped")
         return 0
 
+    def _config(self) -> Config:
+        """The running config (a reload replaces it): the getter handed to services."""
+        return self.config
+
+    def _register(self, server: ControlServer, store: Store, sched: JobScheduler) -> None:
+        """The control methods, each group given only what it uses (``validate.*`` comes
+        with the task group its validations run in)."""
+        handlers.register_status(server, self, store, sched, self.pool, self.rates.rates)
+        handlers.register_jobs(server, store, sched)
+        handlers.register_weights(server, store)
+        handlers.register_actors(server, self.pool)
+        handlers.register_reload(server, self.reload, self.count_error)
+        deploy_handlers.register(server, store, self._config, self.deploy_metrics)
+
     def _control_server(self, cfg: Config) -> ControlServer:
         cc = cfg.control
         group = resolve_group(cc.group) if cc.group else None
@@ -165,7 +190,6 @@ class Daemon:
     def _jitter_service(self, cfg: Config) -> Any:
         """The jitter RPC service's task (docs/jitter-rpc.md): the memory of
         ``jitter.dataset``, else the running job's (set as each job starts)."""
-        from hasherd.data import load_dataset
         from hasherd.jitter.service import run_jitter_service
 
         jc = cfg.jitter
@@ -186,12 +210,12 @@ class Daemon:
             max_connections=jc.max_connections,
         )
 
-    async def _job_dataset(self, ds: Any) -> None:
+    async def _job_dataset(self, ds: Dataset) -> None:
         if self.jitter is not None and not self.config.jitter.dataset:
             await self.jitter.set_default(ds.memory)
 
-    def validation_stats(self) -> dict[str, Any]:
-        return self.validation.stats()
+    def validation_stats(self) -> dict[str, Any] | None:
+        return self.validation.stats() if self.validation is not None else None
 
     def jitter_stats(self) -> dict[str, Any] | None:
         return self.jitter.stats() if self.jitter is not None else None
@@ -199,8 +223,6 @@ class Daemon:
     def _start_metrics(self, cfg: Config) -> None:
         if not cfg.metrics.address:
             return
-        from hasherd.metrics import Metrics
-
         self.metrics = Metrics(self)
         self.metrics.serve(cfg.metrics.address)
 
@@ -256,8 +278,6 @@ class Daemon:
                 if actor.zero_bits is None:  # a simulator (chips keep their own timeout)
                     actor.timeout = merged.simulator.timeout
             if any(k.startswith("logging.") for k in applied):
-                from hasherd.logs import setup_logging
-
                 setup_logging(merged)
             LOGGER.info(
                 "config reloaded: applied %s; needs a restart: %s",
@@ -284,29 +304,23 @@ class Daemon:
             self.notifier.status(line)
             LOGGER.info("%s", line)
 
-    def _update_rates(self) -> tuple[float, float]:
-        now = time.monotonic()
-        cands = sum(a.stats.candidates for a in self.pool.actors.values())
-        dsha = sum(a.stats.dsha for a in self.pool.actors.values())
-        t0, c0, d0 = self._rate
-        if now - t0 >= 1.0:
-            self.rates = ((cands - c0) / (now - t0), (dsha - d0) / (now - t0))
-            self._rate = (now, cands, dsha)
-        return self.rates
-
     def status_line(self) -> str:
-        cps, _ = self._update_rates()
+        cps, _ = self.rates.rates()
         sched = self.scheduler
         active = sched.active if sched else None
-        if active is None:
+        if sched is None or active is None:
             return f"idle; {cps:,.0f} candidates/s"
-        p = sched.progress.get(active.job.id) if sched else None
+        p = sched.snapshot(active.job.id)
         if p is None:
             return f"job {active.job.id} starting"
         return (
-            f"job {active.job.id} epoch {p.epoch}/{p.epochs} D={p.difficulty}: "
+            f"job {active.job.id} epoch {p.epoch}/{p.epochs} D={p.difficulty_bits}: "
             f"{p.records_won}/{p.records_total} won, {cps:,.0f} candidates/s"
         )
+
+    # StatusSource (the status and health methods)
+    def uptime(self) -> float:
+        return time.monotonic() - self.started
 
     def healthy(self) -> tuple[bool, str]:
         if self.state != "running":
@@ -323,38 +337,13 @@ class Daemon:
         return self.pool.snapshot()
 
     def job_snapshots(self) -> list[dict[str, Any]]:
-        """The jobs this process has trained (their counters restart with the process)."""
-        sched = self.scheduler
-        if sched is None:
-            return []
-        out = []
-        for job_id, p in list(sched.progress.items()):
-            name, status = sched.seen_jobs.get(job_id, ("", "running"))
-            out.append(
-                {
-                    "id": job_id,
-                    "name": name,
-                    "status": status,
-                    "difficulty_bits": p.difficulty,
-                    "records_total": p.records_total,
-                    "records_won": p.records_won,
-                    "records_pending": max(0, p.todo - p.done),
-                    "tokens_trained": p.tokens,
-                    "best_fitness": p.best_reward,
-                    "mean_fitness": p.mean_reward,
-                    "candidates": p.candidates,
-                    "dsha": p.dsha,
-                }
-            )
-        return out
+        return self.scheduler.job_snapshots() if self.scheduler is not None else []
 
     def store_stats(self) -> dict[str, float | int]:
         return self.store.stats() if self.store is not None else {}
 
     def deploy_stats(self) -> dict[str, float | int]:
-        from hasherd.deploy import DeployMetrics
-
-        stats: dict[str, float | int] = (self.deploy_metrics or DeployMetrics()).snapshot()
+        stats: dict[str, float | int] = self.deploy_metrics.snapshot()
         return stats
 
     def error_counts(self) -> dict[str, int]:
@@ -392,8 +381,6 @@ def _reloadable(key: str) -> bool:
 def _merge(new: Config, kept: dict[str, Any], applied: list[str]) -> Config:
     """``new`` with the sections that need a restart taken from the running config, except
     the reloadable keys among them."""
-    from dataclasses import replace
-
     sections: dict[str, Any] = {}
     for name, old_section in kept.items():
         new_section = getattr(new, name)

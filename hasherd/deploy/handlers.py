@@ -9,66 +9,23 @@ system call), with the reason in the message.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
 import anyio
 
 from hasherd.config import Config
+from hasherd.control.params import DeployLayer, NoParams, Registry, typed
 from hasherd.deploy import flash
 from hasherd.deploy.engine import Settings
 from hasherd.deploy.metrics import DeployMetrics
-from hasherd.errors import InputError
 from hasherd.storage import Store
 
-Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
-
-class Registry(Protocol):
-    """Where methods are registered: ``ControlServer``."""
-
-    def register(self, method: str, handler: Handler) -> None: ...
-
-
-def _only(params: dict[str, Any], *keys: str) -> None:
-    extra = sorted(set(params) - set(keys))
-    if extra:
-        raise InputError(extra[0], "unknown parameter")
-
-
-def _natural(params: dict[str, Any], key: str) -> int:
-    value = params.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InputError(key, f"expected an integer >= 0, got {value!r}")
-    return value
-
-
-def _opt_natural(params: dict[str, Any], key: str) -> int | None:
-    return None if params.get(key) is None else _natural(params, key)
-
-
-def _number(params: dict[str, Any], key: str) -> float | None:
-    value = params.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InputError(key, f"expected a number, got {value!r}")
-    return float(value)
-
-
-def _bool(params: dict[str, Any], key: str) -> bool:
-    value = params.get(key, False)
-    if not isinstance(value, bool):
-        raise InputError(key, f"expected true or false, got {value!r}")
-    return value
-
-
-def gates_of(params: dict[str, Any], default_mode: str) -> flash.Gates:
-    mode = params.get("validation_mode", default_mode)
-    if not isinstance(mode, str):
-        raise InputError("validation_mode", "expected strict or lenient")
-    fitness, difficulty = _number(params, "target_fitness"), _opt_natural(params, "min_difficulty")
-    return flash.Gates(mode, fitness, difficulty)
+def gates_of(req: DeployLayer, default_mode: str) -> flash.Gates:
+    """The gates of ``req`` (``deployment.validation_mode`` when it names no mode)."""
+    mode = req.validation_mode if req.validation_mode is not None else default_mode
+    return flash.Gates(mode, req.target_fitness, req.min_difficulty)
 
 
 def register(
@@ -84,26 +41,21 @@ def register(
     def settings() -> Settings:
         return Settings.from_config(config_getter().deployment)
 
-    async def deploy(params: dict[str, Any]) -> dict[str, Any]:
-        _only(params, "layer", "dry_run", "target_fitness", "min_difficulty", "validation_mode")
-        layer = _natural(params, "layer")
-        gates = gates_of(params, config_getter().deployment.validation_mode)
-        dry_run = _bool(params, "dry_run")
+    async def deploy(req: DeployLayer) -> dict[str, Any]:
+        gates = gates_of(req, config_getter().deployment.validation_mode)
         async with busy:
             return await flash.deploy(
-                store, settings(), layer, gates, dry_run=dry_run, metrics=counts
+                store, settings(), req.layer, gates, dry_run=req.dry_run, metrics=counts
             )
 
-    async def status(params: dict[str, Any]) -> dict[str, Any]:
-        _only(params)
+    async def status(_: NoParams) -> dict[str, Any]:
         return await flash.status(settings(), counts)
 
-    async def rollback(params: dict[str, Any]) -> dict[str, Any]:
-        _only(params)
+    async def rollback(_: NoParams) -> dict[str, Any]:
         async with busy:
             return await flash.rollback(settings(), store, counts)
 
-    server.register("flash.deploy", deploy)
-    server.register("flash.status", status)
-    server.register("flash.rollback", rollback)
+    server.register("flash.deploy", typed(DeployLayer, deploy))
+    server.register("flash.status", typed(NoParams, status))
+    server.register("flash.rollback", typed(NoParams, rollback))
     return counts

@@ -17,17 +17,32 @@ watchdog: ``quiet`` seconds of silence end the job). Nothing is trusted before t
 The chip's hard-wired difficulty is ``base_zero_bits`` (32 on silicon, the emulator's
 ``zero_bits`` knob otherwise); TICKET_MASK asks for the rest, so ``mine`` serves any
 ``zero_bits >= base_zero_bits``.
+
+``DRIVER`` is this module's entry in ``devices.registry``: it opens a chain with
+``open_chain``, refuses a baud that is not one of the chip's rates, and runs
+``hasherd emulate bm1370`` from ``emulate.bm1370_command``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import TypeVar
 
-from hasherd.errors import HasherError, InputError
+from hasherd.devices.chain import (
+    NONCE_SPACE,
+    ChainError,
+    ChainSettings,
+    ChainStats,
+    ChipStats,
+    ChipTable,
+    Driver,
+    MineResult,
+    Problem,
+    SweepBound,
+    collect,
+    covered_prefix,
+)
+from hasherd.errors import InputError
 from hasherd.kernel import spec
 from hasherd.protocol.bm13xx import (
     ChainInactive,
@@ -49,140 +64,11 @@ from hasherd.protocol.bm13xx import (
 )
 from hasherd.transport.serial_link import SerialLink, SerialTimeoutError, open_serial
 
-__all__ = [
-    "NONCE_SPACE",
-    "Bm13xxChain",
-    "ChainError",
-    "ChainStats",
-    "ChipStats",
-    "MineResult",
-    "SweepBound",
-    "collect",
-    "covered_prefix",
-    "open_chain",
-]
+__all__ = ["DRIVER", "Bm13xxChain", "open_chain"]
 
-T = TypeVar("T")
-
-NONCE_SPACE = 1 << 32
 _ROLLING_OFF = version_rolling_value(0)  # 0x90000000: 11-byte answers, no version rolling
 _JOB_STEP = 24  # BM1368/70: (id + 24) % 128 cycles the 16 multiples of 8 (section 2.7)
-
-
-class ChainError(HasherError):
-    """The chain did not answer as expected (no chips, wrong chip ID, a bad argument)."""
-
-    def __init__(self, path: str, problem: str) -> None:
-        self.path = path
-        self.problem = problem
-        super().__init__(f"chain {path}: {problem}")
-
-
-@dataclass(frozen=True, slots=True)
-class SweepBound:
-    """What one job covers and how long it may take: each chip sweeps ``nonces_per_chip``
-    nonces of its share (0: the whole share, ``2^32 // chips``, as silicon does) within
-    ``seconds``; after that, ``quiet`` seconds with no response end the job. ``max_wait``
-    caps the whole wait (a chain that never stops talking)."""
-
-    nonces_per_chip: int
-    seconds: float
-    quiet: float = 0.05
-    max_wait: float = 30.0
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.nonces_per_chip <= NONCE_SPACE:
-            raise InputError("nonces_per_chip", f"{self.nonces_per_chip} is outside 0..2^32")
-        if not (self.seconds >= 0 and self.quiet > 0 and self.max_wait >= self.seconds):
-            raise InputError("sweep bound", "needs seconds >= 0, quiet > 0, max_wait >= seconds")
-
-
-def covered_prefix(chips: int, nonces_per_chip: int) -> int:
-    """How many nonces from n0 on, in scan order, a job covers without a gap: chip i
-    sweeps ``[i * floor(2^32 / chips), + nonces_per_chip)`` of the offsets."""
-    share = NONCE_SPACE // chips
-    prefix = 0
-    for i in range(chips):
-        start = i * share
-        if start > prefix:
-            break
-        prefix = max(prefix, start + nonces_per_chip)
-    return min(prefix, NONCE_SPACE)
-
-
-async def collect(
-    read: Callable[[float], Awaitable[bytes]],
-    feed: Callable[[bytes], list[T]],
-    timeouts: tuple[type[Exception], ...],
-    quiet: float,
-    max_wait: float,
-    until: float | None = None,
-    enough: Callable[[list[T]], bool] = lambda out: False,
-) -> list[T]:
-    """What ``feed`` decodes of the bytes ``read(timeout)`` returns, until ``quiet`` s of
-    silence (and not before ``until``, monotonic), ``max_wait`` s in all, or until
-    ``enough`` of it came. A ``timeouts`` error from ``read`` is silence."""
-    out: list[T] = []
-    stop = time.monotonic() + max_wait
-    while not enough(out):
-        now = time.monotonic()
-        wait = quiet if until is None or now >= until else max(quiet, until - now)
-        wait = min(wait, max(0.0, stop - now))
-        if wait <= 0:
-            return out
-        try:
-            data = await read(wait)
-        except timeouts:
-            if until is None or time.monotonic() >= until:
-                return out
-            continue
-        out += feed(data)
-    return out
-
-
-@dataclass
-class ChipStats:
-    """Per chip: nonces hashed, valid nonces, invalid ones (hardware errors), duplicates
-    dropped."""
-
-    address: int
-    hashes: int = 0
-    nonces: int = 0
-    invalid: int = 0
-    duplicates: int = 0
-
-
-@dataclass
-class ChainStats:
-    """The chain's counters. CRC errors, garbage and unknown frames come from the response
-    decoder: a frame that fails its CRC cannot be attributed to a chip (its bytes are not
-    trustworthy), so they are chain-wide. ``stale`` counts nonces for another job ID."""
-
-    chips: list[ChipStats] = field(default_factory=list)
-    jobs: int = 0
-    crc_errors: int = 0
-    garbage_bytes: int = 0
-    unknown_frames: int = 0
-    stale: int = 0
-    unexpected: int = 0  # register frames or 9-byte nonces while mining
-
-    @property
-    def invalid(self) -> int:
-        return sum(c.invalid for c in self.chips)
-
-    @property
-    def duplicates(self) -> int:
-        return sum(c.duplicates for c in self.chips)
-
-
-@dataclass(frozen=True, slots=True)
-class MineResult:
-    """One job: the valid nonces as ``(chip index, nonce)`` in scan order from n0."""
-
-    job_id: int
-    found: tuple[tuple[int, int], ...]
-    swept: int  # nonces the chain hashed (chips * nonces_per_chip)
-    lost: int = 0  # frames that failed their CRC (or were unknown) while it ran
+_BAUD_RANGE = "the chip's rates are 3125000 / (d + 1), d = 0..255"
 
 
 class Bm13xxChain:
@@ -220,6 +106,11 @@ class Bm13xxChain:
         if not self.addresses:
             raise ChainError(self.link.path, "not initialised")
         return self.bound.nonces_per_chip or NONCE_SPACE // self.chips
+
+    def window_at(self, n0: int) -> int:
+        """Nonces from ``n0`` one job covers without a gap: a job starts its chips at
+        ``n0`` (plus their shares), so it is ``covered_prefix`` for every header."""
+        return covered_prefix(self.chips, self.nonces_per_chip)
 
     def stats(self) -> ChainStats:
         """The counters, with the decoder's folded in (a live object: copy to keep)."""
@@ -404,3 +295,34 @@ async def open_chain(
         await link.close()
         raise
     return chain
+
+
+def _check(table: ChipTable) -> list[Problem]:
+    """A baud to switch to must be one of the chip's rates (section 2.4)."""
+    if not table.baud:
+        return []
+    try:
+        baud_divider(table.baud)
+    except InputError as exc:
+        return [("baud", f"{exc.problem}; {_BAUD_RANGE}")]
+    return []
+
+
+async def _open(path: str, settings: ChainSettings) -> Bm13xxChain:
+    return await open_chain(
+        path,
+        settings.bound,
+        base_zero_bits=settings.base_zero_bits,
+        expected_chips=settings.expected_chips,
+        baud=settings.baud,
+        enumerate_quiet=settings.enumerate_quiet,
+    )
+
+
+DRIVER = Driver(
+    name="bm1370",
+    description="a BM1370 chain (full-header jobs)",
+    open=_open,
+    check=_check,
+    emulator="hasherd.emulate.bm1370_command",
+)

@@ -13,12 +13,16 @@ returned nonce on the host with hashlib against the header, and returns the vali
 An S3 work carries no starting nonce, so chip ``i`` of ``N`` sweeps ``[i * floor(2^32 /
 N), + nonces_per_chip)`` from nonce 0 (the emulator's model; the real controller's split is
 not documented). The first nonce from ``n0`` in scan order is therefore only proven within
-``covered_run(n0, ...)`` nonces of ``n0``: the run of the swept windows that starts at
-``n0``, empty when ``n0`` is outside them. ``mine`` reports every valid nonce it got; the
-caller decides what a result outside that run may prove.
+``window_at(n0)`` (``covered_run(n0, ...)``) nonces of ``n0``: the run of the swept windows
+that starts at ``n0``, empty when ``n0`` is outside them. ``mine`` reports every valid
+nonce it got; the caller decides what a result outside that run may prove.
 
 Nonces are reported as ``(chip, n)`` with the header's nonce bytes equal to
 ``n.to_bytes(4, "little")``, as ``Bm13xxChain`` reports them.
+
+``DRIVER`` is this module's entry in ``devices.registry``: it opens a controller with
+``open_s3_chain``, refuses a baud switch (the link has none), and runs
+``hasherd emulate s3`` from ``emulate.s3_command``.
 """
 
 from __future__ import annotations
@@ -29,12 +33,16 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Protocol
 
-from hasherd.devices.bm1370 import (
+from hasherd.devices.chain import (
     NONCE_SPACE,
     ChainError,
+    ChainSettings,
     ChainStats,
     ChipStats,
+    ChipTable,
+    Driver,
     MineResult,
+    Problem,
     SweepBound,
     collect,
     covered_prefix,
@@ -58,7 +66,7 @@ from hasherd.protocol.s3 import (
 from hasherd.transport.serial_link import SerialTimeoutError, open_serial
 from hasherd.transport.usb_link import DEFAULT_SELECTOR, UsbTimeoutError, open_usb
 
-__all__ = ["INIT_CONFIG", "S3Chain", "S3Link", "S3Stats", "covered_run", "open_s3_chain"]
+__all__ = ["DRIVER", "INIT_CONFIG", "S3Chain", "S3Link", "S3Stats", "covered_run", "open_s3_chain"]
 
 # Section 3.2, the cgminer init call: 8 chains x 32 ASICs, PWM 0xA0, timeout 0x2D, 282 MHz.
 INIT_CONFIG = TxConfig(
@@ -185,8 +193,10 @@ class S3Chain:
             raise ChainError(self.link.path, "not initialised")
         return self.bound.nonces_per_chip or NONCE_SPACE // self.chips
 
-    def covered(self, n0: int) -> int:
-        """``covered_run`` for this chain and bound: from ``n0``, how far a job proves."""
+    def window_at(self, n0: int) -> int:
+        """Nonces from ``n0`` one job covers without a gap: a work starts its chips at
+        fixed offsets from 0, so it is ``covered_run``, which depends on where ``n0``
+        falls."""
         return covered_run(n0, self.chips, self.nonces_per_chip)
 
     # -- I/O -------------------------------------------------------------------------------
@@ -377,3 +387,28 @@ async def open_s3_chain(
         await link.close()
         raise
     return chain
+
+
+def _check(table: ChipTable) -> list[Problem]:
+    """The controller's link runs at one rate: there is no baud to switch to."""
+    if table.baud:
+        return [("baud", "the S3 controller has no baud switch")]
+    return []
+
+
+async def _open(target: str, settings: ChainSettings) -> S3Chain:
+    return await open_s3_chain(
+        target,
+        settings.bound,
+        base_zero_bits=settings.base_zero_bits,
+        expected_chips=settings.expected_chips,
+    )
+
+
+DRIVER = Driver(
+    name="s3",
+    description="an Antminer S3 controller (S2/S3 tokens)",
+    open=_open,
+    check=_check,
+    emulator="hasherd.emulate.s3_command",
+)

@@ -6,13 +6,12 @@ Upstream trainers ask for one jitter per 56-byte frame (docs/upstream.md); batch
 ``JitterMemory`` by ``memory_id``: the default one, which legacy requests use, memories
 given at start (pinned) and memories clients upload (kept least-recently-used first).
 
-The socket is set up like the control socket (``jitter_socket``): a stale socket file is
-replaced, a live one refused (``AlreadyRunning``), mode and group are set before it
-listens, and each peer is admitted by SO_PEERCRED (root, the service's user, members
-of the group). Connections are plain non-blocking sockets driven by
-``anyio.wait_readable()``, for the reason that module's docstring gives. A peer that
-sends garbage gets an error frame (batch mode) and is closed; a short or abandoned frame
-only ends its own connection. Large batches and uploads run on a worker thread.
+The service is a ``hasherd.transport.unix_server.UnixServer``, like the control socket:
+a stale socket file is replaced, a live one refused (``JitterAlreadyRunning``), mode and
+group are set before it listens, and each peer is admitted by SO_PEERCRED (root, the
+service's user, members of the group). Here is only the protocol: a peer that sends
+garbage gets an error frame (batch mode) and is closed; a short or abandoned frame only
+ends its own connection. Large batches and uploads run on a worker thread.
 """
 
 from __future__ import annotations
@@ -26,24 +25,17 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import anyio
 import anyio.abc
 import anyio.from_thread
 import numpy as np
 
-from hasherd.actors.base import ActorState
-from hasherd.control.server import resolve_group
-from hasherd.jitter.listener import (
+from hasherd.jitter.endpoint import (
     JitterAlreadyRunning,
     JitterSocketError,
-    admit,
     default_jitter_socket_path,
-    open_listener,
-    recv_chunk,
-    remove_socket,
-    send_all,
 )
 from hasherd.jitter.memories import JitterMemories, prepare_upload
 from hasherd.kernel.jitter_batch import lookup_many
@@ -60,16 +52,16 @@ from hasherd.protocol.jitter import (
     Limits,
     LookupReply,
     LookupRequest,
+    Mode,
     ServerDecoder,
     UploadReply,
     UploadRequest,
     error_name,
 )
-from hasherd.transport import unix
+from hasherd.transport.unix_server import ServerEvent, ServerOptions, UnixServer
 
 LOGGER = logging.getLogger(__name__)
 
-DEFAULT_MODE = 0o660
 DEFAULT_MAX_UPLOADS = 16
 LATENCY_BUCKETS = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 0.1)
 _SCALAR_MAX = 4  # up to this many legacy requests at once: JitterMemory.lookup per record
@@ -108,14 +100,18 @@ class Latency:
         return {"count": running, "sum": self.total, "buckets": cumulative}
 
 
-class JitterService:
+class JitterService(UnixServer):
     """Serves jitter lookups on ``path`` (see the module docstring).
 
     ``memory`` is the default memory (legacy clients, batch requests naming none);
     ``memories`` more pinned ones. ``allow_upload`` lets batch clients add memories, at
     most ``max_upload_frames`` frames each; beyond ``max_uploads`` uploaded memories the
-    least recently used is dropped. Other arguments as in ``ControlServer``.
+    least recently used is dropped. The socket, its peers and timeouts as in
+    ``UnixServer`` (``options``); a peer past ``max_connections`` is closed unanswered.
     """
+
+    setup_error = JitterSocketError
+    in_use_error = JitterAlreadyRunning
 
     def __init__(
         self,
@@ -123,37 +119,18 @@ class JitterService:
         memory: JitterMemory | None = None,
         *,
         memories: tuple[JitterMemory, ...] = (),
-        group: str | int | None = None,
-        mode: int = DEFAULT_MODE,
-        read_timeout: float = 30.0,
-        idle_timeout: float | None = None,
-        max_connections: int = 256,
         max_records: int = MAX_RECORDS,
         allow_upload: bool = True,
         max_upload_frames: int = DEFAULT_MAX_UPLOAD_FRAMES,
         max_uploads: int = DEFAULT_MAX_UPLOADS,
+        **options: Unpack[ServerOptions],
     ) -> None:
-        if read_timeout <= 0 or (idle_timeout is not None and idle_timeout <= 0):
-            raise ValueError("timeouts must be positive")
-        if max_connections < 1:
-            raise ValueError("max_connections must be positive")
-        self.path = Path(path)
-        self.group = group
-        self.mode = mode
-        self.read_timeout = read_timeout
-        self.idle_timeout = idle_timeout
-        self.max_connections = max_connections
+        super().__init__(path, **options)
         self.allow_upload = allow_upload
         self.limits = Limits(max_records, max_upload_frames if allow_upload else 0)
-        self.state = ActorState.STOPPED
-        self._own_uid = os.geteuid()
-        self._group_gid: int | None = None
         self.memories = JitterMemories(max_uploads)
         for m in (*memories, *((memory,) if memory is not None else ())):
             self.add_memory(m, default=m is memory)
-        self._scope: anyio.CancelScope | None = None
-        self._stop_requested = False
-        self._active = 0
         self._counts = dict.fromkeys(
             (
                 "connections_total",
@@ -195,7 +172,7 @@ class JitterService:
     def memory_ids(self) -> tuple[str, ...]:
         return self.memories.ids
 
-    # -- lifecycle ------------------------------------------------------------------------
+    # -- statistics -----------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
         """A snapshot of the counters (cheap, synchronous)."""
@@ -214,82 +191,21 @@ class JitterService:
 
     snapshot = stats
 
-    def stop(self) -> None:
-        """Make ``serve()`` return (closing every connection and removing the socket)."""
-        self._stop_requested = True
-        if self._scope is not None:
-            self._scope.cancel()
-
-    async def serve(
-        self, *, task_status: anyio.abc.TaskStatus[Path] = anyio.TASK_STATUS_IGNORED
-    ) -> None:
-        """Bind, report the path through ``task_status``, serve until stopped or cancelled."""
-        if self._scope is not None:
-            raise RuntimeError("this JitterService is already serving")
-        self.state = ActorState.STARTING
-        try:
-            if self.group is not None:
-                try:
-                    self._group_gid = resolve_group(self.group)
-                except KeyError:
-                    raise JitterSocketError(
-                        self.path, f"group {self.group!r} does not exist"
-                    ) from None
-            listener, identity = await anyio.to_thread.run_sync(
-                open_listener, self.path, self.mode, self._group_gid
-            )
-        except BaseException:
-            self.state = ActorState.FAILED
-            raise
-        try:
-            async with anyio.create_task_group() as tg:
-                self._scope = tg.cancel_scope
-                if self._stop_requested:
-                    tg.cancel_scope.cancel()
-                self.state = ActorState.READY
-                task_status.started(self.path)
-                LOGGER.info(
-                    "jitter service listening on %s (%d memories)", self.path, len(self.memories)
-                )
-                await self._accept_loop(listener, tg)
-        finally:
-            self._scope = None
-            self._stop_requested = False
-            self.state = ActorState.STOPPED
-            listener.close()
-            remove_socket(self.path, identity)
-
     def _error(self, kind: str) -> None:
         self._errors[kind] = self._errors.get(kind, 0) + 1
 
-    async def _accept_loop(self, listener: socket.socket, tg: anyio.abc.TaskGroup) -> None:
-        def count() -> None:
+    # -- the core's hooks -----------------------------------------------------------------
+
+    def note(self, event: ServerEvent) -> None:
+        if event == ServerEvent.ACCEPTED:
             self._counts["connections_total"] += 1
+        else:
+            self._error(str(event))
 
-        await unix.accept_loop(listener, tg, self._connection, count, label="jitter")
+    def listening(self) -> None:
+        LOGGER.info("jitter service listening on %s (%d memories)", self.path, len(self.memories))
 
-    async def _connection(self, conn: socket.socket) -> None:
-        try:
-            with conn:
-                if self._active >= self.max_connections:
-                    self._error("busy")
-                    return
-                if not admit(conn, self._own_uid, self._group_gid):
-                    self._error("forbidden")
-                    return
-                self._active += 1
-                try:
-                    await self._converse(conn)
-                finally:
-                    self._active -= 1
-        except OSError as exc:
-            self._error("disconnect")
-            LOGGER.debug("jitter connection dropped: %s", exc)
-        except Exception:
-            self._error("internal")
-            LOGGER.exception("jitter connection failed")
-
-    async def _converse(self, conn: socket.socket) -> None:
+    async def converse(self, conn: socket.socket) -> None:
         """Answer requests in order until EOF, an error, or a timeout ends the connection."""
         decoder = ServerDecoder(self.limits)
         partial_since: float | None = None
@@ -298,50 +214,34 @@ class JitterService:
                 partial_since = anyio.current_time()
             elif not decoder.pending:
                 partial_since = None
-            chunk = await self._receive(conn, partial_since)
+            chunk = await self.receive(conn, partial_since)
             if chunk is None:
-                self._error("timeout")
-                if decoder.mode == "batch":
+                if decoder.mode == Mode.BATCH:
                     message = f"no complete frame within {self.read_timeout:g} s; closing"
-                    await self._send(conn, ErrorReply(0, ErrorCode.TIMEOUT, message).to_bytes())
+                    await self.send(conn, ErrorReply(0, ErrorCode.TIMEOUT, message).to_bytes())
                 return
             if not chunk:
                 if decoder.pending:
                     self._error("short_frame")
                 return
-            out = bytearray()
-            for event in decoder.feed(chunk):
-                reply = await self._dispatch(event)
-                if reply is None:
-                    await self._send(conn, bytes(out))
-                    return
-                out += reply
-            if decoder.error is not None:
-                self._error(error_name(decoder.error.code))
-                LOGGER.debug("jitter request rejected: %s (%r)", decoder.error, decoder.error.raw)
-                await self._send(conn, bytes(out) + ErrorReply.for_error(decoder.error).to_bytes())
-                return
-            if out and not await self._send(conn, bytes(out)):
+            if not await self._answer(conn, decoder, chunk):
                 return
 
-    async def _receive(self, conn: socket.socket, partial_since: float | None) -> bytes | None:
-        """The next chunk, ``b""`` at EOF, or None when the connection timed out."""
-        if partial_since is not None:
-            deadline = partial_since + self.read_timeout
-        elif self.idle_timeout is not None:
-            deadline = anyio.current_time() + self.idle_timeout
-        else:
-            return await recv_chunk(conn)  # no cancel scope: it costs more than a lookup
-        with anyio.CancelScope(deadline=deadline):
-            return await recv_chunk(conn)
-        return None
-
-    async def _send(self, conn: socket.socket, data: bytes) -> bool:
-        """Send all of ``data``; False when the peer is gone or does not read in time."""
-        sent = await send_all(conn, data, self.read_timeout)
-        if sent is None:
-            self._error("timeout")
-        return bool(sent)
+    async def _answer(self, conn: socket.socket, decoder: ServerDecoder, chunk: bytes) -> bool:
+        """Send the replies to the requests ``chunk`` completes; False closes."""
+        out = bytearray()
+        for event in decoder.feed(chunk):
+            reply = await self._dispatch(event)
+            if reply is None:
+                await self.send(conn, bytes(out))
+                return False
+            out += reply
+        if decoder.error is not None:
+            self._error(error_name(decoder.error.code))
+            LOGGER.debug("jitter request rejected: %s (%r)", decoder.error, decoder.error.raw)
+            await self.send(conn, bytes(out) + ErrorReply.for_error(decoder.error).to_bytes())
+            return False
+        return not out or await self.send(conn, bytes(out))
 
     # -- requests -------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 See ``docs/metrics.md`` for every metric and example queries.
 """
 
-from hasherd.metrics.collector import ACTOR_STATES, JOB_STATUSES, HasherCollector, MetricsSource
+from hasherd.metrics.collector import ACTOR_STATES, HasherCollector, MetricsSource
 from hasherd.metrics.server import (
     DEFAULT_ADDRESS,
     GENERATION_BUCKETS,
@@ -17,7 +17,6 @@ __all__ = [
     "ACTOR_STATES",
     "DEFAULT_ADDRESS",
     "GENERATION_BUCKETS",
-    "JOB_STATUSES",
     "AddressInUseError",
     "HasherCollector",
     "Metrics",

@@ -26,9 +26,9 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 
 from hasherd.actors.base import ActorState
+from hasherd.storage.status import JobStatus
 
 ACTOR_STATES: tuple[str, ...] = tuple(str(s) for s in ActorState)
-JOB_STATUSES: tuple[str, ...] = ("queued", "running", "paused", "cancelled", "finished", "failed")
 
 ACTOR = ("actor", "kind")
 Family = CounterMetricFamily | GaugeMetricFamily
@@ -362,7 +362,7 @@ class HasherCollector(Collector):
     def _add_job(self, families: dict[str, Family], snap: Mapping[str, Any]) -> None:
         labels = (str(snap["id"]), str(snap["name"]))
         self._add_fields(families, JOB_SPECS, labels, snap)
-        _enum(families[JOB_STATUS.name], labels, str(snap["status"]), JOB_STATUSES)
+        _enum(families[JOB_STATUS.name], labels, str(snap["status"]), tuple(JobStatus))
 
     @staticmethod
     def _add_fields(

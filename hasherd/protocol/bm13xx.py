@@ -26,6 +26,7 @@ from typing import TypeAlias
 
 from hasherd.errors import HasherError, InputError
 from hasherd.protocol.crc import Buffer, crc5, crc5_bits, crc16_ccitt_false
+from hasherd.protocol.framing import PreambleDecoder, Skip, Why, preamble
 
 __all__ = [
     "CLOCK_HZ",
@@ -756,25 +757,23 @@ def decode_response(data: Buffer) -> Response:
     raise Bm13xxError(f"unknown response type {kind}", raw=raw)
 
 
-class ResponseDecoder:
+class ResponseDecoder(PreambleDecoder[Response]):
     """Responses of one fixed size (9 or 11) from a byte stream in any chunking.
 
-    A hostile wire is assumed: bytes before an ``AA 55`` are dropped and counted in
-    ``garbage_bytes``; a candidate whose CRC5 fails counts in ``crc_errors`` and the scan
-    resumes just after its preamble (a real frame may start inside it); an intact frame
-    of an unknown TYPE counts in ``unknown_frames``. The buffer never holds more than one
-    frame. ``feed`` never raises on wire input. Set ``frame_size`` when the chips switch
-    format (after MIDSTATE_CONFIG bit 31).
+    A hostile wire is assumed (``protocol.framing``): bytes before an ``AA 55`` are
+    dropped and counted in ``garbage_bytes``; a candidate whose CRC5 fails counts in
+    ``crc_errors`` and the scan resumes just after its preamble (a real frame may start
+    inside it); an intact frame of an unknown TYPE counts in ``unknown_frames``. The
+    buffer never holds more than one frame between calls. ``feed`` never raises on wire
+    input. Set ``frame_size`` when the chips switch format (after MIDSTATE_CONFIG bit 31).
     """
 
+    _START = preamble(RESPONSE_PREAMBLE)
+
     def __init__(self, frame_size: int = 11) -> None:
+        super().__init__()
         self._size = 11
         self.frame_size = frame_size
-        self._buf = bytearray()
-        self.frames = 0
-        self.crc_errors = 0
-        self.garbage_bytes = 0
-        self.unknown_frames = 0
 
     @property
     def frame_size(self) -> int:
@@ -786,59 +785,23 @@ class ResponseDecoder:
             raise InputError("frame_size", f"{size!r} is not 9 or 11")
         self._size = size
 
-    @property
-    def buffered(self) -> int:
-        return len(self._buf)
+    def _length(self, buf: bytearray) -> int:
+        return self._size
 
-    def feed(self, data: Buffer) -> list[Response]:
-        out: list[Response] = []
-        view = memoryview(data).cast("B")
-        step = 4096
-        for start in range(0, len(view), step):
-            self._buf += view[start : start + step]
-            self._drain(out)
-        return out
-
-    def _drain(self, out: list[Response]) -> None:
-        buf = self._buf
-        size = self._size
-        while buf:
-            at = buf.find(RESPONSE_PREAMBLE)
-            if at < 0:
-                keep = 1 if buf[-1] == RESPONSE_PREAMBLE[0] else 0
-                self.garbage_bytes += len(buf) - keep
-                del buf[: len(buf) - keep]
-                return
-            if at:
-                self.garbage_bytes += at
-                del buf[:at]
-            if len(buf) < size:
-                return
-            frame = bytes(buf[:size])
-            if crc5(frame[2:]):
-                self.crc_errors += 1
-                del buf[:2]
-                continue
-            kind = frame[-1] >> 5
-            response: Response
-            if kind == _RESP_REGISTER:
-                response = RegisterResponse(
-                    int.from_bytes(frame[2:6], "big"),
-                    frame[6],
-                    frame[7],
-                    size,
-                    int.from_bytes(frame[8:10], "big") if size == 11 else 0,
-                )
-            elif kind == _RESP_NONCE and size == 9:
-                response = NonceResponse(int.from_bytes(frame[2:6], "little"), frame[6], frame[7])
-            elif kind == _RESP_NONCE:
-                version = int.from_bytes(frame[8:10], "big")
-                nonce = int.from_bytes(frame[2:6], "little")
-                response = VersionNonceResponse(nonce, frame[6], frame[7], version)
-            else:
-                self.unknown_frames += 1
-                del buf[:size]
-                continue
-            del buf[:size]
-            self.frames += 1
-            out.append(response)
+    def _decode(self, frame: bytes) -> Response:
+        """Built field by field, not by ``from_bytes``: the CRC is checked once, here."""
+        if crc5(frame[2:]):
+            raise Skip(Why.CRC, 2)
+        kind = frame[-1] >> 5
+        if kind == _RESP_REGISTER:
+            extra = int.from_bytes(frame[8:10], "big") if len(frame) == 11 else 0
+            return RegisterResponse(
+                int.from_bytes(frame[2:6], "big"), frame[6], frame[7], len(frame), extra
+            )
+        if kind != _RESP_NONCE:
+            raise Skip(Why.UNKNOWN, len(frame))
+        nonce = int.from_bytes(frame[2:6], "little")
+        if len(frame) == 9:
+            return NonceResponse(nonce, frame[6], frame[7])
+        version = int.from_bytes(frame[8:10], "big")
+        return VersionNonceResponse(nonce, frame[6], frame[7], version)

@@ -9,7 +9,9 @@
 
 The frames themselves live in ``jitter_frames`` and are re-exported here. Pure: no
 sockets, no event loop. Every malformed input is a ``JitterProtocolError``; the
-stream decoders never raise, they stop at the first error and keep it in ``error``.
+stream decoder (``ConnectionDecoder``, configured for either side by ``ServerDecoder``
+and ``ClientDecoder``) never raises: it stops at the first error and keeps it in
+``error``.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ __all__ = [
     "REQUEST_TYPES",
     "SUPPORTED_VERSIONS",
     "ClientDecoder",
+    "ConnectionDecoder",
     "ErrorCode",
     "ErrorReply",
     "Event",
@@ -116,6 +119,13 @@ _HELLO = struct.Struct("<8sHH4s")
 # -- legacy frames ----------------------------------------------------------------------
 
 
+def _sized(data: bytes, size: int, what: str) -> bytes:
+    """``data`` if it is ``size`` bytes long, else the BAD_FRAME error naming ``what``."""
+    if len(data) != size:
+        raise bad_frame(f"{what} is {size} bytes, got {len(data)}", raw=data)
+    return data
+
+
 @dataclass(frozen=True, slots=True)
 class LegacyRequest:
     """The upstream request: 14 little-endian u32 (slots 0..11, key, pass)."""
@@ -131,11 +141,7 @@ class LegacyRequest:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> LegacyRequest:
-        if len(data) != LEGACY_REQUEST_BYTES:
-            raise bad_frame(
-                f"a legacy request is {LEGACY_REQUEST_BYTES} bytes, got {len(data)}", raw=data
-            )
-        words = RECORD.unpack(data)
+        words = RECORD.unpack(_sized(data, LEGACY_REQUEST_BYTES, "a legacy request"))
         return cls(words[:12], words[12], words[13])
 
     def to_bytes(self) -> bytes:
@@ -153,11 +159,7 @@ class LegacyReply:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> LegacyReply:
-        if len(data) != LEGACY_REPLY_BYTES:
-            raise bad_frame(
-                f"a legacy reply is {LEGACY_REPLY_BYTES} bytes, got {len(data)}", raw=data
-            )
-        return cls(U32.unpack(data)[0])
+        return cls(U32.unpack(_sized(data, LEGACY_REPLY_BYTES, "a legacy reply"))[0])
 
     def to_bytes(self) -> bytes:
         return U32.pack(self.jitter)
@@ -273,20 +275,29 @@ class Mode(StrEnum):
 Event = LegacyBlock | Hello | Frame
 
 
-class ServerDecoder:
-    """A server's view of one connection: legacy requests or, after a hello, frames.
-
-    The first 16 bytes decide the mode (``is_hello``); until they have arrived nothing is
-    decoded. ``feed`` never raises: see ``FrameDecoder``. A hello asking for a version
-    not in ``versions`` is a BAD_VERSION error.
+class ConnectionDecoder:
+    """One side's view of a connection: the peer's hello, then batch-mode frames of the
+    ``allowed`` types; with ``legacy``, a first 16 bytes that are not a hello mean legacy
+    requests instead (``is_hello``), else they are an error. Until they have arrived
+    nothing is decoded. ``versions``: the hellos this side accepts (a version among them,
+    no reserved flags; else BAD_VERSION or BAD_FRAME); None accepts any, as a client
+    does (the server answers the version the client asked for). ``feed`` never raises:
+    see ``FrameDecoder``.
     """
 
     def __init__(
-        self, limits: Limits | None = None, versions: frozenset[int] = SUPPORTED_VERSIONS
+        self,
+        allowed: frozenset[FrameType],
+        limits: Limits | None = None,
+        *,
+        legacy: bool,
+        versions: frozenset[int] | None,
     ) -> None:
         self.mode = Mode.UNDECIDED
+        self.legacy = legacy
         self.versions = versions
-        self.frames = FrameDecoder(REQUEST_TYPES, limits)
+        self.hello: Hello | None = None
+        self.frames = FrameDecoder(allowed, limits)
         self._buf = bytearray()
         self._error: JitterProtocolError | None = None
 
@@ -296,6 +307,7 @@ class ServerDecoder:
 
     @property
     def pending(self) -> int:
+        """Bytes of a partial hello, legacy request or frame held."""
         return len(self._buf) + self.frames.pending
 
     def feed(self, data: bytes) -> list[Event]:
@@ -307,9 +319,11 @@ class ServerDecoder:
         if self.mode == Mode.UNDECIDED:
             if len(self._buf) < HELLO_BYTES:
                 return []
-            if is_hello(bytes(self._buf[:HELLO_BYTES])):
-                return self._start_batch()
-            self.mode = Mode.LEGACY
+            first = bytes(self._buf[:HELLO_BYTES])
+            if is_hello(first):
+                return self._start_batch(first)
+            if not self._start_legacy(first):
+                return []
         whole = len(self._buf) - len(self._buf) % LEGACY_REQUEST_BYTES
         if not whole:
             return []
@@ -317,54 +331,51 @@ class ServerDecoder:
         del self._buf[:whole]
         return [block]
 
-    def _start_batch(self) -> list[Event]:
-        hello = Hello.from_bytes(bytes(self._buf[:HELLO_BYTES]))
+    def _start_legacy(self, first: bytes) -> bool:
+        """Legacy mode, if this side takes it; else the error of a missing hello."""
+        if self.legacy:
+            self.mode = Mode.LEGACY
+            return True
+        self._buf = bytearray()
+        self._error = bad_frame("the server did not answer with a hello", raw=first)
+        return False
+
+    def _start_batch(self, first: bytes) -> list[Event]:
+        hello = Hello.from_bytes(first)
         rest = bytes(self._buf[HELLO_BYTES:])
         self._buf = bytearray()
+        self._error = self._refused(hello)
+        if self._error is not None:
+            return []
+        self.mode = Mode.BATCH
+        self.hello = hello
+        return [hello, *self.frames.feed(rest)]
+
+    def _refused(self, hello: Hello) -> JitterProtocolError | None:
+        if self.versions is None:
+            return None
         if hello.version not in self.versions:
             known = ", ".join(map(str, sorted(self.versions)))
             message = f"version {hello.version} is not supported (this server speaks {known})"
-            self._error = JitterProtocolError(ErrorCode.BAD_VERSION, message)
-            return []
+            return JitterProtocolError(ErrorCode.BAD_VERSION, message)
         if hello.flags:
-            self._error = bad_frame(f"hello flags 0x{hello.flags:04x} are reserved")
-            return []
-        self.mode = Mode.BATCH
-        return [hello, *self.frames.feed(rest)]
+            return bad_frame(f"hello flags 0x{hello.flags:04x} are reserved")
+        return None
 
 
-class ClientDecoder:
-    """A batch client's view of its connection: the server's hello, then reply frames.
+class ServerDecoder(ConnectionDecoder):
+    """A server's view: legacy requests or, after a hello of a version it speaks, request
+    frames."""
 
-    ``feed`` never raises (see ``FrameDecoder``); anything but a hello first is an error.
-    """
+    def __init__(
+        self, limits: Limits | None = None, versions: frozenset[int] = SUPPORTED_VERSIONS
+    ) -> None:
+        super().__init__(REQUEST_TYPES, limits, legacy=True, versions=versions)
+
+
+class ClientDecoder(ConnectionDecoder):
+    """A batch client's view: the server's hello (any version: the client asked for one
+    it speaks), then reply frames; anything but a hello first is an error."""
 
     def __init__(self, limits: Limits | None = None) -> None:
-        self.hello: Hello | None = None
-        self.frames = FrameDecoder(REPLY_TYPES, limits)
-        self._buf = bytearray()
-        self._error: JitterProtocolError | None = None
-
-    @property
-    def error(self) -> JitterProtocolError | None:
-        return self._error or self.frames.error
-
-    @property
-    def pending(self) -> int:
-        return len(self._buf) + self.frames.pending
-
-    def feed(self, data: bytes) -> list[Hello | Frame]:
-        if self.error is not None:
-            return []
-        if self.hello is not None:
-            return list(self.frames.feed(data))
-        self._buf += data
-        if len(self._buf) < HELLO_BYTES:
-            return []
-        first, rest = bytes(self._buf[:HELLO_BYTES]), bytes(self._buf[HELLO_BYTES:])
-        self._buf = bytearray()
-        if not is_hello(first):
-            self._error = bad_frame("the server did not answer with a hello", raw=first)
-            return []
-        self.hello = Hello.from_bytes(first)
-        return [self.hello, *self.frames.feed(rest)]
+        super().__init__(REPLY_TYPES, limits, legacy=False, versions=None)

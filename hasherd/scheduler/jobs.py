@@ -14,8 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,15 +22,18 @@ import anyio
 
 from hasherd.actors.pool import ActorPool
 from hasherd.config import Config
-from hasherd.data import DataError, load_dataset
+from hasherd.control.params import JobOptions
+from hasherd.data import DataError, Dataset, load_dataset
 from hasherd.errors import HasherError, InputError
+from hasherd.scheduler.dispatch import PoolDispatch
 from hasherd.scheduler.trainer import Progress, Trainer
 from hasherd.storage import Store
 from hasherd.storage.jobs import JobRow
+from hasherd.storage.status import JobStatus
 
 LOGGER = logging.getLogger(__name__)
 
-# hasherctl/jobs.submit option -> training config key
+# jobs.submit option (a field of JobOptions) -> training config key
 OPTION_KEYS = {
     "epochs": "epochs",
     "population": "population_size",
@@ -41,29 +43,22 @@ OPTION_KEYS = {
     "zero_bits": "zero_bits",  # a job at a chip device's zero bits runs on that chip
     "passes": "passes",
 }
-BOOL_OPTIONS = {"strict"}
 
 
-def check_options(options: dict[str, Any], cfg: Config) -> dict[str, Any]:
-    """Validate a job's options against the training config (InputError names the bad one)."""
-    out: dict[str, Any] = {}
-    for key, value in options.items():
-        if key in BOOL_OPTIONS:
-            if not isinstance(value, bool):
-                raise InputError(key, "expected true or false")
-            out[key] = value
-        elif key in OPTION_KEYS:
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise InputError(key, f"expected an integer, got {value!r}")
-            out[key] = value
-        else:
-            known = ", ".join(sorted([*OPTION_KEYS, *BOOL_OPTIONS]))
-            raise InputError(key, f"unknown option (known: {known})")
-    job_config(cfg, out)  # range checks, as the config file would apply them
-    return out
+def check_options(options: Mapping[str, Any], cfg: Config) -> dict[str, Any]:
+    """A job's options as stored with it: their types checked as ``JobOptions``, their
+    ranges against the training config (InputError names the bad one)."""
+    return stored_options(JobOptions.parse(options), cfg)
 
 
-def job_config(cfg: Config, options: dict[str, Any]) -> Config:
+def stored_options(options: JobOptions, cfg: Config) -> dict[str, Any]:
+    """``options`` as stored with the job, once the config file's range checks pass."""
+    stored = options.to_params()
+    job_config(cfg, stored)
+    return stored
+
+
+def job_config(cfg: Config, options: Mapping[str, Any]) -> Config:
     overrides = {OPTION_KEYS[k]: v for k, v in options.items() if k in OPTION_KEYS}
     try:
         return cfg.with_training(**overrides)
@@ -73,10 +68,85 @@ def job_config(cfg: Config, options: dict[str, Any]) -> Config:
 
 
 @dataclass
-class _Active:
+class RunningJob:
+    """The job being trained: its row, its trainer once built, and the status it takes
+    when asked to stop early (None: not asked)."""
+
     job: JobRow
     trainer: Trainer | None = None
-    stop_as: str = ""  # the status the job takes when it stops early ("" = not stopping)
+    stop_as: JobStatus | None = None
+
+
+@dataclass(frozen=True)
+class ProgressSnapshot:
+    """A job's ``Progress`` at one moment, the one conversion of it: ``to_json`` is the
+    ``progress`` of ``jobs.show``, ``to_metrics`` what the metrics collector reads."""
+
+    run_id: int | None  # None until the trainer has created or resumed its run
+    epoch: int
+    epochs: int
+    difficulty_bits: int
+    records_total: int
+    records_won: int
+    records_done: int
+    records_todo: int
+    candidates: int
+    dsha: int
+    tokens: int
+    candidates_per_s: float
+    best_fitness: float  # NaN until a generation has run
+    mean_fitness: float
+
+    @classmethod
+    def of(cls, p: Progress) -> ProgressSnapshot:
+        return cls(
+            run_id=p.run_id or None,
+            epoch=p.epoch,
+            epochs=p.epochs,
+            difficulty_bits=p.difficulty,
+            records_total=p.records_total,
+            records_won=p.records_won,
+            records_done=p.done,
+            records_todo=p.todo,
+            candidates=p.candidates,
+            dsha=p.dsha,
+            tokens=p.tokens,
+            candidates_per_s=p.candidates_per_s,
+            best_fitness=p.best_reward,
+            mean_fitness=p.mean_reward,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "epochs": self.epochs,
+            "difficulty_bits": self.difficulty_bits,
+            "records_total": self.records_total,
+            "records_won": self.records_won,
+            "records_done": self.records_done,
+            "records_todo": self.records_todo,
+            "candidates": self.candidates,
+            "dsha": self.dsha,
+            "tokens": self.tokens,
+            "candidates_per_s": round(self.candidates_per_s, 1),
+            "best_fitness": _finite(self.best_fitness),
+            "mean_fitness": _finite(self.mean_fitness),
+            "run_id": self.run_id,
+        }
+
+    def to_metrics(self) -> dict[str, Any]:
+        """The keys of ``MetricsSource.job_snapshots`` (NaN fitness: not known yet)."""
+        return {
+            "difficulty_bits": self.difficulty_bits,
+            "records_total": self.records_total,
+            "records_won": self.records_won,
+            "records_pending": max(0, self.records_todo - self.records_done),
+            "tokens_trained": self.tokens,
+            "best_fitness": self.best_fitness,
+            "mean_fitness": self.mean_fitness,
+            "candidates": self.candidates,
+            "dsha": self.dsha,
+        }
 
 
 class JobScheduler:
@@ -89,39 +159,39 @@ class JobScheduler:
         config: Callable[[], Config],
         *,
         on_step: Callable[[int, float], None] | None = None,
-        on_dataset: Callable[[Any], Awaitable[None]] | None = None,
+        on_dataset: Callable[[Dataset], Awaitable[None]] | None = None,
     ) -> None:
         self.store, self.pool, self.config = store, pool, config
         self.on_step = on_step or (lambda job_id, seconds: None)
         self.on_dataset = on_dataset  # told each job's dataset as it starts (jitter service)
-        self.active: _Active | None = None
+        self.active: RunningJob | None = None
         self.progress: dict[int, Progress] = {}  # by job id: the last known progress
-        self.seen_jobs: dict[int, tuple[str, str]] = {}  # job id -> (name, last status)
+        self.seen_jobs: dict[int, tuple[str, JobStatus]] = {}  # job id -> (name, last status)
         self._wake = anyio.Event()
         self._stopping = False
         self.finished = anyio.Event()
 
     # -- control --------------------------------------------------------------------------
 
-    async def submit(self, name: str, data: str, options: dict[str, Any]) -> JobRow:
-        opts = check_options(options, self.config())
+    async def submit(self, name: str, data: str, options: JobOptions) -> JobRow:
+        opts = stored_options(options, self.config())
         job = await self.store.add_job(name, data, opts)
         LOGGER.info("job %d (%s) queued: %s %s", job.id, job.name, data, opts)
         self._wake.set()
         return job
 
     async def pause(self, job_id: int) -> JobRow:
-        return await self._stop_or_move(job_id, "paused")
+        return await self._stop_or_move(job_id, JobStatus.PAUSED)
 
     async def cancel(self, job_id: int) -> JobRow:
-        return await self._stop_or_move(job_id, "cancelled")
+        return await self._stop_or_move(job_id, JobStatus.CANCELLED)
 
     async def resume(self, job_id: int) -> JobRow:
-        job = await self.store.move_job(job_id, "queued")
+        job = await self.store.move_job(job_id, JobStatus.QUEUED)
         self._wake.set()
         return job
 
-    async def _stop_or_move(self, job_id: int, status: str) -> JobRow:
+    async def _stop_or_move(self, job_id: int, status: JobStatus) -> JobRow:
         active = self.active
         if active is not None and active.job.id == job_id:
             active.stop_as = status
@@ -139,7 +209,7 @@ class JobScheduler:
         self._stopping = True
         active = self.active
         if active is not None:
-            active.stop_as = active.stop_as or "queued"
+            active.stop_as = active.stop_as or JobStatus.QUEUED
             if active.trainer is not None:
                 active.trainer.stop.set()
         self._wake.set()
@@ -165,11 +235,11 @@ class JobScheduler:
             self.finished.set()
 
     async def _run_job(self, job: JobRow) -> None:
-        active = self.active = _Active(job)
+        active = self.active = RunningJob(job)
         try:
-            job = await self.store.move_job(job.id, "running")
+            job = await self.store.move_job(job.id, JobStatus.RUNNING)
             active.job = job
-            self.seen_jobs[job.id] = (job.name, "running")
+            self.seen_jobs[job.id] = (job.name, JobStatus.RUNNING)
             cfg = job_config(self.config(), job.options)
             strict = bool(job.options.get("strict", False))
             load = functools.partial(
@@ -183,22 +253,20 @@ class JobScheduler:
                 self.store,
                 ds,
                 cfg,
-                dispatch=self.pool.evaluate_then,
-                lanes=self.pool.capacity_for(cfg.training.zero_bits),
+                PoolDispatch(self.pool, cfg.training.zero_bits),
                 batch=cfg.daemon.batch,
                 on_step=lambda s: self.on_step(job.id, s),
             )
             trainer.progress = progress
             active.trainer = trainer
-            if active.stop_as:
+            if active.stop_as is not None:
                 trainer.stop.set()
             summary = await trainer.run()
-            links = {"run_id": summary.run_id}
             if summary.status == "finished":
-                status, error = "finished", None
+                status = JobStatus.FINISHED
             else:
-                status, error = active.stop_as or "queued", None
-            await self.store.move_job(job.id, status, error=error, **links)
+                status = active.stop_as or JobStatus.QUEUED
+            await self.store.move_job(job.id, status, run_id=summary.run_id)
             self.seen_jobs[job.id] = (job.name, status)
             LOGGER.info(
                 "job %d %s: %d of %d records hold a winner at %d bits",
@@ -210,49 +278,46 @@ class JobScheduler:
             )
         except (DataError, HasherError) as exc:
             LOGGER.error("job %d failed: %s", job.id, exc)
-            await self.store.move_job(job.id, "failed", error=str(exc))
-            self.seen_jobs[job.id] = (job.name, "failed")
+            await self._fail(job, str(exc))
         except Exception as exc:
             LOGGER.exception("job %d failed", job.id)
-            await self.store.move_job(job.id, "failed", error=f"{type(exc).__name__}: {exc}")
-            self.seen_jobs[job.id] = (job.name, "failed")
+            await self._fail(job, f"{type(exc).__name__}: {exc}")
         finally:
             self.active = None
 
+    async def _fail(self, job: JobRow, error: str) -> None:
+        await self.store.move_job(job.id, JobStatus.FAILED, error=error)
+        self.seen_jobs[job.id] = (job.name, JobStatus.FAILED)
+
     # -- reporting ------------------------------------------------------------------------
 
-    def job_progress(self, job_id: int) -> dict[str, Any] | None:
+    def snapshot(self, job_id: int) -> ProgressSnapshot | None:
+        """The progress of a job this process has trained (None: none yet)."""
         p = self.progress.get(job_id)
-        if p is None:
-            return None
-        return {
-            "epoch": p.epoch,
-            "epochs": p.epochs,
-            "difficulty_bits": p.difficulty,
-            "records_total": p.records_total,
-            "records_won": p.records_won,
-            "records_done": p.done,
-            "records_todo": p.todo,
-            "candidates": p.candidates,
-            "dsha": p.dsha,
-            "tokens": p.tokens,
-            "candidates_per_s": round(p.candidates_per_s, 1),
-            "best_fitness": _finite(p.best_reward),
-            "mean_fitness": _finite(p.mean_reward),
-            "run_id": p.run_id or None,
-        }
+        return None if p is None else ProgressSnapshot.of(p)
+
+    def live_run(self, job_id: int) -> int | None:
+        """The run a job trains, as this process knows it: the jobs table links a job to
+        its run only when the job stops."""
+        p = self.progress.get(job_id)
+        return p.run_id if p is not None and p.run_id else None
 
     async def job_json(self, job: JobRow) -> dict[str, Any]:
-        out = {**job.to_json(), "progress": self.job_progress(job.id)}
-        if out["run_id"] is None and out["progress"] and out["progress"]["run_id"]:
-            out["run_id"] = out["progress"]["run_id"]  # linked in the table when it ends
+        snap = self.snapshot(job.id)
+        out = {**job.to_json(), "progress": None if snap is None else snap.to_json()}
+        if out["run_id"] is None and snap is not None and snap.run_id:
+            out["run_id"] = snap.run_id  # linked in the table when it ends
         return out
 
-    def running_since(self) -> float | None:
-        active = self.active
-        if active is None or active.trainer is None:
-            return None
-        return time.monotonic() - active.trainer.progress.started
+    def job_snapshots(self) -> list[dict[str, Any]]:
+        """``MetricsSource.job_snapshots``: the jobs this process has trained (their
+        counters restart with the process). Called from the metrics server's thread."""
+        out = []
+        for job_id, p in list(self.progress.items()):
+            name, status = self.seen_jobs.get(job_id, ("", JobStatus.RUNNING))
+            snap = ProgressSnapshot.of(p)
+            out.append({"id": job_id, "name": name, "status": status, **snap.to_metrics()})
+        return out
 
 
 def _finite(x: float) -> float | None:

@@ -1,51 +1,47 @@
 """The GRPO training scheduler: datasets in, weights out, one population per record.
 
-``Trainer.run()`` stores the dataset, creates the run (or resumes the unfinished run with
-the same dataset and configuration), then walks the difficulty schedule: epoch e trains
-every record whose best stored seed has fewer than D(e) prefix bits, for up to
-``max_generations`` generations per record. Records are trained in lockstep batches: one
-step evaluates a generation of each active record in one worker-thread call, and commits
-those generations (checkpoint, the seeds evaluated, a better weight, events) in one
+``Trainer.run()`` opens the run (scheduler/runs.py: the dataset stored, its unfinished run
+with the same configuration resumed, or a new one), then walks the difficulty schedule:
+epoch e trains every record whose best stored seed has fewer than D(e) prefix bits, for up
+to ``max_generations`` generations per record. Records are trained in lockstep batches: one
+step evaluates a generation of each active record in one call of the dispatch
+(scheduler/dispatch.py: the daemon's actor pool, or one evaluator), and commits those
+generations (checkpoint, the seeds evaluated, a better weight, events) in one
 transaction, so a kill at any instant loses at most the step in flight, and the same
-command resumes from the last committed generation.
+command resumes from the last committed generation. A finished run ends with its
+validation sample (validation/sample.py).
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 import numpy as np
 
-from hasherd import __version__
-from hasherd.actors.thread import CallThread
 from hasherd.config import Config
 from hasherd.data import Dataset
-from hasherd.kernel import spec
-from hasherd.kernel.evaluators.base import EvalRequest, EvalResult, Evaluator, make_request
+from hasherd.kernel.evaluators.base import EvalResult, make_request
 from hasherd.kernel.spec import DifficultySchedule
+from hasherd.scheduler.dispatch import Dispatch, Post
+from hasherd.scheduler.runs import close_run, open_run
 from hasherd.storage import GenerationWrite, Store
-from hasherd.storage.rows import Checkpoint, Event, RecordRow, RunRow, Validation, WeightRow
+from hasherd.storage.rows import Checkpoint, Event, RecordRow, RunRow, WeightRow
 from hasherd.training.search import (
-    SEARCH_VERSION,
     Generation,
     RecordSearch,
     SearchParams,
     absorb_many,
     record_key,
 )
+from hasherd.validation.sample import check_sample
 
 LOGGER = logging.getLogger(__name__)
-# (requests, post) -> (results, post(results)); ``post`` runs on the evaluator's thread.
-Post = Callable[[list[EvalResult]], Any]
-Dispatch = Callable[[list[EvalRequest], Post], Awaitable[tuple[list[EvalResult], Any]]]
 DEFAULT_BATCH = 64  # records in flight, in ``lanes`` groups: one call, one commit each
 
 
@@ -91,24 +87,8 @@ class RunSummary:
     non_deterministic: int
 
 
-def records_digest(ds: Dataset) -> str:
-    h = hashlib.sha256()
-    h.update(ds.token_bits.to_bytes(1, "little"))
-    h.update(ds.slots.astype("<u4").tobytes())
-    h.update(ds.targets.astype("<u4").tobytes())
-    return h.hexdigest()
-
-
-def config_digest(cfg: Config, ds: Dataset) -> str:
-    """What makes two invocations the same run (the RNG seed only when one is given)."""
-    t = cfg.training
-    key = {k: v for k, v in cfg.to_dict()["training"].items() if k not in ("seed", "epochs")}
-    key.update(seed=t.seed, memory_id=ds.memory_id, spec=spec.SPEC, search=SEARCH_VERSION)
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
-
-
 @dataclass
-class _Active:
+class _EpochRecord:
     """A record being trained this epoch."""
 
     rec: RecordRow
@@ -126,21 +106,17 @@ class Trainer:
         store: Store,
         dataset: Dataset,
         config: Config,
-        evaluator: Evaluator | None = None,
+        dispatch: Dispatch,
         *,
         on_progress: Callable[[Progress], None] | None = None,
         on_step: Callable[[float], None] | None = None,
         batch: int = DEFAULT_BATCH,
-        dispatch: Dispatch | None = None,
-        lanes: int = 2,
     ) -> None:
-        """``evaluator`` runs the batches on a thread of the trainer's own; or ``dispatch``
-        (the daemon's actor pool) takes them, with ``lanes`` groups in flight at once."""
-        if (evaluator is None) == (dispatch is None):
-            raise ValueError("give an evaluator or a dispatch function, not both")
-        self.store, self.ds, self.cfg, self.evaluator = store, dataset, config, evaluator
+        """``dispatch`` evaluates the batches (the daemon's actor pool, or ``hasherd
+        train``'s evaluator), with ``dispatch.lanes`` groups in flight at once."""
+        self.store, self.ds, self.cfg = store, dataset, config
         self.dispatch = dispatch
-        self.lanes = max(1, lanes)
+        self.lanes = max(1, dispatch.lanes)
         t = config.training
         self.params = SearchParams(
             population=t.population_size,
@@ -160,27 +136,19 @@ class Trainer:
         self.memory = dataset.memory
         self.memory.set_record_cache_size(config.simulator.cache_size)
         self.token_set = dataset.token_set
-        self.kernel_thread = CallThread("hasherd-kernel")
 
     # -- the run ---------------------------------------------------------------------------
 
     async def run(self) -> RunSummary:
-        try:
-            return await self._run()
-        finally:
-            self.kernel_thread.close()
-
-    async def _run(self) -> RunSummary:
         t0 = time.monotonic()
         # Load (or compile) the kernels before anything else touches numba: the process
         # then peaks about 20 MiB lower than when the search's helpers load first.
-        if self.evaluator is not None:
-            await self.kernel_thread.call(self.evaluator.warm_up)
-        dataset_id, records = await self._store_dataset()
-        run, resumed = await self._open_run(dataset_id)
+        await self.dispatch.warm_up()
+        opened = await open_run(self.store, self.ds, self.cfg)
+        run, resumed, records = opened.run, opened.resumed, opened.records
         self.progress.run_id = run.id
         self.progress.records_total = len(records)
-        self.best = await self._best(dataset_id)
+        self.best = opened.best
         first_epoch = max(1, run.epoch) if resumed else 1
         epoch = first_epoch - 1
         for epoch in range(first_epoch, self.cfg.training.epochs + 1):
@@ -233,7 +201,7 @@ class Trainer:
         the next."""
         queue = list(reversed(todo))
         size = max(1, -(-self.batch // self.lanes))
-        groups: list[list[_Active]] = [[] for _ in range(self.lanes)]
+        groups: list[list[_EpochRecord]] = [[] for _ in range(self.lanes)]
         started = [0.0] * self.lanes
         done_tx, done_rx = anyio.create_memory_object_stream[
             tuple[int, list[EvalResult], list[Generation]]
@@ -285,7 +253,7 @@ class Trainer:
                             in_flight += 1
 
     async def _fill(
-        self, run: RunRow, epoch: int, group: list[_Active], queue: list[RecordRow], size: int
+        self, run: RunRow, epoch: int, group: list[_EpochRecord], queue: list[RecordRow], size: int
     ) -> None:
         while queue and len(group) < size:
             group.append(await self._begin(run, queue.pop(), epoch))
@@ -293,7 +261,7 @@ class Trainer:
     def _absorb(
         self,
         run: RunRow,
-        group: list[_Active],
+        group: list[_EpochRecord],
         results: list[EvalResult],
         gens: list[Generation],
         epoch: int,
@@ -319,7 +287,7 @@ class Trainer:
         with anyio.CancelScope(shield=True):
             await self.store.save_generations(writes)
 
-    async def _begin(self, run: RunRow, rec: RecordRow, epoch: int) -> _Active:
+    async def _begin(self, run: RunRow, rec: RecordRow, epoch: int) -> _EpochRecord:
         """The record's search: fresh, or continued from its last checkpoint."""
         slots = np.frombuffer(rec.slots, dtype="<u4").astype(np.uint32)
         ck = await self.store.checkpoint(run.id, rec.id)  # populations stay on disk
@@ -333,29 +301,23 @@ class Trainer:
                 epoch_start = int(json.loads(ck.rng_state)["epoch_start"])
             else:
                 epoch_start = search.generation
-        return _Active(rec, slots, search, epoch_start)
+        return _EpochRecord(rec, slots, search, epoch_start)
 
     async def _evaluate(
         self, slots: list[np.ndarray], seeds: list[np.ndarray], post: Post
     ) -> tuple[list[EvalResult], Any]:
-        """One batch of generations, evaluated in one call on the evaluator's thread (the
-        loop stays free; the numba evaluator runs the whole batch as one kernel launch)
-        within ``simulator.timeout``, then ``post`` on the same thread."""
+        """One batch of generations, evaluated in one dispatch call off the event loop (the
+        numba evaluator runs the whole batch as one kernel launch), then ``post`` on the
+        same thread."""
         t = self.cfg.training
         reqs = [
             make_request(s, b, self.memory, t.passes, t.zero_bits)
             for s, b in zip(slots, seeds, strict=True)
         ]
-
-        if self.dispatch is not None:
-            return await self.dispatch(reqs, post)  # the pool applies the timeout per actor
-        assert self.evaluator is not None
-        with anyio.fail_after(self.cfg.simulator.timeout):
-            results = await self.kernel_thread.call(self.evaluator.evaluate_many, reqs)
-        return results, await self.kernel_thread.call(post, results)
+        return await self.dispatch.evaluate_then(reqs, post)
 
     def _generation(
-        self, run: RunRow, a: _Active, gen: Generation, epoch: int, d: int
+        self, run: RunRow, a: _EpochRecord, gen: Generation, epoch: int, d: int
     ) -> GenerationWrite:
         """What the store keeps of one record's generation (a better weight included)."""
         rec, search = a.rec, a.search
@@ -400,42 +362,7 @@ class Trainer:
             layer=rec.token_id // self.cfg.storage.layer_size,
         )
 
-    # -- setup and teardown -------------------------------------------------------------------
-
-    async def _store_dataset(self) -> tuple[int, list[RecordRow]]:
-        ds = self.ds
-        rows = [
-            (int(ds.targets[i]), int(ds.context_keys[i]), ds.slots[i].astype("<u4").tobytes())
-            for i in range(len(ds))
-        ]
-        dataset_id = await self.store.add_dataset(
-            ds.name, ds.source, ds.memory_id, ds.token_bits, records_digest(ds), rows
-        )
-        return dataset_id, await self.store.records(dataset_id)
-
-    async def _open_run(self, dataset_id: int) -> tuple[RunRow, bool]:
-        digest = config_digest(self.cfg, self.ds)
-        old = await self.store.resumable_run(dataset_id, digest)
-        if old is not None:
-            await self.store.set_run_status(old.id, "running")
-            await self.store.add_event("run_resumed", {"epoch": old.epoch}, run_id=old.id)
-            LOGGER.info("resuming run %d at epoch %d", old.id, old.epoch)
-            return await self.store.run(old.id), True
-        seed = self.cfg.training.seed
-        if seed is None:
-            seed = int(np.random.SeedSequence().entropy % 2**63)  # type: ignore[operator]
-        versions = json.dumps(
-            {"hasherd": __version__, "kernel": spec.SPEC, "numpy": np.__version__}
-        )
-        config_json = json.dumps(self.cfg.to_dict(), sort_keys=True)
-        run_id = await self.store.create_run(dataset_id, config_json, digest, seed, versions)
-        await self.store.add_event("run_started", {"rng_seed": seed}, run_id=run_id)
-        return await self.store.run(run_id), False
-
-    async def _best(self, dataset_id: int) -> dict[int, tuple[int, float]]:
-        return {
-            w.record_id: (w.prefix_bits, w.fitness) for w in await self.store.weights(dataset_id)
-        }
+    # -- the end ------------------------------------------------------------------------------
 
     async def _finish(
         self, run: RunRow, resumed: bool, records: list[RecordRow], epoch: int, t0: float
@@ -448,12 +375,12 @@ class Trainer:
             status = "stopped"
         else:
             status = "finished"
-            validated, bad = await self._validate_sample(run)
-        await self.store.set_run_status(run.id, status)
-        await self.store.add_event(
-            "run_" + status,
+            validated, bad = await check_sample(self.store, run, self.memory, self.cfg)
+        await close_run(
+            self.store,
+            run.id,
+            status,
             {"winners": winners, "records": len(records), "difficulty": d, "converged": converged},
-            run_id=run.id,
         )
         p = self.progress
         return RunSummary(
@@ -471,57 +398,3 @@ class Trainer:
             validated,
             bad,
         )
-
-    async def _validate_sample(self, run: RunRow) -> tuple[int, int]:
-        """Re-run ``validation_split`` of this run's weights on the reference evaluator,
-        ``validation.max_concurrency`` at a time, each within ``validation.timeout`` and
-        retried ``validation.retry_attempts`` times; a weight that cannot be re-run stays
-        unvalidated (an event says why)."""
-        mine = [w for w in await self.store.weights() if w.run_id == run.id and w.id is not None]
-        k = round(self.cfg.training.validation_split * len(mine))
-        if k == 0:
-            return 0, 0
-        rng = np.random.default_rng(run.rng_seed)
-        pick = [mine[i] for i in rng.choice(len(mine), size=k, replace=False)]
-        limiter = anyio.CapacityLimiter(self.cfg.validation.max_concurrency)
-        counts = {"validated": 0, "non-deterministic": 0}
-
-        async def one(w: WeightRow) -> None:
-            state = await self._validate_one(run, w, limiter)
-            if state is not None and w.id is not None:
-                await self.store.set_validation(w.id, state)
-                counts[state] += 1
-
-        async with anyio.create_task_group() as tg:
-            for w in pick:
-                tg.start_soon(one, w)
-        return counts["validated"], counts["non-deterministic"]
-
-    async def _validate_one(
-        self, run: RunRow, w: WeightRow, limiter: anyio.CapacityLimiter
-    ) -> Validation | None:
-        from hasherd.kernel.evaluators.reference import ReferenceEvaluator
-
-        t, vc = self.cfg.training, self.cfg.validation
-        slots = np.frombuffer(w.slots, dtype="<u4").astype(np.uint32)
-        call = functools.partial(
-            ReferenceEvaluator().evaluate, slots, [w.seed], self.memory, t.passes, t.zero_bits
-        )
-        for attempt in range(vc.retry_attempts + 1):
-            try:
-                with anyio.fail_after(vc.timeout):
-                    res = await anyio.to_thread.run_sync(
-                        call, limiter=limiter, abandon_on_cancel=True
-                    )
-            except TimeoutError:
-                LOGGER.warning("validation of weight %s timed out (attempt %d)", w.id, attempt + 1)
-                continue
-            same = int(res.output[0]) == w.output and int(res.golden_nonce[0]) == w.golden_nonce
-            return "validated" if same else "non-deterministic"
-        await self.store.add_event(
-            "validation_failed",
-            {"weight": w.id, "reason": "timeout"},
-            run_id=run.id,
-            record_id=w.record_id,
-        )
-        return None

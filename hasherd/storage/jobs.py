@@ -10,16 +10,23 @@ from typing import Any
 from hasherd.errors import InputError
 from hasherd.storage.core import StoreCore
 from hasherd.storage.errors import StorageError
+from hasherd.storage.status import JobStatus
 
-JOB_STATUSES = ("queued", "running", "paused", "cancelled", "finished", "failed")
-# Which status may follow which (anything else is refused with a clear message).
-_MOVES = {
-    "queued": {"running", "paused", "cancelled"},
-    "running": {"queued", "paused", "cancelled", "finished", "failed"},
-    "paused": {"queued", "cancelled"},
-    "failed": {"queued", "cancelled"},
-    "finished": {"queued"},  # a finished job can be extended (more epochs) and re-run
-    "cancelled": set(),
+# Which status may follow which (anything else is refused with a clear message); a
+# finished job may be queued again: extended (more epochs) and re-run.
+_MOVES: dict[JobStatus, set[JobStatus]] = {
+    JobStatus.QUEUED: {JobStatus.RUNNING, JobStatus.PAUSED, JobStatus.CANCELLED},
+    JobStatus.RUNNING: {
+        JobStatus.QUEUED,
+        JobStatus.PAUSED,
+        JobStatus.CANCELLED,
+        JobStatus.FINISHED,
+        JobStatus.FAILED,
+    },
+    JobStatus.PAUSED: {JobStatus.QUEUED, JobStatus.CANCELLED},
+    JobStatus.FAILED: {JobStatus.QUEUED, JobStatus.CANCELLED},
+    JobStatus.FINISHED: {JobStatus.QUEUED},
+    JobStatus.CANCELLED: set(),
 }
 _COLS = "id, name, data_path, options, status, run_id, dataset_id, error, created_at, updated_at"
 
@@ -30,7 +37,7 @@ class JobRow:
     name: str
     data_path: str
     options: dict[str, Any]
-    status: str
+    status: JobStatus
     run_id: int | None
     dataset_id: int | None
     error: str | None
@@ -58,7 +65,7 @@ def _job(row: Any) -> JobRow:
         row[1],
         row[2],
         json.loads(row[3]),
-        row[4],
+        JobStatus(row[4]),
         row[5],
         row[6],
         row[7],
@@ -88,6 +95,7 @@ class JobsMixin(StoreCore):
         return _job(rows[0])
 
     async def jobs(self, status: str | None = None) -> list[JobRow]:
+        """Every job, or those in ``status`` (none for a string that is no status)."""
         if status is None:
             rows = await self._fetchall(f"SELECT {_COLS} FROM jobs ORDER BY id")
         else:
@@ -103,12 +111,12 @@ class JobsMixin(StoreCore):
         return _job(rows[0]) if rows else None
 
     async def move_job(
-        self, job_id: int, status: str, *, error: str | None = None, **links: int | None
+        self, job_id: int, status: JobStatus, *, error: str | None = None, **links: int | None
     ) -> JobRow:
         """Change a job's status (only along the allowed moves), with its error text and
         run/dataset links when given."""
-        if status not in JOB_STATUSES:
-            raise InputError("status", f"{status!r} is not one of {', '.join(JOB_STATUSES)}")
+        if status not in _MOVES:
+            raise InputError("status", f"{status!r} is not one of {', '.join(JobStatus)}")
         unknown = set(links) - {"run_id", "dataset_id"}
         if unknown:
             raise InputError("links", f"unknown: {', '.join(sorted(unknown))}")

@@ -12,9 +12,8 @@ import numpy as np
 
 from hasherd.errors import InputError
 from hasherd.storage.catalog import EVENT_INSERT, event_params
-from hasherd.storage.core import StoreCore, changes, where
-from hasherd.storage.errors import StorageError
-from hasherd.storage.rows import VALIDATIONS, Checkpoint, Event, WeightRow
+from hasherd.storage.core import StoreCore, where
+from hasherd.storage.rows import Checkpoint, Event, WeightRow
 
 _U64 = 1 << 64
 _I64_MIN = -(1 << 63)
@@ -190,15 +189,6 @@ class TrainingMixin(StoreCore):
             (dataset_id,),
         )
         return {int(rec): int(bits) for rec, bits in rows}
-
-    async def set_validation(self, weight_id: int, state: str) -> None:
-        """Mark a weight 'unvalidated', 'validated' or 'non-deterministic'."""
-        if state not in VALIDATIONS:
-            raise InputError("validation", f"{state!r} is not one of {sorted(VALIDATIONS)}")
-        async with self.transaction() as conn:
-            sql = "UPDATE weights SET validation = ? WHERE id = ?"
-            if await changes(conn, sql, (state, weight_id)) != 1:
-                raise StorageError(self.path, f"no weight {weight_id}")
 
 
 def _place(event: Event, run_id: int, record_id: int) -> Event:

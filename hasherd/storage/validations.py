@@ -14,8 +14,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from hasherd.errors import InputError
-from hasherd.storage.core import StoreCore, where
+from hasherd.storage.core import StoreCore, changes, where
 from hasherd.storage.errors import StorageError
+from hasherd.storage.rows import VALIDATIONS
 
 _VALUES = (
     "weight_id, seed, stored_output, stored_golden_nonce, evaluator_a, output_a,"
@@ -222,6 +223,16 @@ async def load_summary(store: StoreCore, dataset_id: int | None = None) -> Valid
 
 class ValidationsMixin(StoreCore):
     """The store's methods for validation results (the functions above, as methods)."""
+
+    async def set_validation(self, weight_id: int, state: str) -> None:
+        """Mark a weight 'unvalidated', 'validated' or 'non-deterministic' (a state of its
+        own, without a stored check: the end-of-run sample of a training)."""
+        if state not in VALIDATIONS:
+            raise InputError("validation", f"{state!r} is not one of {sorted(VALIDATIONS)}")
+        async with self.transaction() as conn:
+            sql = "UPDATE weights SET validation = ? WHERE id = ?"
+            if await changes(conn, sql, (state, weight_id)) != 1:
+                raise StorageError(self.path, f"no weight {weight_id}")
 
     async def add_validation(self, v: ValidationRow) -> ValidationRow:
         """See ``store_validation``."""

@@ -1,10 +1,10 @@
 """Unix stream sockets for the daemon's servers (the control socket, the jitter service).
 
 Plain non-blocking sockets driven by ``anyio.wait_readable()``/``wait_writable()`` (see
-``hasherd.control.server`` for why not anyio's UNIX streams). What every server needs:
-bind with its file mode and group, replace a stale socket file but refuse a live one or a
-non-socket, remove the file at stop unless another process has replaced it, accept
-without dying of EMFILE, and send and receive with the peer's pace bounded.
+``hasherd.transport.unix_server`` for why not anyio's UNIX streams). What every server
+needs: bind with its file mode and group, replace a stale socket file but refuse a live
+one or a non-socket, remove the file at stop unless another process has replaced it,
+accept without dying of EMFILE, and send and receive with the peer's pace bounded.
 """
 
 from __future__ import annotations
@@ -15,19 +15,38 @@ import socket
 import stat
 from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
+
+from hasherd.errors import HasherError
 
 LOGGER = logging.getLogger(__name__)
 BACKLOG = 128
 CHUNK = 65536
 PROBE_TIMEOUT = 1.0
 Identity = tuple[int, int]  # (st_dev, st_ino) of the socket file this process bound
-SetupError = Callable[[Path, str], Exception]  # (path, problem) -> the server's own error
-InUseError = Callable[[Path], Exception]  # path -> "already running"
+
+
+class SocketSetupError(HasherError):
+    """A server's socket cannot be set up at ``path``; each server names its socket with
+    ``label`` ("control socket ...", "jitter socket ...")."""
+
+    label: ClassVar[str] = "unix"
+
+    def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.label} socket {self.path}: {problem}")
+
+
+class AlreadyRunning(SocketSetupError):
+    """Another live process answers on the socket path (another hasherd, most likely)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        super().__init__(path, "already running: another process is listening on it")
 
 
 def runtime_socket_path(
@@ -52,11 +71,17 @@ def runtime_socket_path(
 
 
 def open_listener(
-    path: Path, mode: int, gid: int | None, *, label: str, error: SetupError, in_use: InUseError
+    path: Path,
+    mode: int,
+    gid: int | None,
+    *,
+    error: type[SocketSetupError],
+    in_use: type[AlreadyRunning],
 ) -> tuple[socket.socket, Identity]:
     """The bound, listening, non-blocking socket at ``path`` (mode and group set before it
-    listens) and the file's identity. ``label`` names the socket in log lines."""
-    prepare_path(path, gid, label=label, error=error, in_use=in_use)
+    listens) and the file's identity; failures are the server's own ``error``/``in_use``."""
+    label = error.label
+    prepare_path(path, gid, error=error, in_use=in_use)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.setblocking(False)
@@ -77,7 +102,7 @@ def open_listener(
 
 
 def prepare_path(
-    path: Path, gid: int | None, *, label: str, error: SetupError, in_use: InUseError
+    path: Path, gid: int | None, *, error: type[SocketSetupError], in_use: type[AlreadyRunning]
 ) -> None:
     """Create the directory; replace a stale socket, refuse a live one or a non-socket."""
     parent = path.parent
@@ -99,8 +124,8 @@ def prepare_path(
         try:
             probe.connect(str(path))
         except ConnectionRefusedError:
-            LOGGER.info("removing stale %s socket %s", label, path)
-            remove_socket(path, None, label=label)
+            LOGGER.info("removing stale %s socket %s", error.label, path)
+            remove_socket(path, None, label=error.label)
             return
         except FileNotFoundError:
             return

@@ -16,24 +16,27 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import anyio.abc
 
 from hasherd.actors.pool import ActorPool
+from hasherd.backends.choice import evaluator_named
+from hasherd.config import Config
+from hasherd.control.params import StartValidation
 from hasherd.errors import HasherError, InputError
 from hasherd.kernel.evaluators.base import make_request
+from hasherd.storage import Store
 from hasherd.validation.core import (
     EvaluatorLane,
     Lane,
     Report,
     Task,
     default_evaluators,
-    make_evaluator,
     validate,
 )
-
-if TYPE_CHECKING:
-    from hasherd.daemon.root import Daemon
 
 LOGGER = logging.getLogger(__name__)
 KEPT = 16  # finished validations whose reports ``validate.show`` can still return
@@ -93,10 +96,27 @@ class ValidationRun:
 
 
 class ValidationService:
-    """The daemon's validations (see the module docstring)."""
+    """The daemon's validations (see the module docstring).
 
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
+    ``config`` is read at each start (a reload applies to the next validation); ``tasks``
+    runs the validations; ``live_run`` names the run a job in progress trains (the jobs
+    table links them only when the job stops); ``count_error`` counts a failure by class
+    name for ``hasherd_errors_total``.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        pool: ActorPool,
+        config: Callable[[], Config],
+        tasks: anyio.abc.TaskGroup,
+        *,
+        live_run: Callable[[int], int | None] = lambda job_id: None,
+        count_error: Callable[[str], None] = lambda kind: None,
+    ) -> None:
+        self.store, self.pool, self.config, self.tasks = store, pool, config, tasks
+        self.live_run = live_run
+        self.count_error = count_error
         self.runs: dict[int, ValidationRun] = {}
         self.next_id = 1
         self.finished = 0
@@ -119,72 +139,60 @@ class ValidationService:
         }
 
     def _lane(self, name: str) -> Lane:
-        pool = self.daemon.pool
+        pool = self.pool
         if name in pool.actors and pool.actors[name].zero_bits is not None:
             return ActorLane(pool, name)  # a chip: only its actor may open the port
         try:
-            return EvaluatorLane(name, make_evaluator(name, self.daemon.config))
+            return EvaluatorLane(name, evaluator_named(name, self.config()))
         except HasherError as exc:
             raise InputError("evaluator", f"{name!r}: {exc}") from None
 
-    def start(self, params: dict[str, Any]) -> ValidationRun:
-        """Start a validation task for ``params`` (``job``, ``run`` and ``seed`` already
-        checked as integers by the control handler); InputError on a bad sample or
-        evaluator, or while one is running."""
+    def start(self, req: StartValidation) -> ValidationRun:
+        """Start a validation task for ``req``; InputError on an evaluator that cannot be
+        built, or while one is running."""
         busy = self.running
         if busy is not None:
             raise InputError("validation", f"validation {busy.id} is still running")
-        tg = self.daemon._tg
-        if tg is None:
-            raise InputError("validation", "the daemon is not running")
-        cfg = self.daemon.config
-        name_a, name_b = default_evaluators(cfg)
-        name_a = _opt_str(params, "evaluator") or name_a
-        name_b = _opt_str(params, "against") or name_b
-        sample = params.get("sample", 1.0)
-        if isinstance(sample, bool) or not isinstance(sample, (int, float)):
-            raise InputError("sample", f"expected a number in (0, 1], got {sample!r}")
-        if not 0.0 < float(sample) <= 1.0:
-            raise InputError("sample", f"{sample} is outside (0, 1]")
+        default_a, default_b = default_evaluators(self.config())
+        name_a, name_b = req.evaluator or default_a, req.against or default_b
         lane_a = self._lane(name_a)
         try:
             lane_b = self._lane(name_b)
         except BaseException:
             lane_a.close()
             raise
-        run = ValidationRun(self.next_id, dict(params), (name_a, name_b))
+        run = ValidationRun(self.next_id, req.to_params(), (name_a, name_b))
         self.next_id += 1
         self.runs[run.id] = run
         for old in sorted(self.runs)[:-KEPT]:
             del self.runs[old]
-        tg.start_soon(self._run, run, lane_a, lane_b, float(sample))
+        self.tasks.start_soon(self._run, run, req, lane_a, lane_b)
         LOGGER.info("validation %d started: %s against %s", run.id, name_a, name_b)
         return run
 
-    async def _run(self, run: ValidationRun, a: Lane, b: Lane, sample: float) -> None:
-        store = self.daemon.store
-        assert store is not None
-        p = run.params
+    def _scope(self, req: StartValidation) -> tuple[int | None, int | None]:
+        """(run, job) to validate: a job this process trains now is known by its run."""
+        run_id, job_id = req.run, req.job
+        live = self.live_run(job_id) if job_id is not None else None
+        if live is not None and run_id in (None, live):
+            return live, None
+        return run_id, job_id
 
+    async def _run(self, run: ValidationRun, req: StartValidation, a: Lane, b: Lane) -> None:
         def on_check(kind: str) -> None:
             outcome = OUTCOME[kind]
             run.counts[outcome] += 1
             self.weights[outcome] += 1
 
         try:
-            run_id, job_id = p.get("run"), p.get("job")
-            sched = self.daemon.scheduler
-            progress = sched.progress.get(job_id) if sched and job_id is not None else None
-            if progress is not None and progress.run_id and run_id in (None, progress.run_id):
-                # a running job is linked to its run only when it stops; this process knows
-                run_id, job_id = progress.run_id, None
+            run_id, job_id = self._scope(req)
             report = await validate(
-                store,
+                self.store,
                 a,
                 b,
-                config=self.daemon.config.validation,
-                sample=sample,
-                seed=p.get("seed"),
+                config=self.config().validation,
+                sample=1.0 if req.sample is None else float(req.sample),
+                seed=req.seed,
                 run_id=run_id,
                 job_id=job_id,
                 labels=run.evaluators,
@@ -193,11 +201,11 @@ class ValidationService:
         except HasherError as exc:
             run.state, run.error = "failed", str(exc)
             LOGGER.error("validation %d failed: %s", run.id, exc)
-            self.daemon.count_error(type(exc).__name__)
+            self.count_error(type(exc).__name__)
         except Exception as exc:  # an unexpected failure is reported, not lost in the log
             run.state, run.error = "failed", f"{type(exc).__name__}: {exc}"
             LOGGER.exception("validation %d failed", run.id)
-            self.daemon.count_error(type(exc).__name__)
+            self.count_error(type(exc).__name__)
         else:
             run.state, run.report = "finished", report
             self.last_rate = report.rate
@@ -225,10 +233,3 @@ class ValidationService:
         if run_id not in self.runs:
             raise InputError("id", f"no validation {run_id} (kept: {sorted(self.runs)})")
         return self.runs[run_id]
-
-
-def _opt_str(params: dict[str, Any], key: str) -> str | None:
-    value = params.get(key)
-    if value is not None and (not isinstance(value, str) or not value):
-        raise InputError(key, f"expected an evaluator name, got {value!r}")
-    return value

@@ -16,13 +16,8 @@ import numpy as np
 import pytest
 
 from hasherd.backends.asic import AsicEvaluator, factory
-from hasherd.devices.bm1370 import (
-    Bm13xxChain,
-    ChainError,
-    SweepBound,
-    covered_prefix,
-    open_chain,
-)
+from hasherd.devices.bm1370 import Bm13xxChain, open_chain
+from hasherd.devices.chain import ChainError, SweepBound, covered_prefix
 from hasherd.emulate import ChainEmulator, CommandDecoder, share_start
 from hasherd.errors import EvaluatorError
 from hasherd.kernel import spec

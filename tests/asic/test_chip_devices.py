@@ -4,8 +4,10 @@ and the chip metrics. Every chain here is the BM1370 emulator on a real pty."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from pathlib import Path
+from typing import Any
 
 import anyio
 import numpy as np
@@ -15,14 +17,14 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from hasherd import config as config_mod
-from hasherd.actors.base import NoActorError
+from hasherd.actors.base import EvalJob, NoActorError
 from hasherd.actors.build import build_actors
 from hasherd.actors.evaluator import EvaluatorActor
 from hasherd.actors.pool import ActorPool
 from hasherd.backends import create
 from hasherd.backends.asic import AsicEvaluator, chip_evaluator
 from hasherd.cli.cmd_daemon import to_toml
-from hasherd.devices.bm1370 import SweepBound
+from hasherd.devices.chain import SweepBound
 from hasherd.emulate import ChainEmulator
 from hasherd.errors import ConfigError
 from hasherd.kernel.evaluators.base import EvalRequest, make_request
@@ -273,13 +275,15 @@ def test_chip_and_validation_metrics_come_from_the_snapshots() -> None:
             "chain0", "bm1370", lambda: chip_evaluator(_chip_cfg(emu.slave_path)), zero_bits=K
         )
 
-        async def main() -> None:
+        async def main() -> dict[str, Any]:
             await actor.start()
-            await actor.thread.call(actor.evaluator.evaluate_many, _requests(1, K, 1))  # type: ignore[union-attr]
+            job = EvalJob(_requests(1, K, 1), asyncio.get_running_loop().create_future())
+            await actor.run_job(job)
+            snap = actor.snapshot()
+            await actor.stop()
+            return snap
 
-        anyio.run(main)
-        snap = actor.snapshot()
-        actor.stop()
+        snap = anyio.run(main)
     registry = CollectorRegistry()
     registry.register(HasherCollector(_Source([snap]), "test"))
     samples = {

@@ -112,6 +112,7 @@ def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return out
 
 
+@pytest.mark.timeout(300)  # 24 s with numba's cache warm; a cold cache adds the compile
 def test_emulated_rig_trains_exports_chip_metrics_and_validates(rig_dir: Path) -> None:
     good = Emulator(2, ZERO_BITS, SWEEP)
     bad = Emulator(1, ZERO_BITS, SWEEP, "drop_nonce")
@@ -279,6 +280,7 @@ cpu_actors = 0
         bad.stop()
 
 
+@pytest.mark.timeout(300)  # 16 s with numba's cache warm
 def test_vectors_check_on_the_emulated_chip() -> None:
     emu = Emulator(1, ZERO_BITS, SWEEP)
     try:

@@ -17,7 +17,7 @@ from hasherd import config as config_mod
 from hasherd.actors.evaluator import EvaluatorActor
 from hasherd.actors.pool import ActorPool
 from hasherd.backends.asic import AsicEvaluator, chip_evaluator
-from hasherd.devices.bm1370 import SweepBound
+from hasherd.devices.chain import SweepBound
 from hasherd.emulate.s3 import S3Emulator
 from hasherd.errors import ConfigError, EvaluatorError
 from hasherd.kernel.evaluators.base import make_request

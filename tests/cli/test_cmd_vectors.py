@@ -32,6 +32,7 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 
 
 @pytest.mark.slow  # the numba evaluator compiles on its first use on a machine
+@pytest.mark.timeout(300)
 def test_shipped_file_passes_every_available_evaluator(capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = run(capsys, str(VECTORS), "--json")
     assert status == 0

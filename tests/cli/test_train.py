@@ -38,7 +38,7 @@ def _dataset(path: Path, n: int = 24) -> Path:
     return path
 
 
-def _train_cmd(data: Path, db: Path) -> list[str]:
+def _train_cmd(data: Path, db: Path, extra: list[str] | None = None) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -49,6 +49,7 @@ def _train_cmd(data: Path, db: Path) -> list[str]:
         "--db",
         str(db),
         *ARGS,
+        *(extra or []),
     ]
 
 
@@ -116,20 +117,25 @@ def test_verify_reports_a_tampered_weight(
     assert "MISMATCH" in capsys.readouterr().out
 
 
+@pytest.mark.timeout(300)  # 23 s, plus numba_eval's compile on a cold cache
 def test_sigkill_at_random_moments_then_resume(tmp_path: Path, numba_eval: Evaluator) -> None:
     """Killed with SIGKILL several times, the same command resumes each time and ends with
     exactly the weights of an uninterrupted run with the same seed: nothing lost, nothing
     duplicated, no seed evaluated twice."""
     data = _dataset(tmp_path / "frames.json", 30)
+    # Harder than ARGS, so that a run lasts long enough to be killed more than once.
+    hard = ["--difficulty-bits", "13"]
     clean = tmp_path / "clean.db"
-    subprocess.run(_train_cmd(data, clean), check=True, capture_output=True, timeout=300)
+    subprocess.run(_train_cmd(data, clean, hard), check=True, capture_output=True, timeout=300)
     db = tmp_path / "killed.db"
     rng = random.Random(7)
     kills = 0
-    for _ in range(4):
+    for _ in range(8):
+        if kills == 3:
+            break
         before = _generations(db)
         proc = subprocess.Popen(
-            _train_cmd(data, db), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            _train_cmd(data, db, hard), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         deadline = time.monotonic() + 60
         while proc.poll() is None and time.monotonic() < deadline:
@@ -143,7 +149,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path: Path, numba_eval: Evalu
         proc.wait(timeout=30)
         assert _rows(db, "PRAGMA integrity_check") == [("ok",)]
     assert kills >= 2
-    done = subprocess.run(_train_cmd(data, db), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(_train_cmd(data, db, hard), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert _weights(db) == _weights(clean)
     assert len(_rows(db, "SELECT id FROM runs")) == 1

@@ -17,8 +17,6 @@ import anyio
 import numpy as np
 import pytest
 
-from hasherd.actors.base import ActorState
-from hasherd.control.server import AlreadyRunning
 from hasherd.jitter.service import (
     JitterAlreadyRunning,
     JitterService,
@@ -41,6 +39,8 @@ from hasherd.protocol.jitter import (
     UploadReply,
     UploadRequest,
 )
+from hasherd.transport.unix import AlreadyRunning
+from hasherd.transport.unix_server import ServerState
 
 pytestmark = pytest.mark.anyio
 RNG_FRAMES = np.random.default_rng(5).integers(0, 2**32, (40, 12), dtype=np.uint64)
@@ -269,11 +269,11 @@ async def test_stale_socket_is_replaced_and_a_live_one_refused(h: Any, sock_path
         second = JitterService(sock_path, MEMORY)
         with pytest.raises(JitterAlreadyRunning, match=r"jitter socket .* already running"):
             await second.serve()
-        assert second.state == ActorState.FAILED and isinstance(
+        assert second.state == ServerState.FAILED and isinstance(
             JitterAlreadyRunning(""), AlreadyRunning
         )
-        assert first.state == ActorState.READY
-    assert not sock_path.exists() and first.state == ActorState.STOPPED
+        assert first.state == ServerState.READY
+    assert not sock_path.exists() and first.state == ServerState.STOPPED
 
 
 async def test_a_non_socket_file_is_never_replaced(sock_path: Path) -> None:

@@ -36,6 +36,9 @@ SCAN_BLOCK = 8  # nonce lanes per round in the simulator (the GPU default is 256
 LAUNCH_MAX = 4  # candidates per launch: the multi-record jobs need several launches
 TIMEOUT_S = 600
 
+# the first test pays for the simulator run in `sim` (31 s)
+pytestmark = pytest.mark.timeout(300)
+
 
 def _loop_cases(data: dict[str, Any]) -> list[int]:
     """Loop vectors small enough for the simulator, covering what must be covered."""

@@ -22,11 +22,11 @@ from hasherd.errors import ConfigError
 from hasherd.metrics import (
     ACTOR_STATES,
     GENERATION_BUCKETS,
-    JOB_STATUSES,
     AddressInUseError,
     Metrics,
     parse_address,
 )
+from hasherd.storage.status import JobStatus
 
 ODD_NAME = 'sonnets "1-20" \\ draft\nv2 — é'
 
@@ -230,7 +230,7 @@ def test_each_job_is_in_exactly_one_status(metrics: Metrics, source: Source) -> 
     samples = scrape(metrics)
     for job in source.jobs:
         status = values(samples, "hasherd_job_status", job_id=str(job["id"]))
-        assert {labels[2] for labels in status} == set(JOB_STATUSES)
+        assert {labels[2] for labels in status} == set(JobStatus)
         assert [labels[2] for labels, v in status.items() if v == 1.0] == [job["status"]]
 
 

@@ -65,6 +65,10 @@ PROMETHEUS = shutil.which("prometheus")
 HASHERD = [sys.executable, "-m", "hasherd.cli.main"]
 SCRAPE_JOB = "hasherd"  # the example's job_name; the alerts select job="hasherd"
 
+# the first test to use `live` pays for starting a daemon and Prometheus (19 s), and for
+# the daemon's numba compile on a cold cache
+pytestmark = pytest.mark.timeout(300)
+
 # Grafana's variables, as the test queries them.
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$instance": ".+"}
 

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from hasherd.cli import cmd_emulate_s3
-from hasherd.devices.bm1370 import ChainError, SweepBound
+from hasherd.cli import cmd_emulate
+from hasherd.devices.chain import ChainError, SweepBound
 from hasherd.devices.s3 import INIT_CONFIG, S3Chain, covered_run, open_s3_chain
 from hasherd.emulate.s3 import S3Emulator
 from hasherd.protocol.s3 import RxDecoder, RxStatus
@@ -177,9 +177,8 @@ def test_covered_run() -> None:
 def test_cli_prints_the_pty_and_stops_on_sigterm() -> None:
     script = (
         "import argparse, sys\n"
-        "from hasherd.cli.cmd_emulate_s3 import register_s3\n"
-        "p = argparse.ArgumentParser()\n"
-        "register_s3(p.add_subparsers().add_parser('emulate').add_subparsers())\n"
+        "from hasherd.cli import cmd_emulate\n"
+        "p = argparse.ArgumentParser(); cmd_emulate.register(p.add_subparsers())\n"
         "a = p.parse_args(sys.argv[1:]); sys.exit(a.handler(a))\n"
     )
     args = ["emulate", "s3", "--chips", "6", "--chains", "2", "--zero-bits", "8"]
@@ -205,8 +204,10 @@ def test_cli_prints_the_pty_and_stops_on_sigterm() -> None:
 
 def test_cli_bench_prints_the_rate(capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser()
-    cmd_emulate_s3.register_s3(parser.add_subparsers())
-    args = parser.parse_args(["s3", "--chips", "2", "--sweep-limit", "4096", "--bench", "3"])
+    cmd_emulate.register(parser.add_subparsers())
+    args = parser.parse_args(
+        ["emulate", "s3", "--chips", "2", "--sweep-limit", "4096", "--bench", "3"]
+    )
     assert args.handler(args) == 0
     out = capsys.readouterr().out
     assert "3 works x 2 chips x 4096 nonces" in out and "nonces/s" in out

@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from hasherd.devices.bm1370 import SweepBound
+from hasherd.devices.chain import SweepBound
 from hasherd.devices.s3 import S3Chain, open_s3_chain
 from hasherd.emulate.s3 import S3Engine
 from hasherd.protocol.s3 import NonceEntry, RxNonce, RxStatus

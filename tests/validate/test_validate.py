@@ -19,14 +19,15 @@ import pytest
 from hasherd.backends import create
 from hasherd.cli import cmd_validate
 from hasherd.cli import main as cli
-from hasherd.config import ValidationConfig
+from hasherd.config import Config, ValidationConfig
 from hasherd.errors import EvaluatorError, InputError
 from hasherd.kernel.evaluators.base import EvalRequest, EvalResult, Evaluator
 from hasherd.storage import Store
 from hasherd.storage.errors import StorageError
 from hasherd.storage.migrations import newest_version
 from hasherd.storage.validations import ValidationRow, ValidationsMixin, load_validations
-from hasherd.validation.core import choose, validate
+from hasherd.validation import sample as sample_mod
+from hasherd.validation.core import StoredInputs, choose, validate
 
 N_FRAMES = 12
 
@@ -257,6 +258,85 @@ async def test_changed_memory_fails_without_running(db: Path) -> None:
     assert f.check.attempts == 0 and f.check.output_a is None and f.check.output_b is None
     assert f.check.error is not None and "memory_id" in f.check.error
     assert report.agree == 11
+
+
+async def _end_of_run_sample(db: Path, cfg: Config) -> tuple[int, int]:
+    """The training's end-of-run sample of the database's run, as the trainer calls it."""
+    async with await Store.open(db, create=False) as store:
+        (run,) = await store.runs()
+        inputs = StoredInputs(store)
+        await inputs.load([1], {run.id})
+        return await sample_mod.check_sample(store, run, inputs.memories[1], cfg)
+
+
+def _events(db: Path, kind: str) -> list[tuple[dict[str, Any], int]]:
+    rows = _rows(
+        db, "SELECT payload_json, record_id FROM events WHERE kind = ? ORDER BY id", (kind,)
+    )
+    return [(json.loads(p), int(r)) for p, r in rows]
+
+
+@pytest.mark.anyio
+async def test_end_of_run_sample_is_the_stored_output_against_the_reference(db: Path) -> None:
+    """Every weight (split 1) re-run on the reference: a tampered one is non-deterministic,
+    the others validated; the weights' states only, no row in ``validations``."""
+    victim = _weights(db)[5][0]
+    _execute(db, "UPDATE weights SET output = (output | 1) - (output & 1) WHERE id = ?", (victim,))
+    cfg = Config().with_training(validation_split=1.0)
+    assert await _end_of_run_sample(db, cfg) == (11, 1)
+    states = _states(db)
+    assert states.pop(victim) == "non-deterministic" and set(states.values()) == {"validated"}
+    assert _rows(db, "SELECT count(*) FROM validations") == [(0,)]
+    assert _events(db, "validation_failed") == []
+
+
+@pytest.mark.anyio
+async def test_end_of_run_sample_draws_with_the_run_seed(db: Path) -> None:
+    """``round(split * n)`` of the run's weights (in the store's order), drawn by
+    ``numpy.random.default_rng(run seed).choice``: the same weights every time."""
+    cfg = Config().with_training(validation_split=0.3)  # round(3.6) = 4 of the 12
+    assert await _end_of_run_sample(db, cfg) == (4, 0)
+    ((rng_seed,),) = _rows(db, "SELECT rng_seed FROM runs")
+    order = "SELECT w.id FROM weights w JOIN records r ON r.id = w.record_id ORDER BY r.idx"
+    ids = [int(i) for (i,) in _rows(db, order)]
+    drawn = np.random.default_rng(rng_seed).choice(len(ids), size=4, replace=False)
+    validated = {i for i, s in _states(db).items() if s == "validated"}
+    assert validated == {ids[int(k)] for k in drawn}
+    _execute(db, "UPDATE weights SET validation = 'unvalidated'")
+    assert await _end_of_run_sample(db, Config().with_training(validation_split=0.0)) == (0, 0)
+    assert set(_states(db).values()) == {"unvalidated"}
+
+
+@pytest.mark.anyio
+async def test_end_of_run_sample_failures_keep_the_state_and_leave_an_event(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A weight the reference cannot re-run (it hangs past the timeout on every try, or
+    fails) stays unvalidated, and a ``validation_failed`` event says why."""
+    ids = _weights(db)
+    (hung_id, hung), (dead_id, dead) = ids[1], ids[4]
+    ev = Faulty(lambda s, n: "hang" if s == hung else "raise" if s == dead else None)
+    monkeypatch.setattr(sample_mod, "ReferenceEvaluator", lambda: ev)
+    cfg = dataclasses.replace(
+        Config().with_training(validation_split=1.0),
+        validation=ValidationConfig(retry_attempts=1, timeout=0.3, max_concurrency=3),
+    )
+    try:
+        assert await _end_of_run_sample(db, cfg) == (10, 0)
+    finally:
+        ev.release.set()  # the abandoned calls end (with an error nobody waits for)
+    assert ev.calls[hung] == 2 and ev.calls[dead] == 2
+    states = _states(db)
+    assert (states.pop(hung_id), states.pop(dead_id)) == ("unvalidated", "unvalidated")
+    assert set(states.values()) == {"validated"}
+    failed = {p["weight"]: (p, record) for p, record in _events(db, "validation_failed")}
+    assert failed[hung_id][0] == {"weight": hung_id, "reason": "timeout"}
+    assert (
+        failed[dead_id][0]["reason"] == "error"
+        and "injected failure" in failed[dead_id][0]["error"]
+    )
+    records = dict(_rows(db, "SELECT id, record_id FROM weights"))
+    assert {w: r for w, (_, r) in failed.items()} == {w: records[w] for w in (hung_id, dead_id)}
 
 
 def _picked(db: Path) -> list[int]:

@@ -21,7 +21,7 @@ from hasherd.kernel.memory import JitterMemory
 _sha256 = hashlib.sha256
 
 
-def _spread(j: int) -> int:
+def spread(j: int) -> int:
     """``apply``'s XOR mask as one 128-bit integer: rotl32(j, 8w) in word w (big-endian)."""
     r8 = ((j << 8) | (j >> 24)) & 0xFFFFFFFF
     r16 = ((j << 16) | (j >> 16)) & 0xFFFFFFFF
@@ -29,7 +29,7 @@ def _spread(j: int) -> int:
     return (j << 96) | (r8 << 64) | (r16 << 32) | r24
 
 
-class _Loop:
+class Loop:
     """One record's loop state shared by its seeds: the memory and the record's constants."""
 
     def __init__(self, req: EvalRequest) -> None:
@@ -61,7 +61,7 @@ class _Loop:
         for pno in range(self.req.passes):
             d = _sha256(_sha256(head + mix.to_bytes(16, "big") + tail).digest()).digest()
             key = int.from_bytes(d[0:4], "big")
-            mix ^= _spread(jitter(mix, key, pno)[0])
+            mix ^= spread(jitter(mix, key, pno)[0])
         d = _sha256(_sha256(head + mix.to_bytes(16, "big") + tail).digest()).digest()
         return d, key, mix
 
@@ -79,32 +79,32 @@ class ReferenceEvaluator(Evaluator):
 
     def _evaluate(self, req: EvalRequest) -> EvalResult:
         n, p = req.n, req.passes
-        loop = _Loop(req)
-        out = _Outputs(n, p, req.trace)
-        dsha = blocks = 0
+        loop = Loop(req)
+        out = Outputs(n, p, req.trace)
+        dsha = nblocks = 0
         for i in range(n):
             header = spec.build_header(loop.slots, req.seeds[i].tobytes())
             head, mix, tail = header[:36], int.from_bytes(header[36:52], "big"), header[52:]
             if req.zero_bits == 0 and not req.trace:
                 d, key, mix = loop.run_k0(head, mix, tail)
                 final = spec.PassResult(spec.scan_start(header), d, 0)
-                dsha, blocks = dsha + p + 1, blocks + 3 * (p + 1)
+                dsha, nblocks = dsha + p + 1, nblocks + 3 * (p + 1)
             else:
                 key = 0
                 for pno in range(p):
                     res = loop.digest(head, mix, tail)
-                    dsha, blocks = dsha + res.scanned, blocks + _blocks(res, req.zero_bits)
+                    dsha, nblocks = dsha + res.scanned, nblocks + blocks(res, req.zero_bits)
                     key = int.from_bytes(res.digest[0:4], "big")
                     j, hit = loop.jitter(mix, key, pno)
-                    mix ^= _spread(j)
+                    mix ^= spread(j)
                     out.record(i, pno, key, res.nonce, j, hit)
                 final = loop.digest(head, mix, tail)
-                dsha, blocks = dsha + final.scanned, blocks + _blocks(final, req.zero_bits)
+                dsha, nblocks = dsha + final.scanned, nblocks + blocks(final, req.zero_bits)
             out.finish(i, final, key, head + mix.to_bytes(16, "big") + tail)
-        return out.result(dsha, blocks)
+        return out.result(dsha, nblocks)
 
 
-class _Outputs:
+class Outputs:
     """The result arrays, filled one seed at a time."""
 
     def __init__(self, n: int, p: int, trace: bool) -> None:
@@ -153,6 +153,6 @@ class _Outputs:
         )
 
 
-def _blocks(res: spec.PassResult, zero_bits: int) -> int:
+def blocks(res: spec.PassResult, zero_bits: int) -> int:
     """SHA-256 blocks hashed by one pass: 3 at k = 0; else a midstate per ntime, 2 a nonce."""
     return 3 if zero_bits == 0 else 2 * res.scanned + res.ntime_roll + 1

@@ -1,5 +1,6 @@
 """Pieces the ``hasherd emulate`` models share: the emulator options, and serving a pty
-until SIGINT or SIGTERM (docs/emulator.md, docs/s3.md)."""
+until SIGINT or SIGTERM (docs/emulator.md, docs/s3.md). Each model's command module
+(``bm1370_command``, ``s3_command``) builds on them; its driver names it."""
 
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 
 ``hasherd emulate s3 --chips N --zero-bits K`` prints the pty path on stdout (one line) and
 answers S2/S3 tokens on it until SIGINT or SIGTERM (exit status 0). ``--bench WORKS``
-instead hashes that many works without a pty and prints the hash rate.
+instead hashes that many works without a pty and prints the hash rate. The ``s3`` driver
+(``devices/s3.py``) names this module for the command.
 """
 
 from __future__ import annotations
@@ -13,23 +14,21 @@ import random
 import time
 from typing import Any
 
-from hasherd.cli.emulate_common import EXIT_OK, add_emulator_args, serve_until_signal
 from hasherd.emulate.s3 import FAULTS, S3Emulator, S3Engine
+from hasherd.emulate.serve import EXIT_OK, add_emulator_args, serve_until_signal
 from hasherd.protocol.s3 import TxTask, Work
 
-__all__ = ["register_s3", "run_s3"]
+__all__ = ["DESCRIPTION", "add_arguments", "run"]
 
 LOGGER = logging.getLogger(__name__)
 
+DESCRIPTION = (
+    "Emulate an Antminer S3 controller and its BM1382 chains on a pty; print its path and "
+    "run until SIGINT or SIGTERM."
+)
 
-def register_s3(esub: Any) -> None:
-    """Add ``s3`` to the ``emulate`` subparsers."""
-    p = esub.add_parser(
-        "s3",
-        help="an Antminer S3 controller (S2/S3 tokens)",
-        description="Emulate an Antminer S3 controller and its BM1382 chains on a pty; print "
-        "its path and run until SIGINT or SIGTERM.",
-    )
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     add_emulator_args(
         p,
         FAULTS,
@@ -47,7 +46,6 @@ def register_s3(esub: Any) -> None:
         metavar="WORKS",
         help="hash WORKS random works without a pty, print nonces/s and exit",
     )
-    p.set_defaults(handler=run_s3)
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
@@ -73,7 +71,7 @@ def bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def run_s3(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Serve until a signal; ``InputError`` on bad arguments propagates to main (exit 2)."""
     if args.bench > 0:
         return bench(args)

@@ -1,0 +1,118 @@
+"""The seam under an evaluator actor: what it drives to open a device, evaluate and close.
+
+An actor does not care where a batch is computed. An in-process evaluator (numba, CUDA,
+the reference) computes on its own thread (:class:`ThreadBackend`); a chip chain is driven
+by coroutines on the caller's event loop (``hasherd.backends.asic.ChipBackend``); a remote
+evaluator would await its peer. Each is a :class:`Backend`: built cheaply (nothing opens in
+``__init__``), then ``start()``, which fully succeeds or undoes itself, then any number of
+batches, then ``close()``, which never raises. A restart builds a fresh one, so it really
+reopens the device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+from hasherd.actors.base import ActorError
+from hasherd.actors.thread import CallThread
+from hasherd.kernel.evaluators.base import EvalRequest, EvalResult, Evaluator
+
+T = TypeVar("T")
+
+
+class Backend(Protocol):
+    """One device (or evaluator) as an evaluator actor drives it (see the module docstring)."""
+
+    @property
+    def threads(self) -> int:
+        """Host threads it computes on (the actor's snapshot)."""
+        ...
+
+    async def start(self) -> None:
+        """Open the device and load what it needs; on failure undo and raise."""
+        ...
+
+    async def evaluate_many(self, reqs: list[EvalRequest]) -> list[EvalResult]:
+        """Evaluate validated requests, one result each; any failure raises."""
+        ...
+
+    async def run_post(self, fn: Callable[[list[EvalResult]], T], results: list[EvalResult]) -> T:
+        """``fn(results)`` off the event loop (a job's CPU-heavy post step)."""
+        ...
+
+    def supports(self, zero_bits: int) -> bool:
+        """Whether it can evaluate requests at ``zero_bits``."""
+        ...
+
+    def device_stats(self) -> dict[str, Any] | None:
+        """Hardware counters (``Evaluator.device_stats``); a cheap snapshot, never raising."""
+        ...
+
+    async def close(self) -> None:
+        """Release the device; never raises, also when cancelled or never started."""
+        ...
+
+
+class ThreadBackend:
+    """An in-process ``Evaluator`` on a ``CallThread`` of its own.
+
+    ``factory`` runs on that thread, and so do ``warm_up``, every batch, every post step
+    and ``close``: a CUDA context and numba's threading layer belong to the thread that
+    made them, and the post step never competes with a kernel for the cores.
+    """
+
+    def __init__(self, name: str, factory: Callable[[], Evaluator]) -> None:
+        self.name = name
+        self.factory = factory
+        self._thread: CallThread | None = None
+        self._evaluator: Evaluator | None = None
+
+    @property
+    def threads(self) -> int:
+        return self._evaluator.threads if self._evaluator is not None else 0
+
+    async def start(self) -> None:
+        thread = CallThread(self.name)
+        evaluator: Evaluator | None = None
+        try:
+            evaluator = await thread.call(self.factory)
+            await thread.call(evaluator.warm_up)
+        except BaseException:
+            thread.close(evaluator.close if evaluator is not None else None)
+            raise
+        self._thread, self._evaluator = thread, evaluator
+
+    def _started(self) -> tuple[CallThread, Evaluator]:
+        if self._thread is None or self._evaluator is None:
+            raise ActorError(self.name, "not started")
+        return self._thread, self._evaluator
+
+    async def evaluate_many(self, reqs: list[EvalRequest]) -> list[EvalResult]:
+        thread, evaluator = self._started()
+        return await thread.call(evaluator.evaluate_many, reqs)
+
+    async def run_post(self, fn: Callable[[list[EvalResult]], T], results: list[EvalResult]) -> T:
+        thread, _ = self._started()
+        return await thread.call(fn, results)
+
+    def supports(self, zero_bits: int) -> bool:
+        """The evaluator's answer once built; until then any (the actor's own bounds
+        decide)."""
+        return self._evaluator is None or self._evaluator.supports(zero_bits)
+
+    def device_stats(self) -> dict[str, Any] | None:
+        if self._evaluator is None:
+            return None
+        try:
+            return self._evaluator.device_stats()
+        except Exception:  # a snapshot must never take the actor down
+            return None
+
+    async def close(self) -> None:
+        """Lets the calls already queued finish, then closes the evaluator on its thread;
+        waits for neither (a hung kernel cannot be interrupted)."""
+        thread, evaluator = self._thread, self._evaluator
+        self._thread = self._evaluator = None
+        if thread is not None:
+            thread.close(evaluator.close if evaluator is not None else None)

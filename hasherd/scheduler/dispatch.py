@@ -1,0 +1,97 @@
+"""Where the trainer's batches go: one dispatch interface, two providers.
+
+``dispatch.evaluate_then(requests, post)`` evaluates one batch and runs ``post(results)``
+on the thread that evaluated it (the trainer scores and breeds there, right after the
+kernel, so that work never competes with a kernel for the cores), and returns both. The
+trainer keeps ``dispatch.lanes`` groups in flight. The daemon's actor pool is one
+provider (``PoolDispatch``); ``hasherd train`` wraps its one evaluator in
+``EvaluatorDispatch``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Protocol
+
+import anyio
+
+from hasherd.actors.pool import ActorPool
+from hasherd.actors.thread import CallThread
+from hasherd.kernel.evaluators.base import EvalRequest, EvalResult, Evaluator
+
+# ``post(results)``, run on the evaluator's thread; its value comes back with the results.
+Post = Callable[[list[EvalResult]], Any]
+
+
+class Dispatch(Protocol):
+    """What the trainer evaluates its batches with (see the module docstring)."""
+
+    @property
+    def lanes(self) -> int:
+        """Groups the trainer keeps in flight at once."""
+        ...
+
+    async def warm_up(self) -> None:
+        """Load or compile the kernels; before anything else of the run touches numba."""
+        ...
+
+    async def evaluate_then(
+        self, reqs: list[EvalRequest], post: Post
+    ) -> tuple[list[EvalResult], Any]: ...
+
+
+class PoolDispatch:
+    """The daemon's actor pool: each batch goes to whichever actor serving ``zero_bits`` is
+    free, one group in flight per such actor; the pool applies each actor's timeout."""
+
+    def __init__(self, pool: ActorPool, zero_bits: int) -> None:
+        self.pool = pool
+        self.lanes = pool.capacity_for(zero_bits)
+
+    async def warm_up(self) -> None:
+        return None  # the pool warmed its actors up when it started them
+
+    async def evaluate_then(
+        self, reqs: list[EvalRequest], post: Post
+    ) -> tuple[list[EvalResult], Any]:
+        return await self.pool.evaluate_then(reqs, post)
+
+
+class EvaluatorDispatch:
+    """One evaluator, for ``hasherd train``: every batch and its ``post`` run on one thread
+    of its own (off the event loop; actors/thread.py says why one), the batch within
+    ``timeout`` seconds (``simulator.timeout``). Two groups in flight: while one is in the
+    kernel, the other is scored, bred and stored. ``close()`` (or leaving a ``with``
+    block) ends the thread after the calls queued."""
+
+    lanes = 2
+
+    def __init__(self, evaluator: Evaluator, timeout: float) -> None:
+        self.evaluator = evaluator
+        self.timeout = timeout
+        self.thread = CallThread("hasherd-kernel")
+
+    async def warm_up(self) -> None:
+        await self.thread.call(self.evaluator.warm_up)
+
+    async def evaluate_then(
+        self, reqs: list[EvalRequest], post: Post
+    ) -> tuple[list[EvalResult], Any]:
+        with anyio.fail_after(self.timeout):
+            results = await self.thread.call(self.evaluator.evaluate_many, reqs)
+        return results, await self.thread.call(post, results)
+
+    def close(self) -> None:
+        self.thread.close()
+
+    def __enter__(self) -> EvaluatorDispatch:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

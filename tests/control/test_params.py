@@ -1,0 +1,122 @@
+"""The typed requests of ``control/params.py``: what each method accepts, the messages a
+wrong value gets (each names its param), and the round trip hasherctl relies on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from hasherd.control.params import (
+    INT64_MAX,
+    INT64_MIN,
+    DeployLayer,
+    JobOptions,
+    JobRef,
+    ListJobs,
+    ListWeights,
+    NoParams,
+    Params,
+    RestartActor,
+    ShowValidation,
+    StartValidation,
+    SubmitJob,
+)
+from hasherd.control.protocol import error_code
+from hasherd.errors import InputError
+
+REQUESTS: list[Params] = [
+    NoParams(),
+    SubmitJob("/srv/corpus"),
+    SubmitJob("/srv/a.md", "night", JobOptions(epochs=4, seed=-3, strict=False)),
+    ListJobs(),
+    ListJobs("paused"),
+    JobRef(7),
+    ListWeights(),
+    ListWeights(1, 0, 100_000),
+    RestartActor("numba0"),
+    StartValidation(),
+    StartValidation(job=3, run=2, sample=0.5, seed=INT64_MIN, evaluator="chain0", against="x"),
+    ShowValidation(),
+    ShowValidation(2),
+    DeployLayer(0),
+    DeployLayer(INT64_MAX, True, 0.5, 12, "lenient"),
+]
+
+
+@pytest.mark.parametrize("request_", REQUESTS, ids=repr)
+def test_parse_reads_back_what_to_params_sends(request_: Params) -> None:
+    assert type(request_).parse(request_.to_params()) == request_
+
+
+def test_to_params_sends_only_what_differs_from_the_defaults() -> None:
+    assert SubmitJob("/d").to_params() == {"data": "/d"}
+    assert SubmitJob("/d", None, JobOptions(epochs=3, strict=True)).to_params() == {
+        "data": "/d",
+        "epochs": 3,
+        "strict": True,
+    }
+    assert DeployLayer(1).to_params() == {"layer": 1}
+    assert StartValidation(sample=1).to_params() == {"sample": 1}  # as given: an int stays one
+    assert NoParams().to_params() == {}
+
+
+def test_null_is_the_same_as_left_out() -> None:
+    assert ListWeights.parse({"dataset": None, "limit": None}) == ListWeights()
+    assert DeployLayer.parse({"layer": 2, "dry_run": None}) == DeployLayer(2)
+
+
+BAD: list[tuple[type[Params], dict[str, Any], str]] = [
+    (NoParams, {"x": 1}, "x: unknown parameter"),
+    (JobRef, {}, "id: expected an integer, got None"),
+    (JobRef, {"id": "7"}, "id: expected an integer, got '7'"),
+    (JobRef, {"id": True}, "id: expected an integer, got True"),
+    (JobRef, {"id": 7, "b": 1, "a": 2}, "a: unknown parameter"),
+    (JobRef, {"id": 2**63}, f"id: must be in {INT64_MIN}..{INT64_MAX}"),
+    (JobRef, {"id": -(2**63) - 1}, "id: must be in"),
+    (ListWeights, {"limit": 100_001}, "limit: must be in 0..100000"),
+    (ListWeights, {"limit": -1}, "limit: must be in 0..100000"),
+    (ListWeights, {"dataset": 2**64}, "dataset: must be in"),
+    (ListWeights, {"layer": 1.0}, "layer: expected an integer, got 1.0"),
+    (ListJobs, {"status": 3}, "status: expected a string"),
+    (RestartActor, {"name": 3}, "name: expected an actor name, got 3"),
+    (SubmitJob, {}, "data: expected the path of a dataset file or directory"),
+    (SubmitJob, {"data": "rel/a.md"}, "data: 'rel/a.md' must be an absolute path"),
+    (SubmitJob, {"data": "/d", "name": 5}, "name: expected a string"),
+    (SubmitJob, {"data": "/d", "strict": 1}, "strict: expected true or false, got 1"),
+    (SubmitJob, {"data": "/d", "epochs": "3"}, "epochs: expected an integer, got '3'"),
+    (SubmitJob, {"data": "/d", "seed": 2**63}, "seed: must be in"),
+    (SubmitJob, {"data": "/d", "colour": 1}, "colour: unknown option (known: difficulty_bits,"),
+    (StartValidation, {"sample": 1.5}, "sample: 1.5 is outside (0, 1]"),
+    (StartValidation, {"sample": 0}, "sample: 0 is outside (0, 1]"),
+    (StartValidation, {"sample": "all"}, "sample: expected a number in (0, 1], got 'all'"),
+    (StartValidation, {"seed": "x"}, "seed: expected an integer, got 'x'"),
+    (StartValidation, {"seed": 2**70}, "seed: must be in"),
+    (StartValidation, {"evaluator": ""}, "evaluator: expected an evaluator name, got ''"),
+    (StartValidation, {"against": 4}, "against: expected an evaluator name, got 4"),
+    (StartValidation, {"color": 1}, "color: unknown parameter"),
+    (ShowValidation, {"id": 2**63}, "id: must be in"),
+    (DeployLayer, {"layer": -1}, "layer: expected an integer >= 0, got -1"),
+    (DeployLayer, {"layer": 2**63}, f"layer: must be in 0..{INT64_MAX}"),
+    (DeployLayer, {"layer": 1, "dry_run": "yes"}, "dry_run: expected true or false, got 'yes'"),
+    (DeployLayer, {"layer": 1, "target_fitness": "0.5"}, "target_fitness: expected a number"),
+    (DeployLayer, {"layer": 1, "min_difficulty": -2}, "min_difficulty: expected an integer >= 0"),
+    (DeployLayer, {"layer": 1, "validation_mode": 1}, "validation_mode: expected strict or"),
+]
+
+
+@pytest.mark.parametrize(("kind", "params", "message"), BAD, ids=lambda v: repr(v)[:40])
+def test_a_wrong_value_is_invalid_params_naming_it(
+    kind: type[Params], params: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InputError) as err:
+        kind.parse(params)
+    assert str(err.value).startswith(message)
+    assert err.value.field == message.split(":")[0]
+    assert error_code(err.value) == "invalid_params"
+
+
+def test_job_options_are_checked_in_the_order_given() -> None:
+    with pytest.raises(InputError) as err:
+        JobOptions.parse({"zero_bits": "4", "colour": 1})
+    assert err.value.field == "zero_bits"

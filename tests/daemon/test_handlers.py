@@ -1,0 +1,202 @@
+"""The daemon's control handlers on their narrow dependencies: a real database, a job
+scheduler that is not running, an actor pool whose actors are not started, and the
+methods collected from a registry instead of a socket (the server is tested in
+tests/control). The end-to-end tests with a daemon process are in test_daemon.py."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from hasherd.actors.evaluator import EvaluatorActor
+from hasherd.actors.pool import ActorPool
+from hasherd.backends import create
+from hasherd.config import Config
+from hasherd.control.params import INT64_MAX, Handler
+from hasherd.control.protocol import error_code
+from hasherd.daemon import handlers
+from hasherd.daemon.rates import RateMeter, pool_totals
+from hasherd.deploy import handlers as deploy_handlers
+from hasherd.errors import HasherError, InputError
+from hasherd.scheduler.jobs import JobScheduler, ProgressSnapshot
+from hasherd.scheduler.trainer import Progress
+from hasherd.storage import Store
+from hasherd.storage.status import JobStatus
+from hasherd.validation.service import ValidationService
+
+
+class Methods(dict[str, Handler]):
+    """A registry that keeps the handlers (``ControlServer`` serves them)."""
+
+    def register(self, method: str, handler: Handler) -> None:
+        assert method not in self
+        self[method] = handler
+
+    async def call(self, method: str, **params: Any) -> Any:
+        return await self[method](params)
+
+    async def refused(self, method: str, **params: Any) -> InputError:
+        """The error the call raised, checked to answer ``invalid_params``."""
+        with pytest.raises(HasherError) as err:
+            await self.call(method, **params)
+        assert isinstance(err.value, InputError) and error_code(err.value) == "invalid_params"
+        return err.value
+
+
+class Process:
+    """A StatusSource."""
+
+    state = "running"
+
+    def uptime(self) -> float:
+        return 12.34
+
+    def healthy(self) -> tuple[bool, str]:
+        return True, "1 of 1 actors working"
+
+
+@pytest.fixture
+async def methods(tmp_path: Path) -> AsyncIterator[Methods]:
+    cfg = Config()
+    pool = ActorPool([EvaluatorActor("ref0", "reference", lambda: create("reference"))])
+    found = Methods()
+    async with await Store.open(tmp_path / "h.db") as store, anyio.create_task_group() as tg:
+        sched = JobScheduler(store, pool, lambda: cfg)
+        rates = RateMeter(lambda: pool_totals(pool))
+        handlers.register_status(found, Process(), store, sched, pool, rates.rates)
+        handlers.register_jobs(found, store, sched)
+        handlers.register_weights(found, store)
+        handlers.register_actors(found, pool)
+        handlers.register_reload(
+            found, lambda: {"reloaded": [], "restart_needed": []}, lambda kind: None
+        )
+        validation = ValidationService(store, pool, lambda: cfg, tg)
+        handlers.register_validation(found, validation)
+        deploy_handlers.register(found, store, lambda: cfg)
+        yield found
+
+
+def _documented_methods() -> set[str]:
+    """The first column of the methods table in docs/control-protocol.md."""
+    doc = (Path(__file__).parents[2] / "docs" / "control-protocol.md").read_text()
+    lines = doc.split("\n| method | params | result |\n", 1)[1].splitlines()
+    rows = itertools.takewhile(lambda line: line.startswith("|"), lines[1:])
+    return {m for row in rows for m in re.findall(r"`([a-z.]+)`", row.split("|")[1])}
+
+
+@pytest.mark.anyio
+async def test_every_documented_method_is_registered(methods: Methods) -> None:
+    assert set(methods) == _documented_methods()
+
+
+@pytest.mark.anyio
+async def test_integers_beyond_sqlite_are_invalid_params_not_internal(methods: Methods) -> None:
+    for method, key in (
+        ("jobs.show", "id"),
+        ("jobs.pause", "id"),
+        ("jobs.resume", "id"),
+        ("jobs.cancel", "id"),
+        ("weights.list", "dataset"),
+        ("weights.list", "layer"),
+        ("validate.show", "id"),
+        ("validate.start", "seed"),
+        ("validate.start", "job"),
+        ("flash.deploy", "layer"),
+    ):
+        err = await methods.refused(method, **{key: 2**63})
+        assert err.field == key
+    err = await methods.refused("jobs.submit", data="/", seed=2**64)
+    assert err.field == "seed"
+    # the largest SQLite integer reaches the store, which answers as for any other id
+    err = await methods.refused("jobs.show", id=INT64_MAX)
+    assert str(err) == f"id: no job {INT64_MAX}"
+    assert (await methods.call("weights.list", dataset=INT64_MAX))["total"] == 0
+
+
+@pytest.mark.anyio
+async def test_submit_pause_resume_cancel_and_the_status_counts(
+    methods: Methods, tmp_path: Path
+) -> None:
+    data = tmp_path / "frames.json"
+    data.write_text("[]")
+    job = (await methods.call("jobs.submit", data=str(data), epochs=2, strict=False))["job"]
+    assert (job["name"], job["status"], job["options"]) == (
+        "frames.json",
+        "queued",
+        {"epochs": 2, "strict": False},
+    )
+    assert job["progress"] is None
+    for method, status in (
+        ("jobs.pause", "paused"),
+        ("jobs.resume", "queued"),
+        ("jobs.cancel", "cancelled"),
+    ):
+        assert (await methods.call(method, id=job["id"]))["job"]["status"] == status
+    status = await methods.call("status")
+    assert list(status["jobs"]) == [s.value for s in JobStatus]
+    assert status["jobs"]["cancelled"] == 1 and sum(status["jobs"].values()) == 1
+    assert (status["state"], status["uptime_s"], status["active_job"]) == ("running", 12.3, None)
+    listed = await methods.call("jobs.list", status="cancelled")
+    assert [j["id"] for j in listed["jobs"]] == [job["id"]]
+    assert await methods.call("jobs.list", status="done") == {"jobs": []}
+
+
+@pytest.mark.anyio
+async def test_messages_name_the_param(methods: Methods, tmp_path: Path) -> None:
+    missing = tmp_path / "nothing.json"
+    err = await methods.refused("jobs.submit", data=str(missing))
+    assert str(err) == f"data: {missing} does not exist (as seen by the daemon)"
+    err = await methods.refused("jobs.submit", data=str(tmp_path), population=0)
+    assert err.field == "population" and "training.population_size" in str(err)
+    err = await methods.refused("actors.restart", name="cuda9")
+    assert str(err) == "name: no actor 'cuda9' (actors: ref0)"
+    err = await methods.refused("validate.start", evaluator="nope")
+    assert err.field == "evaluator" and "'nope'" in str(err)
+    err = await methods.refused("validate.show")
+    assert str(err) == "id: no validation has run since the daemon started"
+    assert str(await methods.refused("status", verbose=True)) == "verbose: unknown parameter"
+
+
+def test_the_progress_snapshot_gives_jobs_show_and_the_metrics_their_keys() -> None:
+    p = Progress(run_id=0, records_total=10, records_won=4, epoch=1, epochs=3, difficulty=12)
+    p.todo, p.done, p.candidates, p.dsha, p.tokens = 6, 2, 4096, 12288, 5
+    snap = ProgressSnapshot.of(p)
+    shown = snap.to_json()
+    assert list(shown) == [
+        "epoch",
+        "epochs",
+        "difficulty_bits",
+        "records_total",
+        "records_won",
+        "records_done",
+        "records_todo",
+        "candidates",
+        "dsha",
+        "tokens",
+        "candidates_per_s",
+        "best_fitness",
+        "mean_fitness",
+        "run_id",
+    ]
+    assert (shown["run_id"], shown["best_fitness"], shown["records_done"]) == (None, None, 2)
+    metrics = snap.to_metrics()
+    assert metrics["records_pending"] == 4 and metrics["tokens_trained"] == 5
+    assert math.isnan(metrics["best_fitness"])  # unknown: the collector gives no sample
+
+
+def test_the_rate_meter_measures_over_at_least_an_interval() -> None:
+    now, totals = [100.0], [(0, 0)]
+    meter = RateMeter(lambda: totals[0], clock=lambda: now[0])
+    totals[0], now[0] = (500, 1500), 100.5
+    assert meter.rates() == (0.0, 0.0)  # under a second: the last rates
+    now[0] = 102.0
+    assert meter.rates() == (250.0, 750.0)
+    totals[0], now[0] = (700, 2100), 102.4
+    assert meter.rates() == (250.0, 750.0)
