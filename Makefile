@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SECONDS ?= 3
 
-.PHONY: bench deps system-deps build run test test-coverage test-bench format lint typecheck pre-commit lanes clean
+.PHONY: bench bench-rig deps system-deps build run test test-coverage test-bench format lint typecheck pre-commit lanes clean
 
 deps: $(STAMP)
 
@@ -40,6 +40,10 @@ test-coverage: deps system-deps
 
 bench: deps
 	$(BIN)/hasherd bench --seconds $(SECONDS)
+
+# the same job on numba alone and on numba plus a slow emulated chip chain (about a minute)
+bench-rig: deps
+	$(BIN)/python tools/bench_rig.py
 
 test-bench: deps
 	$(BIN)/hasherd bench --seconds $(SECONDS) --json

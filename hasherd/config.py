@@ -203,12 +203,14 @@ class DaemonConfig:
     batch: int = 64  # records of the active job in flight at once
     shutdown_timeout: float = 10.0  # SIGTERM: most seconds to persist and stop
     status_interval: float = 10.0  # seconds between progress lines (log, systemd STATUS=)
+    max_jobs: int = 4  # jobs trained at once, sharing the devices; the rest wait queued
 
     def check(self) -> list[Problem]:
         return _failed(
             (1 <= self.batch <= 4096, "batch", "must be in 1..4096"),
             (self.shutdown_timeout > 0, "shutdown_timeout", "must be > 0"),
             (self.status_interval > 0, "status_interval", "must be > 0"),
+            (1 <= self.max_jobs <= 64, "max_jobs", "must be in 1..64"),
         )
 
 
@@ -315,6 +317,8 @@ class DevicesConfig:
     gpu_actors: int = 0  # CUDA actors, on GPUs simulator.gpu_device, +1, ...
     mailbox: int = 2  # batches an actor may hold at once (the bound on work in flight)
     simulator_max_zero_bits: int = 24  # CPU/GPU actors take no batch above these zero bits
+    max_batch_seconds: float = 5.0  # the most work (at its measured rate) an actor holds
+    straggler_factor: float = 4.0  # a piece this far past its expected time is copied
     chips: tuple[ChipDeviceConfig, ...] = ()  # chip chains, one [[devices.chips]] table each
 
     def check(self) -> list[Problem]:
@@ -327,6 +331,8 @@ class DevicesConfig:
                 "simulator_max_zero_bits",
                 "must be in 0..32",
             ),
+            (0.1 <= self.max_batch_seconds <= 3600, "max_batch_seconds", "must be in 0.1..3600"),
+            (1.5 <= self.straggler_factor <= 100, "straggler_factor", "must be in 1.5..100"),
         )
 
 

@@ -5,6 +5,8 @@ Nothing in hasherd turns a failure into a made-up value; it raises one of these.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 
 class HasherError(Exception):
     """Root of every error hasherd raises on purpose."""
@@ -57,3 +59,25 @@ class ConfigError(HasherError):
         self.source = source
         place = f"{source}: " if source else ""
         super().__init__(f"{place}{key}: {problem}")
+
+
+def leaves(exc: BaseException) -> Iterator[BaseException]:
+    """The exceptions inside ``exc``, depth first: anyio's task groups wrap what their
+    tasks raise in (nested) exception groups; a plain exception is its own leaf."""
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            yield from leaves(inner)
+    else:
+        yield exc
+
+
+def first_hasher_error(
+    exc: BaseException, *, skip: tuple[type[HasherError], ...] = ()
+) -> HasherError | None:
+    """The first HasherError in ``exc`` (itself, or inside its exception groups) that is
+    not one of ``skip``; None when there is none. The one place that looks through task
+    groups for the error a user should see."""
+    return next(
+        (e for e in leaves(exc) if isinstance(e, HasherError) and not isinstance(e, skip)),
+        None,
+    )

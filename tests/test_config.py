@@ -89,6 +89,8 @@ def test_toml_and_defaults(tmp_path: Path) -> None:
         ({"simulator": {"timeout": "soon"}}, "simulator.timeout"),
         ({"deployment": {"backup_enabled": "yes"}}, "deployment.backup_enabled"),
         ({"logging": {"format": "xml"}}, "logging.format"),
+        ({"daemon": {"max_jobs": 0}}, "daemon.max_jobs"),
+        ({"daemon": {"max_jobs": 65}}, "daemon.max_jobs"),
         ({"simulation": {}}, "simulation"),
         ({"training": []}, "training"),
     ],

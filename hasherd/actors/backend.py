@@ -11,11 +11,13 @@ reopens the device.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from hasherd.actors.base import ActorError
 from hasherd.actors.thread import CallThread
+from hasherd.errors import EvaluatorError
 from hasherd.kernel.evaluators.base import EvalRequest, EvalResult, Evaluator
 
 T = TypeVar("T")
@@ -54,12 +56,26 @@ class Backend(Protocol):
         ...
 
 
+@runtime_checkable
+class Abortable(Protocol):
+    """A backend that can stop the batch in progress early (the numba evaluator's flag);
+    a backend without it finishes the batch, whose result is then dropped."""
+
+    def abort(self) -> None:
+        """Make every batch given so far return soon with an error; never blocks."""
+        ...
+
+
 class ThreadBackend:
     """An in-process ``Evaluator`` on a ``CallThread`` of its own.
 
     ``factory`` runs on that thread, and so do ``warm_up``, every batch, every post step
     and ``close``: a CUDA context and numba's threading layer belong to the thread that
     made them, and the post step never competes with a kernel for the cores.
+
+    ``abort()`` raises the evaluator's abort flag for every batch given so far, running or
+    still queued on the thread; a batch given later runs normally (each call clears the
+    flag as it starts, under a lock, unless it was given before the last abort).
     """
 
     def __init__(self, name: str, factory: Callable[[], Evaluator]) -> None:
@@ -67,6 +83,9 @@ class ThreadBackend:
         self.factory = factory
         self._thread: CallThread | None = None
         self._evaluator: Evaluator | None = None
+        self._lock = threading.Lock()
+        self._given = 0  # batches handed to the thread
+        self._aborted_upto = 0  # batches given up to this one are aborted
 
     @property
     def threads(self) -> int:
@@ -90,7 +109,24 @@ class ThreadBackend:
 
     async def evaluate_many(self, reqs: list[EvalRequest]) -> list[EvalResult]:
         thread, evaluator = self._started()
-        return await thread.call(evaluator.evaluate_many, reqs)
+        with self._lock:
+            self._given += 1
+            ticket = self._given
+        return await thread.call(self._evaluate, evaluator, ticket, reqs)
+
+    def _evaluate(self, evaluator: Evaluator, ticket: int, reqs: list[EvalRequest]) -> Any:
+        """On the thread: the batch, unless it was aborted before it started."""
+        with self._lock:
+            if ticket <= self._aborted_upto:
+                raise EvaluatorError(evaluator.name, "aborted")
+            evaluator.clear_abort()
+        return evaluator.evaluate_many(reqs)
+
+    def abort(self) -> None:
+        with self._lock:
+            self._aborted_upto = self._given
+            if self._evaluator is not None:
+                self._evaluator.abort()
 
     async def run_post(self, fn: Callable[[list[EvalResult]], T], results: list[EvalResult]) -> T:
         thread, _ = self._started()
@@ -110,8 +146,10 @@ class ThreadBackend:
             return None
 
     async def close(self) -> None:
-        """Lets the calls already queued finish, then closes the evaluator on its thread;
-        waits for neither (a hung kernel cannot be interrupted)."""
+        """Aborts the batches given (a kernel stops at its next look at the flag), then
+        closes the evaluator on its thread after the calls queued; waits for none of it
+        (a kernel that cannot stop is abandoned with its thread)."""
+        self.abort()
         thread, evaluator = self._thread, self._evaluator
         self._thread = self._evaluator = None
         if thread is not None:

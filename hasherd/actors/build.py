@@ -1,5 +1,6 @@
 """The evaluator actors a config asks for: ``devices.cpu_actors`` CPU simulators,
-``devices.gpu_actors`` CUDA actors and one actor per ``[[devices.chips]]`` chain."""
+``devices.gpu_actors`` CUDA actors and one actor per ``[[devices.chips]]`` chain, and the
+pool over them with the ``devices`` dispatch settings."""
 
 from __future__ import annotations
 
@@ -9,11 +10,28 @@ from collections.abc import Callable
 
 from hasherd.actors.backend import Backend
 from hasherd.actors.evaluator import EvaluatorActor
+from hasherd.actors.pool import ActorPool
+from hasherd.actors.rates import CostModel
 from hasherd.backends import create
 from hasherd.backends.choice import cpu_actor_spec
 from hasherd.config import ChipDeviceConfig, Config
 from hasherd.errors import ConfigError
 from hasherd.kernel.evaluators.base import Evaluator
+
+# First estimates, pessimistic (docs/perf.md measures several times these): double
+# SHA-256 a second per numba thread, for the reference evaluator, and per GPU.
+NUMBA_THREAD_HASHES = 1e6
+REFERENCE_HASHES = 1e5
+GPU_HASHES = 1e7
+
+
+def build_pool(cfg: Config) -> ActorPool:
+    """The daemon's pool: ``build_actors`` under the ``devices`` dispatch settings."""
+    return ActorPool(
+        build_actors(cfg),
+        max_batch_seconds=cfg.devices.max_batch_seconds,
+        straggler_factor=cfg.devices.straggler_factor,
+    )
 
 
 def cpu_threads(cfg: Config) -> int:
@@ -38,10 +56,15 @@ def build_actors(cfg: Config) -> list[EvaluatorActor]:
         mailbox=mailbox,
         max_zero_bits=cfg.devices.simulator_max_zero_bits,
     )
-    actors = [simulator(f"{kind}{i}", kind, _factory(cpu_name)) for i in range(n_cpu)]
+    rate = NUMBA_THREAD_HASHES * cpu_threads(cfg) if kind == "numba" else REFERENCE_HASHES
+    cpu_cost = CostModel(hashes_per_second=rate)
+    actors = [
+        simulator(f"{kind}{i}", kind, _factory(cpu_name), cost=cpu_cost) for i in range(n_cpu)
+    ]
+    gpu_cost = CostModel(hashes_per_second=GPU_HASHES)
     for i in range(n_gpu):
-        name = f"cuda:{cfg.simulator.gpu_device + i}"
-        actors.append(simulator(f"cuda{cfg.simulator.gpu_device + i}", "cuda", _factory(name)))
+        device = cfg.simulator.gpu_device + i
+        actors.append(simulator(f"cuda{device}", "cuda", _factory(f"cuda:{device}"), cost=gpu_cost))
     names = {a.name for a in actors}
     for chip in cfg.devices.chips:
         if chip.name in names:
@@ -53,7 +76,8 @@ def build_actors(cfg: Config) -> list[EvaluatorActor]:
 def chip_actor(chip: ChipDeviceConfig) -> EvaluatorActor:
     """A chip chain as an actor: it serves its ``zero_bits`` only, one batch at a time; a
     restart (after a failure) reopens the port and runs the init sequence again. The chain
-    is driven on the event loop that runs the actor (the daemon's), with no thread."""
+    is driven on the event loop that runs the actor (the daemon's), with no thread. Until
+    measured, a candidate costs it one job (its sweep and quiet time) per search."""
     from hasherd.backends.asic import chip_backend
 
     def make() -> Backend:
@@ -66,6 +90,7 @@ def chip_actor(chip: ChipDeviceConfig) -> EvaluatorActor:
         timeout=chip.timeout,
         mailbox=1,
         zero_bits=chip.zero_bits,
+        cost=CostModel(job_seconds=chip.sweep_time + chip.quiet),
     )
 
 

@@ -8,23 +8,30 @@ the pool restarts the actor after a backoff. A fresh backend is built at each (r
 so a restart really reopens the device.
 
 The pool talks to an actor through its methods only: ``give`` and ``withdraw`` fill and
-empty the mailbox, ``next_job``/``run_job``/``run_post`` serve it, ``idle`` waits for the
-running job, and ``start``, ``fail`` and ``stop`` move it between states.
+empty the mailbox, ``next_job``/``run_job``/``run_post`` serve it, ``abort`` gives up the
+running job, ``idle`` waits for it, and ``start``, ``fail`` and ``stop`` move it between
+states. Each finished job updates the actor's measured rates (``actors/rates.py``), by
+which the pool sizes the work it gives it.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
 
-from hasherd.actors.backend import Backend, ThreadBackend
-from hasherd.actors.base import ActorError, ActorState, ActorStats, EvalJob
-from hasherd.kernel.evaluators.base import EvalResult, Evaluator
+from hasherd.actors.backend import Abortable, Backend, ThreadBackend
+from hasherd.actors.base import ActorError, ActorState, ActorStats, ActorTimeout, EvalJob
+from hasherd.actors.rates import CostModel, RateBook
+from hasherd.kernel.evaluators.base import EvalRequest, EvalResult, Evaluator
 
 DEFAULT_MAILBOX = 2
+# A simulator's first estimate: 1 M double SHA-256 a second, a tenth or less of what one
+# numba thread does (docs/perf.md), so an unmeasured actor is given too little, not too
+# much, until its first batch is measured.
+DEFAULT_COST = CostModel(hashes_per_second=1e6)
 
 
 class EvaluatorActor:
@@ -45,6 +52,7 @@ class EvaluatorActor:
         mailbox: int = DEFAULT_MAILBOX,
         zero_bits: int | None = None,
         max_zero_bits: int = 32,
+        cost: CostModel = DEFAULT_COST,
     ) -> None:
         self.name = name
         self.zero_bits = zero_bits  # the only zero bits it serves (a chip); None = any
@@ -62,6 +70,7 @@ class EvaluatorActor:
         self._finished = anyio.Event()  # set when the running job ends
         self.incarnation = 0  # counts starts: a work loop serves one incarnation only
         self._device_past: dict[str, Any] | None = None  # counters of earlier incarnations
+        self.rates = RateBook(cost)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -127,7 +136,18 @@ class EvaluatorActor:
 
     def serves(self, job: EvalJob) -> bool:
         """Whether every request of ``job`` is at zero bits this actor serves."""
-        return all(self.serves_bits(r.zero_bits) for r in job.reqs)
+        return self.serves_all(job.reqs)
+
+    def serves_all(self, reqs: Sequence[EvalRequest]) -> bool:
+        return all(self.serves_bits(r.zero_bits) for r in reqs)
+
+    @property
+    def working(self) -> bool:
+        return self.state in (ActorState.READY, ActorState.BUSY)
+
+    def estimate(self, reqs: Sequence[EvalRequest]) -> list[float]:
+        """The estimated seconds of each request on this actor (``actors/rates.py``)."""
+        return self.rates.seconds(reqs)
 
     def can_take(self) -> bool:
         return self.state in (ActorState.READY, ActorState.BUSY) and self.load < self.capacity
@@ -164,31 +184,51 @@ class EvaluatorActor:
             await self._finished.wait()
 
     async def run_job(self, job: EvalJob) -> list[EvalResult]:
-        """Evaluate one job on the backend; ActorError on any failure."""
+        """Evaluate one job on the backend; ActorTimeout past ``timeout``, ActorError on
+        any other failure (an aborted job's included)."""
         backend = self._backend
         if backend is None:
             raise ActorError(self.name, "not started")
         self.current, self._finished = job, anyio.Event()
         self.state = ActorState.BUSY
-        t0 = time.perf_counter()
+        job.started = time.monotonic()
         try:
             with anyio.fail_after(self.timeout):
                 results = await backend.evaluate_many(job.reqs)
         except TimeoutError as exc:
-            raise ActorError(self.name, f"a batch took longer than {self.timeout:g} s") from exc
+            self._abandon(job)
+            raise ActorTimeout(self.name, f"a batch took longer than {self.timeout:g} s") from exc
         except Exception as exc:
             raise ActorError(self.name, str(exc)) from exc
         finally:
             self.current = None
             self._finished.set()
-            self.stats.busy_seconds += time.perf_counter() - t0
+            self.stats.busy_seconds += time.monotonic() - job.started
             if self.state == ActorState.BUSY:
                 self.state = ActorState.READY
+        self._count(job, results)
+        return results
+
+    def _count(self, job: EvalJob, results: list[EvalResult]) -> None:
         s = self.stats
         s.jobs += 1
+        s.failing = 0
         s.candidates += sum(len(r) for r in results)
         s.dsha += sum(r.dsha for r in results)
-        return results
+        self.rates.record(job.reqs, time.monotonic() - job.started)
+
+    def abort(self, job: EvalJob) -> None:
+        """Give up ``job`` if it is the one running: its outcome is dropped, and a backend
+        that can (``Abortable``) stops its kernel early; never blocks."""
+        if self.current is job and not job.withdrawn:
+            self._abandon(job)
+
+    def _abandon(self, job: EvalJob) -> None:
+        job.withdrawn = True
+        self.stats.abandoned += 1
+        backend: object = self._backend  # any backend; some can also abort
+        if isinstance(backend, Abortable):
+            backend.abort()
 
     async def run_post(self, job: EvalJob, results: list[EvalResult]) -> Any:
         """The job's ``post`` step off the event loop, on the backend (an in-process
@@ -218,6 +258,7 @@ class EvaluatorActor:
             "in_flight": self.load,
             "threads": self._backend.threads if self._backend is not None else 0,
             **self.stats.snapshot(),
+            "rates": self.rates.snapshot(),
             **({"zero_bits": self.zero_bits} if self.zero_bits is not None else {}),
             **extra,
         }

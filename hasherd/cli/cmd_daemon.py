@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 
 from hasherd import config as config_mod
+from hasherd.cli.writer import command_line
 from hasherd.config import Config
 from hasherd.logs import setup_logging
 
@@ -49,7 +50,7 @@ def run_daemon(args: argparse.Namespace) -> int:
     setup_logging(cfg)
     from hasherd.daemon.root import Daemon
 
-    daemon = Daemon(cfg, path)
+    daemon = Daemon(cfg, path, command=command_line(args))
     status: int = anyio.run(daemon.run)
     return status
 

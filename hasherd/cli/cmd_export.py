@@ -3,7 +3,8 @@
 A layer holds ``storage.layer_size`` tokens (layer = token_id // layer_size). The columns
 are the prototype's (token_id, best_seed as hex, fitness_score, generation, context_key)
 plus ours. Files are written atomically: a temporary file in the same directory, fsync,
-then rename, so a reader never sees half a layer.
+then rename, so a reader never sees half a layer. The database is only read (no writer
+lock), so this works beside a running daemon or ``hasherd train``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import anyio
 
 from hasherd import config as config_mod
 from hasherd.cli.common import add_config_args
+from hasherd.cli.writer import command_line
 from hasherd.fileio import write_atomic
 from hasherd.storage import Store
 from hasherd.storage.rows import WeightRow
@@ -107,15 +109,16 @@ def encode(rows: list[dict[str, Any]], fmt: str) -> bytes:
     return out
 
 
-async def _weights(db: Path) -> list[WeightRow]:
-    async with await Store.open(db, create=False) as store:
+async def _weights(db: Path, command: str) -> list[WeightRow]:
+    # No lock (works beside a writer); ``command`` names us if an old schema needs it.
+    async with await Store.open_reader(db, command=command) as store:
         return await store.weights()
 
 
 def run_export(args: argparse.Namespace) -> int:
     cfg = config_mod.load(args.config)
     size = cfg.storage.layer_size
-    weights = anyio.run(_weights, Path(args.db))
+    weights = anyio.run(_weights, Path(args.db), command_line(args))
     layers: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for w in sorted(weights, key=lambda w: (w.token_id, w.context_key, w.record_id)):
         layers[w.token_id // size].append(row_of(w, size))

@@ -7,7 +7,14 @@
 
 The ``deployment`` section of the config gives the defaults (docs/configuration.md);
 docs/bpf-abi.md describes the maps. Exit status: 0 done, 1 the deployment or rollback
-failed (the live layer is as it was, unless the message says otherwise), 2 bad input.
+failed (the live layer is as it was, unless the message says otherwise), 2 bad input or a
+storage error.
+
+A deployment records itself in the database, so it holds the database's writer lock:
+beside a running daemon (which holds it for its life) it is refused, and ``hasherctl
+flash`` deploys through the daemon. ``--dry-run`` and ``status`` only read. ``rollback``
+rolls back even while another process holds the database (the maps matter more than the
+event), and says that the event is not recorded.
 """
 
 from __future__ import annotations
@@ -24,8 +31,10 @@ from hasherd import config as config_mod
 from hasherd.cli import ctl_flash
 from hasherd.cli import ctl_views as views
 from hasherd.cli.common import add_config_args
+from hasherd.cli.writer import command_line, hold_writer_lock
 from hasherd.deploy import DeployError, Gates, Settings, flash
 from hasherd.storage import Store
+from hasherd.storage.lock import DatabaseInUse, DatabaseLock
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -94,11 +103,15 @@ def run_flash(args: argparse.Namespace) -> int:
             _show(args, anyio.run(flash.status, settings), ctl_flash.status_view)
         elif args.action == "rollback":
             db = Path(args.db) if args.db else Path(cfg.storage.base_path) / DB_NAME
-            _show(args, anyio.run(_rollback, settings, db), ctl_flash.rollback_view)
+            _show(args, anyio.run(_rollback, settings, db, args), ctl_flash.rollback_view)
+        elif args.dry_run:
+            gates = _gates(args, cfg.deployment.validation_mode)
+            result = anyio.run(_dry_run, settings, Path(args.db), args.layer, gates, args)
+            _show(args, result, ctl_flash.deploy_view)
         else:
-            mode = args.validation_mode or cfg.deployment.validation_mode
-            gates = Gates(mode, args.target_fitness, args.min_difficulty)
-            result = anyio.run(_deploy, settings, Path(args.db), args.layer, gates, args.dry_run)
+            gates = _gates(args, cfg.deployment.validation_mode)
+            with hold_writer_lock(Path(args.db), args, instead="flash"):
+                result = anyio.run(_deploy, settings, Path(args.db), args.layer, gates)
             _show(args, result, ctl_flash.deploy_view)
     except DeployError as exc:
         print(f"hasherd flash: error: {exc}", file=sys.stderr)
@@ -106,17 +119,39 @@ def run_flash(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _deploy(s: Settings, db: Path, layer: int, gates: Gates, dry_run: bool) -> dict[str, Any]:
+def _gates(args: argparse.Namespace, default_mode: str) -> Gates:
+    return Gates(args.validation_mode or default_mode, args.target_fitness, args.min_difficulty)
+
+
+async def _deploy(s: Settings, db: Path, layer: int, gates: Gates) -> dict[str, Any]:
     async with Store.connect(db, create=False) as store:
-        return await flash.deploy(store, s, layer, gates, dry_run=dry_run)
+        return await flash.deploy(store, s, layer, gates)
 
 
-async def _rollback(s: Settings, db: Path) -> dict[str, Any]:
+async def _dry_run(
+    s: Settings, db: Path, layer: int, gates: Gates, args: argparse.Namespace
+) -> dict[str, Any]:
+    # No lock (works beside a writer); the command names us if an old schema needs it.
+    async with await Store.open_reader(db, command=command_line(args)) as store:
+        return await flash.deploy(store, s, layer, gates, dry_run=True)
+
+
+async def _rollback(s: Settings, db: Path, args: argparse.Namespace) -> dict[str, Any]:
     if not db.exists():  # still roll back: the maps matter more than the event
         print(
             f"hasherd flash: note: no database at {db}; the rollback event is not recorded",
             file=sys.stderr,
         )
         return await flash.rollback(s)
-    async with Store.connect(db, create=False) as store:
-        return await flash.rollback(s, store)
+    try:
+        lock = DatabaseLock.acquire(db, command_line(args))
+    except DatabaseInUse as exc:  # the same: roll back, say what is not recorded
+        print(
+            f"hasherd flash: note: {exc}; the rollback event is not recorded "
+            "(hasherctl flash rollback records it)",
+            file=sys.stderr,
+        )
+        return await flash.rollback(s)
+    with lock:
+        async with Store.connect(db, create=False) as store:
+            return await flash.rollback(s, store)

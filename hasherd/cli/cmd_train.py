@@ -3,8 +3,12 @@
 With no arguments it trains the sample corpus shipped inside the package into
 ``<storage.base_path>/hasherd.db``. The same command after an interruption (Ctrl-C,
 SIGTERM, even SIGKILL) resumes the unfinished run from its last finished generation.
-Exit status: 0 finished, 1 finished without converging (``target_fitness``), 2 bad input,
-130 interrupted.
+It holds the database's writer lock for its whole run: a second writer (another ``train``,
+the daemon) is refused, naming this process.
+
+Exit status: 0 finished and converged, 1 finished without converging
+(``target_fitness``), 2 bad input, a storage error (disk full, read-only, permission
+denied, corrupt) or the database in use by another writer, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import anyio
 
 from hasherd import config as config_mod
 from hasherd.cli.common import add_config_args, evaluator_for, setup_logging
+from hasherd.cli.writer import hold_writer_lock
 from hasherd.config import Config
 from hasherd.data import load_dataset
 from hasherd.kernel.evaluators.base import Evaluator
@@ -99,8 +104,9 @@ def run_train(args: argparse.Namespace) -> int:
     print(ds.report.summary(), file=sys.stderr)
     evaluator = evaluator_for(cfg, args.evaluator)
     path = db_path(args, cfg)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    summary = anyio.run(_train, cfg, ds, evaluator, path)
+    # Held until the run ends; taken before the database is opened (or created).
+    with hold_writer_lock(path, args, instead="jobs submit", must_exist=False):
+        summary = anyio.run(_train, cfg, ds, evaluator, path)
     print_summary(summary, path)
     if summary.status == "stopped":
         return EXIT_INTERRUPTED

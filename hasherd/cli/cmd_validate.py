@@ -4,7 +4,10 @@ Each chosen weight runs on evaluator A (``--evaluator``) and B (``--against``); 
 reproduce its stored output and golden nonce. The weight is marked validated or
 non-deterministic, and every check is stored with both outputs. Exit status: 0 when the
 disagreement rate is within ``validation.tolerance_threshold`` and every weight could be
-evaluated, 1 otherwise, 2 on bad input. See docs/validation.md.
+evaluated, 1 otherwise, 2 on bad input or a storage error. It stores its checks, so it
+holds the database's writer lock: beside a running daemon (which holds it for its life) it
+is refused, and ``hasherctl validate`` does the same work through the daemon. See
+docs/validation.md.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import anyio
 from hasherd import config as config_mod
 from hasherd.backends.choice import evaluator_named
 from hasherd.cli.common import add_config_args
+from hasherd.cli.writer import hold_writer_lock
 from hasherd.errors import InputError
 from hasherd.storage import Store
 from hasherd.validation.core import Finding, Report, default_evaluators, validate
@@ -68,19 +72,20 @@ async def _validate(args: argparse.Namespace) -> Report:
     db = Path(args.db)
     if not db.is_file():
         raise InputError("--db", f"{db}: no such file")
-    async with await Store.open(db, create=False) as store:
-        return await validate(
-            store,
-            ev_a,
-            ev_b,
-            config=cfg.validation,
-            sample=args.sample,
-            seed=args.seed,
-            run_id=args.run,
-            job_id=args.job,
-            dataset_id=args.dataset,
-            labels=(name_a, name_b),
-        )
+    with hold_writer_lock(db, args, instead="validate"):
+        async with await Store.open(db, create=False) as store:
+            return await validate(
+                store,
+                ev_a,
+                ev_b,
+                config=cfg.validation,
+                sample=args.sample,
+                seed=args.seed,
+                run_id=args.run,
+                job_id=args.job,
+                dataset_id=args.dataset,
+                labels=(name_a, name_b),
+            )
 
 
 def _line(f: Finding) -> str:

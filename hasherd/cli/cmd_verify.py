@@ -4,7 +4,8 @@ Each weight is evaluated against its own dataset's jitter memory (rebuilt from t
 records, and checked against the weight's memory_id) with the passes and zero bits of the
 run that found it. Output, golden nonce and prefix bits must all agree. Exit status: 0
 when every weight agrees, 1 when any does not (each mismatch is listed), 2 on a bad
-database.
+database. The database is only read (no writer lock), so this works beside a running
+daemon or ``hasherd train``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import anyio
 
+from hasherd.cli.writer import command_line
 from hasherd.errors import InputError
 from hasherd.kernel import spec
 from hasherd.kernel.evaluators.reference import ReferenceEvaluator
@@ -33,8 +35,9 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=run_verify)
 
 
-async def _load(db: Path) -> tuple[list[WeightRow], StoredInputs]:
-    async with await Store.open(db, create=False) as store:
+async def _load(db: Path, command: str) -> tuple[list[WeightRow], StoredInputs]:
+    # No lock (works beside a writer); ``command`` names us if an old schema needs it.
+    async with await Store.open_reader(db, command=command) as store:
         weights = await store.weights()
         inputs = StoredInputs(store)
         runs = {r.id for r in await store.runs()}
@@ -61,7 +64,7 @@ def check(w: WeightRow, inputs: StoredInputs) -> str | None:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    weights, inputs = anyio.run(_load, Path(args.db))
+    weights, inputs = anyio.run(_load, Path(args.db), command_line(args))
     bad = 0
     for w in weights:
         problem = check(w, inputs)

@@ -36,6 +36,7 @@ from hasherd.control.params import (
     NoParams,
     Params,
     RestartActor,
+    SetPriority,
     SubmitJob,
 )
 from hasherd.errors import ConfigError, HasherError
@@ -144,7 +145,7 @@ def submit_request(args: argparse.Namespace) -> SubmitJob:
         passes=args.passes,
         strict=args.strict or None,  # left out unless given: the daemon's default
     )
-    return SubmitJob(data, args.name, options)
+    return SubmitJob(data, args.name, options, args.priority)
 
 
 def cmd_version(client: ControlClient, args: argparse.Namespace) -> int:
@@ -284,6 +285,10 @@ def _jobs_filter(args: argparse.Namespace) -> ListJobs:
     return ListJobs(args.status)
 
 
+def _new_priority(args: argparse.Namespace) -> SetPriority:
+    return SetPriority(args.id, args.priority)
+
+
 _JOB_CHANGES = (("pause", "paused"), ("resume", "resumed"), ("cancel", "cancelled"))
 
 
@@ -316,6 +321,12 @@ def _add_jobs(sub: Any) -> None:
     )
     p.add_argument("--passes", type=POSITIVE, metavar="P", help="kernel passes per candidate")
     p.add_argument("--strict", action="store_true", help="abort on the first invalid row")
+    p.add_argument(
+        "--priority",
+        type=POSITIVE,
+        metavar="N",
+        help="share weight 1..1000 among running jobs (default 10)",
+    )
     p = _reader(
         jsub, "list", "list the jobs", call_and_show("jobs.list", views.jobs_view, _jobs_filter)
     )
@@ -327,6 +338,10 @@ def _add_jobs(sub: Any) -> None:
         run = call_and_show(f"jobs.{verb}", views.job_changed_view(done), _by_id)
         p = _reader(jsub, verb, f"{verb} a job", run)
         p.add_argument("id", type=NATURAL, metavar="ID", help="the job's id")
+    run = call_and_show("jobs.set_priority", views.job_priority_view, _new_priority)
+    p = _reader(jsub, "set-priority", "change a job's priority (at once if it runs)", run)
+    p.add_argument("id", type=NATURAL, metavar="ID", help="the job's id")
+    p.add_argument("priority", type=POSITIVE, metavar="N", help="its share weight, 1..1000")
 
 
 def _add_weights(sub: Any) -> None:

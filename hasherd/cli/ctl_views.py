@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from hasherd.storage.sizes import human_bytes
 from hasherd.storage.status import JobStatus
 
 if TYPE_CHECKING:
@@ -95,7 +96,20 @@ def job_counts(jobs: Mapping[str, int]) -> str:
 
 # -- jobs ------------------------------------------------------------------------------------
 
-JOB_HEADERS = ("ID", "STATUS", "EPOCH", "D", "RECORDS", "WON", "CAND/S", "CREATED", "NAME", "DATA")
+JOB_HEADERS = (
+    "ID",
+    "STATUS",
+    "EPOCH",
+    "D",
+    "RECORDS",
+    "WON",
+    "CAND/S",
+    "PRIO",
+    "SHARE",
+    "CREATED",
+    "NAME",
+    "DATA",
+)
 
 
 def _progress_cells(progress: Mapping[str, Any] | None) -> list[str]:
@@ -111,11 +125,19 @@ def _progress_cells(progress: Mapping[str, Any] | None) -> list[str]:
     ]
 
 
+def share(lease: Mapping[str, Any] | None) -> str:
+    """A running job's share of its devices, ``62%`` (``-`` when it does not run)."""
+    return "-" if lease is None else f"{lease['share']:.0%}"
+
+
 def job_row(job: Mapping[str, Any]) -> list[str]:
+    # priority and lease: absent from a daemon older than the shares (shown as -)
     return [
         str(job["id"]),
         job["status"],
         *_progress_cells(job["progress"]),
+        cell(job.get("priority")),
+        share(job.get("lease")),
         when(job["created_at"]),
         cell(job["name"]),
         cell(job["data"]),
@@ -151,6 +173,8 @@ def job_view(result: Mapping[str, Any]) -> list[Section]:
         ("created", when(job["created_at"])),
         ("updated", when(job["updated_at"])),
         ("options", options_text(job["options"])),
+        ("priority", cell(job.get("priority"))),
+        ("share", share(job.get("lease"))),
         ("progress", progress_text(progress) if progress else "-"),
         ("error", cell(job["error"])),
     ]
@@ -165,6 +189,17 @@ def job_changed_view(verb: str) -> Callable[[Mapping[str, Any]], list[Section]]:
         return [Line(f"job {job['id']} {verb}: {job['name']} is {job['status']} ({job['data']})")]
 
     return view
+
+
+def job_priority_view(result: Mapping[str, Any]) -> list[Section]:
+    """The one-line answer to set-priority."""
+    job = result["job"]
+    return [
+        Line(
+            f"job {job['id']} priority {job['priority']}: {job['name']} is {job['status']} "
+            f"({job['data']})"
+        )
+    ]
 
 
 # -- actors ----------------------------------------------------------------------------------
@@ -235,6 +270,16 @@ def active_job_text(job: Mapping[str, Any] | None) -> str:
     return f"{job['id']} {job['name']}: {detail}"
 
 
+def running_jobs(result: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """``status``'s running jobs: ``active_jobs``, or the one ``active_job`` of a daemon
+    older than several jobs at once."""
+    if "active_jobs" in result:
+        jobs: list[Mapping[str, Any]] = result["active_jobs"]
+        return jobs
+    job = result["active_job"]
+    return [] if job is None else [job]
+
+
 def status_view(result: Mapping[str, Any]) -> list[Section]:
     rows = [
         ("version", result["version"]),
@@ -242,12 +287,16 @@ def status_view(result: Mapping[str, Any]) -> list[Section]:
         ("state", result["state"]),
         ("uptime", duration(result["uptime_s"])),
         ("database", result["database"]),
+        ("database size", human_bytes(result.get("database_bytes"))),
         ("jobs", job_counts(result["jobs"])),
         ("active job", active_job_text(result["active_job"])),
         ("candidates/s", rate(result["candidates_per_s"])),
         ("dSHA/s", rate(result["dsha_per_s"])),
     ]
     sections: list[Section] = [Pairs(rows)]
+    jobs = running_jobs(result)
+    if len(jobs) > 1:
+        sections.append(Table(JOB_HEADERS, [job_row(j) for j in jobs], "running jobs"))
     if result["actors"]:
         sections.append(actors_table(result["actors"], "actors"))
     return sections
@@ -306,7 +355,8 @@ def reload_view(result: Mapping[str, Any]) -> list[Section]:
 
 
 def monitor_frame(result: Mapping[str, Any], now: float) -> list[Section]:
-    """One refresh of ``hasherctl monitor``: a headline, job counts, the active job, actors."""
+    """One refresh of ``hasherctl monitor``: a headline, job counts, the running jobs,
+    actors."""
     clock = time.strftime("%H:%M:%S", time.localtime(now))
     head = (
         f"{clock} hasherd {result['version']} (pid {result['pid']}) {result['state']}, "
@@ -314,11 +364,12 @@ def monitor_frame(result: Mapping[str, Any], now: float) -> list[Section]:
         f"{rate(result['dsha_per_s'])} dSHA/s"
     )
     sections: list[Section] = [Line(head), Line(f"jobs: {job_counts(result['jobs'])}")]
-    job = result["active_job"]
-    if job is None:
+    jobs = running_jobs(result)
+    if not jobs:
         sections.append(Line("active job: -"))
     else:
-        sections.append(Table(JOB_HEADERS, [job_row(job)], "active job"))
+        title = "active job" if len(jobs) == 1 else "active jobs"
+        sections.append(Table(JOB_HEADERS, [job_row(j) for j in jobs], title))
     if result["actors"]:
         sections.append(actors_table(result["actors"], "actors"))
     return sections

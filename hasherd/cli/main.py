@@ -10,6 +10,7 @@ import argparse
 import ctypes
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -17,6 +18,7 @@ from hasherd import __version__
 from hasherd.cli import (
     cmd_bench,
     cmd_daemon,
+    cmd_db,
     cmd_emulate,
     cmd_export,
     cmd_flash,
@@ -25,7 +27,7 @@ from hasherd.cli import (
     cmd_vectors,
     cmd_verify,
 )
-from hasherd.errors import HasherError
+from hasherd.errors import HasherError, first_hasher_error
 
 COMMANDS = (
     cmd_daemon,
@@ -37,6 +39,7 @@ COMMANDS = (
     cmd_vectors,
     cmd_bench,
     cmd_emulate,
+    cmd_db,
 )
 
 EXIT_OK = 0
@@ -81,18 +84,35 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     limit_malloc_arenas()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(words)
+    args.command_line = "hasherd " + shlex.join(words)  # what a writer's lock file names
     logging.basicConfig(
         level=args.log_level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )
     try:
         status: int = args.handler(args)
-    except HasherError as exc:
-        print(f"hasherd {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except (HasherError, BaseExceptionGroup) as exc:
+        return failed(args.command, exc)
     return status
+
+
+def failed(command: str, exc: BaseException) -> int:
+    """The exit status for a command that raised ``exc``, after one line on stderr.
+
+    A HasherError is the command's own refusal (bad input, a storage error, a database in
+    use): one line, exit 2. anyio's task groups wrap what their tasks raise in an
+    ExceptionGroup, so the HasherError is looked for inside one; a group of interrupts is
+    an interrupt (130); anything else is a bug and keeps its traceback."""
+    error = first_hasher_error(exc)
+    if error is not None:
+        print(f"hasherd {command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    if isinstance(exc, BaseExceptionGroup) and exc.split(KeyboardInterrupt)[1] is None:
+        return 130
+    raise exc
 
 
 if __name__ == "__main__":

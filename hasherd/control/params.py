@@ -21,6 +21,20 @@ from hasherd.errors import InputError
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # SQLite's INTEGER
 MAX_LIST = 100_000  # weights.list: the most weights one reply may be asked for
+MIN_PRIORITY, MAX_PRIORITY = 1, 1000  # a job's share weight (jobs.submit, jobs.set_priority)
+
+# jobs.submit's options: (low, high, the config key the option overrides). The config
+# checks its own ranges too; these are what a job may ask for. Epochs: the difficulty
+# schedule reaches its 32-bit cap by epoch 25 even from base 1, so more only repeat it.
+# Passes: a batch's cost grows with them; 1024 is about 50 times the default 21.
+JOB_BOUNDS: dict[str, tuple[int, int, str]] = {
+    "epochs": (1, 100, "training.epochs"),
+    "population": (1, 4096, "training.population_size"),
+    "generations": (1, 1_000_000, "training.max_generations"),
+    "difficulty_bits": (1, 32, "training.difficulty_bits"),
+    "zero_bits": (0, 32, "training.zero_bits"),
+    "passes": (1, 1024, "training.passes"),
+}
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
@@ -159,18 +173,32 @@ class JobOptions(Params):
             if key not in known:
                 names = ", ".join(sorted(known))
                 raise InputError(key, f"unknown option (known: {names})")
-            check = opt_bool if key == "strict" else opt_integer
-            values[key] = check(params, key)
+            values[key] = _option(params, key)
         return cls(**values)
+
+
+def _option(params: Mapping[str, Any], key: str) -> int | bool | None:
+    """One job option: ``strict`` a boolean, the rest integers within ``JOB_BOUNDS``."""
+    if key == "strict":
+        return opt_bool(params, key)
+    value = opt_integer(params, key)
+    if value is None or key not in JOB_BOUNDS:
+        return value
+    low, high, config_key = JOB_BOUNDS[key]
+    if not low <= value <= high:
+        raise InputError(key, f"must be in {low}..{high} ({config_key})")
+    return value
 
 
 @dataclass(frozen=True)
 class SubmitJob(Params):
-    """``jobs.submit``: the dataset (an absolute path), a name, the options."""
+    """``jobs.submit``: the dataset (an absolute path), a name, the options, a priority
+    (None: the jobs table's default)."""
 
     data: str
     name: str | None = None
     options: JobOptions = field(default_factory=JobOptions)
+    priority: int | None = None
 
     @classmethod
     def parse(cls, params: Mapping[str, Any]) -> Self:
@@ -183,8 +211,9 @@ class SubmitJob(Params):
                 f"{data!r} must be an absolute path (the daemon's working directory is not yours)",
             )
         name = opt_text(params, "name") or None
-        rest = {k: v for k, v in params.items() if k not in ("data", "name")}
-        return cls(data, name, JobOptions.parse(rest))
+        rest = {k: v for k, v in params.items() if k not in ("data", "name", "priority")}
+        priority = opt_integer(params, "priority", low=MIN_PRIORITY, high=MAX_PRIORITY)
+        return cls(data, name, JobOptions.parse(rest), priority)
 
 
 @dataclass(frozen=True)
@@ -209,6 +238,20 @@ class JobRef(Params):
     def parse(cls, params: Mapping[str, Any]) -> Self:
         only(params, "id")
         return cls(integer(params, "id"))
+
+
+@dataclass(frozen=True)
+class SetPriority(Params):
+    """``jobs.set_priority``: one job's share weight, applied at once if it runs."""
+
+    id: int
+    priority: int
+
+    @classmethod
+    def parse(cls, params: Mapping[str, Any]) -> Self:
+        only(params, "id", "priority")
+        job_id = integer(params, "id")
+        return cls(job_id, integer(params, "priority", low=MIN_PRIORITY, high=MAX_PRIORITY))
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from hasherd.control.params import (
     NoParams,
     Registry,
     RestartActor,
+    SetPriority,
     ShowValidation,
     StartValidation,
     SubmitJob,
@@ -89,15 +90,17 @@ def register_status(
         counts = {s.value: 0 for s in JobStatus}
         for job in await store.jobs():
             counts[job.status] += 1
-        active = sched.active
+        running = [await sched.job_json(job) for job in sched.running_jobs()]
         return {
             "version": __version__,
             "pid": os.getpid(),
             "uptime_s": round(source.uptime(), 1),
             "state": source.state,
             "database": store.path,
+            "database_bytes": store.database_bytes(),
             "jobs": counts,
-            "active_job": await sched.job_json(active.job) if active else None,
+            "active_job": running[0] if running else None,  # the first, for older clients
+            "active_jobs": running,
             "actors": pool.snapshot(),
             "candidates_per_s": round(cps, 1),
             "dsha_per_s": round(dps, 1),
@@ -116,13 +119,18 @@ def register_status(
 
 
 def register_jobs(server: Registry, store: Store, sched: JobScheduler) -> None:
-    """``jobs.*``."""
+    """``jobs.*``. Pausing or cancelling a running job returns within about a second: the
+    scheduler withdraws its batches in flight."""
 
     async def submit(req: SubmitJob) -> Reply:
         if not Path(req.data).exists():
             raise InputError("data", f"{req.data} does not exist (as seen by the daemon)")
-        job = await sched.submit(req.name or Path(req.data).name, req.data, req.options)
+        name = req.name or Path(req.data).name
+        job = await sched.submit(name, req.data, req.options, req.priority)
         return {"job": await sched.job_json(job)}
+
+    async def set_priority(req: SetPriority) -> Reply:
+        return {"job": await sched.job_json(await sched.set_priority(req.id, req.priority))}
 
     async def list_jobs(req: ListJobs) -> Reply:
         return {"jobs": [await sched.job_json(j) for j in await store.jobs(req.status)]}
@@ -135,6 +143,7 @@ def register_jobs(server: Registry, store: Store, sched: JobScheduler) -> None:
 
     server.register("jobs.submit", typed(SubmitJob, submit))
     server.register("jobs.list", typed(ListJobs, list_jobs))
+    server.register("jobs.set_priority", typed(SetPriority, set_priority))
     for method, act in {
         "jobs.show": store.job,
         "jobs.pause": sched.pause,

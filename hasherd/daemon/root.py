@@ -1,17 +1,19 @@
 """The composition root of ``hasherd run``: config, logging, database, actors, scheduler,
 control socket, metrics, systemd notification and signals, wired together.
 
-Start-up order: the database is opened and migrated, the control socket bound and the
-metrics endpoint listening, then READY=1 goes to systemd; the evaluator actors load their
-kernels in the background (a first start on a machine compiles them, which can take
-longer than systemd's start timeout), and the scheduler resumes unfinished jobs.
+Start-up order: the database's writer lock is taken (a second writer is refused), the
+database is opened and migrated, the control socket bound and the metrics endpoint
+listening, then READY=1 goes to systemd; the evaluator actors load their kernels in the
+background (a first start on a machine compiles them, which can take longer than
+systemd's start timeout), and so does the trainer's search (on a worker thread: the event
+loop never waits for numba's compiler), and the scheduler resumes unfinished jobs.
 
 Signals: SIGTERM and SIGINT stop dispatch, let the generations in flight be persisted
 (bounded by ``daemon.shutdown_timeout``), send STOPPING=1 and exit 0. SIGHUP reloads the
 config file: ``logging.*`` at once, and ``training.*``, ``validation.*``,
-``simulator.timeout`` and ``daemon.batch`` for the jobs that start after it; the other
-keys (database, sockets, metrics address, devices) need a restart, and ``reload`` says
-which ones changed.
+``simulator.timeout``, ``daemon.batch`` and ``daemon.max_jobs`` for the jobs that start
+after it; the other keys (database, sockets, metrics address, devices) need a restart,
+and ``reload`` says which ones changed.
 """
 
 from __future__ import annotations
@@ -29,8 +31,7 @@ import anyio.abc
 
 from hasherd import __version__
 from hasherd import config as config_mod
-from hasherd.actors.build import build_actors
-from hasherd.actors.pool import ActorPool
+from hasherd.actors.build import build_pool
 from hasherd.config import Config
 from hasherd.control.client import default_socket_path
 from hasherd.control.server import ControlServer
@@ -40,12 +41,15 @@ from hasherd.daemon.rates import RateMeter, pool_totals
 from hasherd.data import Dataset, load_dataset
 from hasherd.deploy import DeployMetrics
 from hasherd.deploy import handlers as deploy_handlers
-from hasherd.errors import ConfigError, HasherError
+from hasherd.errors import ConfigError, first_hasher_error
 from hasherd.jitter.service import JitterService
 from hasherd.logs import setup_logging
 from hasherd.metrics import Metrics
 from hasherd.scheduler.jobs import JobScheduler
+from hasherd.scheduler.progress import ProgressSnapshot
+from hasherd.scheduler.trainer import warm_up_search
 from hasherd.storage import Store
+from hasherd.storage.lock import DatabaseLock
 from hasherd.transport.peers import resolve_group
 from hasherd.validation.service import ValidationService
 
@@ -61,6 +65,7 @@ RELOADABLE = (
     "daemon.batch",
     "daemon.status_interval",
     "daemon.shutdown_timeout",
+    "daemon.max_jobs",
 )
 
 
@@ -88,10 +93,11 @@ class Daemon:
     errors: dict[str, int] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     state: str = "starting"
+    command: str = "hasherd run"  # written into the database's lock file
 
     def __post_init__(self) -> None:
         self.store: Store | None = None
-        self.pool = ActorPool(build_actors(self.config))
+        self.pool = build_pool(self.config)
         self.rates = RateMeter(functools.partial(pool_totals, self.pool))
         self.scheduler: JobScheduler | None = None
         self.control: ControlServer | None = None
@@ -104,6 +110,14 @@ class Daemon:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def run(self) -> int:
+        """Serve until stopped, holding the database's writer lock throughout: taken
+        before the database is opened and any socket bound, so a second daemon (or
+        ``hasherd train``) on the same database is refused before it changes anything."""
+        cfg = self.config
+        with DatabaseLock.acquire(database_path(cfg), self.command, str(socket_path(cfg))):
+            return await self._serve()
+
+    async def _serve(self) -> int:
         cfg = self.config
         db = database_path(cfg)
         db.parent.mkdir(parents=True, exist_ok=True)
@@ -135,6 +149,7 @@ class Daemon:
                         self.jitter = await tg.start(self._jitter_service(cfg))
                     self._start_metrics(cfg)
                     tg.start_soon(self.pool.run)
+                    tg.start_soon(warm_up_search)
                     tg.start_soon(self.scheduler.run)
                     tg.start_soon(self._signals)
                     tg.start_soon(self._status_loop)
@@ -152,7 +167,7 @@ class Daemon:
             except BaseExceptionGroup as group:
                 # A start-up failure (socket taken, metrics port in use, ...) is reported
                 # as itself, not wrapped in the task group's ExceptionGroup.
-                first = _first_hasher_error(group)
+                first = first_hasher_error(group)
                 if first is not None:
                     raise first from None
                 raise
@@ -305,18 +320,15 @@ class Daemon:
             LOGGER.info("%s", line)
 
     def status_line(self) -> str:
+        """Every running job in a few words, then the daemon's rate: ``job 3 epoch 1/2
+        D=12: 5/48 won; job 4 starting, 1,234 candidates/s``."""
         cps, _ = self.rates.rates()
         sched = self.scheduler
-        active = sched.active if sched else None
-        if sched is None or active is None:
+        jobs = sched.running_jobs() if sched is not None else []
+        if sched is None or not jobs:
             return f"idle; {cps:,.0f} candidates/s"
-        p = sched.snapshot(active.job.id)
-        if p is None:
-            return f"job {active.job.id} starting"
-        return (
-            f"job {active.job.id} epoch {p.epoch}/{p.epochs} D={p.difficulty_bits}: "
-            f"{p.records_won}/{p.records_total} won, {cps:,.0f} candidates/s"
-        )
+        parts = [_job_status(job.id, sched.snapshot(job.id)) for job in jobs]
+        return f"{'; '.join(parts)}, {cps:,.0f} candidates/s"
 
     # StatusSource (the status and health methods)
     def uptime(self) -> float:
@@ -354,15 +366,13 @@ class Daemon:
         return counts
 
 
-def _first_hasher_error(group: BaseExceptionGroup[Any]) -> HasherError | None:
-    for exc in group.exceptions:
-        if isinstance(exc, HasherError):
-            return exc
-        if isinstance(exc, BaseExceptionGroup):
-            found = _first_hasher_error(exc)
-            if found is not None:
-                return found
-    return None
+def _job_status(job_id: int, p: ProgressSnapshot | None) -> str:
+    if p is None:
+        return f"job {job_id} starting"
+    return (
+        f"job {job_id} epoch {p.epoch}/{p.epochs} D={p.difficulty_bits}: "
+        f"{p.records_won}/{p.records_total} won"
+    )
 
 
 def _flat(cfg: Config) -> dict[str, Any]:

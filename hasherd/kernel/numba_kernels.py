@@ -11,6 +11,13 @@ Two layouts (docs/kernel.md in the project, "The numba evaluator"):
   ``scan_h7``, taking the first that meets k in scan order, rolling ntime after a whole
   nonce space without one.
 
+``run_scan`` takes ``abort``, a one-byte array another thread may set: it looks at it per
+pass and every ``ABORT_SWEEPS`` sweeps of a nonce scan (a candidate at a high k may take
+hours), never inside the generated lane code, and returns early with meaningless
+outputs, which the caller then discards (``Evaluator.abort``). ``run_k0`` needs no flag: a
+candidate costs at most ``passes + 1`` hashes, so its caller cuts a long call into several
+and looks at the flag between them.
+
 The code-generation settings (``hasherd.kernel.numba_setup``) are applied on import,
 before anything here compiles: a process that imported this module first would otherwise
 compile, and cache, a second version for numba's default target.
@@ -38,6 +45,9 @@ _U24 = np.uint32(24)
 W_SLOT3, W_SLOT4, W_SLOT10 = 4, 5, 11
 W_JITTER = 9  # words 9..12 are slots 8..11, the ones apply() changes
 W_NTIME, W_NONCE = 17, 19
+ABORT_SWEEPS = 256  # nonce sweeps of LANES between two looks at the abort flag
+ABORTED = np.int64(-2)  # scan_first's answer once the abort flag is seen
+_NEVER = np.zeros(1, dtype=np.uint8)  # the abort flag of a scan nobody aborts
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -288,9 +298,21 @@ def run_k0(
 @njit(cache=True, nogil=True)
 def first_meeting(mid, w, n0, nonce_space, zero_bits, h7):  # pragma: no cover - compiled
     """Offset t of the first nonce n0 + t (t < nonce_space) meeting zero_bits, else -1."""
+    return scan_first(mid, w, n0, nonce_space, zero_bits, h7, _NEVER)
+
+
+@njit(cache=True, nogil=True)
+def scan_first(mid, w, n0, nonce_space, zero_bits, h7, abort):  # pragma: no cover - compiled
+    """``first_meeting``, or ABORTED once the abort flag is seen."""
     shift = np.uint32(32 - zero_bits)
     t = np.int64(0)
+    sweeps = 0
     while t < nonce_space:
+        sweeps += 1
+        if sweeps == ABORT_SWEEPS:
+            sweeps = 0
+            if abort[0] != 0:
+                return ABORTED
         scan_h7(mid, w, np.uint32((np.int64(n0) + t) & 0xFFFFFFFF), h7)
         m = min(np.int64(L), nonce_space - t)
         for j in range(m):
@@ -301,10 +323,10 @@ def first_meeting(mid, w, n0, nonce_space, zero_bits, h7):  # pragma: no cover -
 
 
 @njit(cache=True, nogil=True)
-def golden(h, zero_bits, nonce_space, mid, blk, dig, h7):  # pragma: no cover - compiled
+def golden(h, zero_bits, nonce_space, mid, blk, dig, h7, abort):  # pragma: no cover - compiled
     """One pass at k > 0 over header words ``h``; digest words to ``dig``.
 
-    Returns (nonce, ntime roll, nonces scanned)."""
+    Returns (nonce, ntime roll, nonces scanned); a roll of -1 once aborted."""
     compress(_IV, h[0:16], mid)
     n0 = bswap32(h[W_NONCE])
     ntime0 = bswap32(h[W_NTIME])
@@ -314,9 +336,11 @@ def golden(h, zero_bits, nonce_space, mid, blk, dig, h7):  # pragma: no cover - 
     roll = np.int64(0)
     while True:
         w[1] = bswap32(np.uint32((np.int64(ntime0) + roll) & 0xFFFFFFFF))
-        t = first_meeting(mid, w, n0, nonce_space, zero_bits, h7)
+        t = scan_first(mid, w, n0, nonce_space, zero_bits, h7, abort)
         if t >= 0:
             break
+        if t == ABORTED:
+            return np.uint32(0), np.int64(-1), np.int64(0)
         roll += 1
     nonce = np.uint32((np.int64(n0) + t) & 0xFFFFFFFF)
     scanned = roll * nonce_space + t + 1
@@ -362,6 +386,7 @@ def run_scan(
     tr_jit,
     tr_found,
     tr_final,
+    abort,
 ):  # pragma: no cover - compiled
     """k > 0: lanes are nonces; candidates run in parallel."""
     n = hdr.shape[0]
@@ -376,7 +401,9 @@ def run_scan(
         total = np.int64(0)
         mids = np.int64(passes - start_pass + 1)
         for p in range(start_pass, passes):
-            nonce, roll, scanned = golden(h, zero_bits, nonce_space, mid, blk, dig, h7)
+            if abort[0] != 0:
+                break
+            nonce, roll, scanned = golden(h, zero_bits, nonce_space, mid, blk, dig, h7, abort)
             total += scanned
             mids += roll
             key = dig[0]
@@ -401,7 +428,9 @@ def run_scan(
                 tr_nonce[i, p] = nonce
                 tr_jit[i, p] = jit
                 tr_found[i, p] = found
-        nonce, roll, scanned = golden(h, zero_bits, nonce_space, mid, blk, dig, h7)
+        if abort[0] != 0:
+            continue
+        nonce, roll, scanned = golden(h, zero_bits, nonce_space, mid, blk, dig, h7, abort)
         out_scanned[i, 0] = total + scanned
         out_scanned[i, 1] = mids + roll
         for r in range(8):

@@ -49,7 +49,8 @@ class MetricsSource(Protocol):
     def job_snapshots(self) -> list[dict[str, Any]]:
         """One dict per job: id, name, status, difficulty_bits, records_total,
         records_won, records_pending, tokens_trained, best_fitness, mean_fitness (NaN
-        when unknown), candidates, dsha."""
+        when unknown), candidates, dsha; optionally priority and share (NaN or left
+        out: not running)."""
         ...
 
     def store_stats(self) -> dict[str, float | int]:
@@ -105,6 +106,17 @@ ACTOR_SPECS = (
     ),
     _gauge("hasherd_actor_in_flight", "Batches held: waiting plus running.", ACTOR, "in_flight"),
     _gauge("hasherd_actor_threads", "Kernel threads of the evaluator.", ACTOR, "threads"),
+    _counter(
+        "hasherd_actor_abandoned_calls_total",
+        "Calls given up (withdrawn or timed out); a numba kernel is told to stop.",
+        ACTOR,
+        "abandoned",
+    ),
+)
+# The sum of the actors' "duplicates": answers dropped because another actor was first.
+POOL_DUPLICATES = _counter(
+    "hasherd_pool_duplicate_batches_total",
+    "Pieces of batches answered twice (a straggler's copy): the later answer dropped.",
 )
 ACTOR_STATE = _gauge(
     "hasherd_actor_state", "1 for the actor's current state, 0 for the others.", ("actor", "state")
@@ -140,6 +152,16 @@ JOB_SPECS = (
 )
 JOB_STATUS = _gauge(
     "hasherd_job_status", "1 for the job's current status, 0 for the others.", (*JOB, "status")
+)
+# Optional keys of a job snapshot: a job that is not running has no share.
+JOB_SHARE_SPECS = (
+    _gauge(
+        "hasherd_job_share",
+        "The running job's part of the busy time of the actors it uses (0..1), recently.",
+        JOB,
+        "share",
+    ),
+    _gauge("hasherd_job_priority", "The job's priority: its weight in the share.", JOB, "priority"),
 )
 
 STORE_SPECS = (
@@ -295,8 +317,10 @@ SPECS: tuple[Spec, ...] = (
     *ACTOR_SPECS,
     ACTOR_STATE,
     ACTOR_ERRORS,
+    POOL_DUPLICATES,
     *JOB_SPECS,
     JOB_STATUS,
+    *JOB_SHARE_SPECS,
     *STORE_SPECS,
     ERRORS,
 )
@@ -323,8 +347,11 @@ class HasherCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         families: dict[str, Family] = {spec.name: spec.family() for spec in SPECS}
         families[BUILD_INFO.name].add_metric([self.version], 1.0)
-        for actor in self.source.actor_snapshots():
+        actors = self.source.actor_snapshots()
+        for actor in actors:
             self._add_actor(families, actor)
+        duplicates = sum(a.get("duplicates", 0) for a in actors)
+        families[POOL_DUPLICATES.name].add_metric([], float(duplicates))
         for job in self.source.job_snapshots():
             self._add_job(families, job)
         self._add_fields(families, STORE_SPECS, (), self.source.store_stats())
@@ -363,6 +390,8 @@ class HasherCollector(Collector):
         labels = (str(snap["id"]), str(snap["name"]))
         self._add_fields(families, JOB_SPECS, labels, snap)
         _enum(families[JOB_STATUS.name], labels, str(snap["status"]), tuple(JobStatus))
+        shares = {spec.key: snap.get(spec.key, math.nan) for spec in JOB_SHARE_SPECS}
+        self._add_fields(families, JOB_SHARE_SPECS, labels, shares)
 
     @staticmethod
     def _add_fields(

@@ -1,10 +1,11 @@
 """Where the trainer's batches go: one dispatch interface, two providers.
 
 ``dispatch.evaluate_then(requests, post)`` evaluates one batch and runs ``post(results)``
-on the thread that evaluated it (the trainer scores and breeds there, right after the
-kernel, so that work never competes with a kernel for the cores), and returns both. The
-trainer keeps ``dispatch.lanes`` groups in flight. The daemon's actor pool is one
-provider (``PoolDispatch``); ``hasherd train`` wraps its one evaluator in
+off the event loop, on the thread that evaluated it when one did it all (the trainer
+scores and breeds there, right after the kernel, so that work never competes with a
+kernel for the cores), and returns both. The trainer keeps ``dispatch.lanes`` groups in
+flight. In the daemon each running job's lease on the actor pool is its dispatch
+(``ActorPool.lease``, ``actors/lease.py``); ``hasherd train`` wraps its one evaluator in
 ``EvaluatorDispatch``.
 """
 
@@ -16,7 +17,6 @@ from typing import Any, Protocol
 
 import anyio
 
-from hasherd.actors.pool import ActorPool
 from hasherd.actors.thread import CallThread
 from hasherd.kernel.evaluators.base import EvalRequest, EvalResult, Evaluator
 
@@ -39,23 +39,6 @@ class Dispatch(Protocol):
     async def evaluate_then(
         self, reqs: list[EvalRequest], post: Post
     ) -> tuple[list[EvalResult], Any]: ...
-
-
-class PoolDispatch:
-    """The daemon's actor pool: each batch goes to whichever actor serving ``zero_bits`` is
-    free, one group in flight per such actor; the pool applies each actor's timeout."""
-
-    def __init__(self, pool: ActorPool, zero_bits: int) -> None:
-        self.pool = pool
-        self.lanes = pool.capacity_for(zero_bits)
-
-    async def warm_up(self) -> None:
-        return None  # the pool warmed its actors up when it started them
-
-    async def evaluate_then(
-        self, reqs: list[EvalRequest], post: Post
-    ) -> tuple[list[EvalResult], Any]:
-        return await self.pool.evaluate_then(reqs, post)
 
 
 class EvaluatorDispatch:

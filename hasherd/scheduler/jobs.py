@@ -1,37 +1,53 @@
-"""The daemon's job scheduler: training jobs from the database, one at a time, in order.
+"""The daemon's job scheduler: training jobs from the database, several at once.
 
-A job names a dataset and training options. The scheduler takes the oldest queued job,
-loads its data, and trains it with the same ``Trainer`` as ``hasherd train``, except that
-evaluation batches go to the actor pool (whichever evaluator actor is free, a bounded
-number in flight). Every generation is persisted as it completes, so a job survives a
-daemon restart, even after SIGKILL: jobs left ``running`` are queued again at start, and
-their runs resume from the last committed generation. Pausing or cancelling a job stops
-it after the generations in flight are persisted.
+A job names a dataset, training options and a priority. The scheduler starts queued jobs
+in id order while fewer than ``daemon.max_jobs`` run, and trains each with the same
+``Trainer`` as ``hasherd train``, its batches going through a lease of its own on the
+actor pool (``ActorPool.lease``): the pool gives each batch to an actor that serves the
+job's zero bits and passes, and shares the actors between running jobs by priority. A job
+that no configured actor can serve is refused at submit. Every generation is persisted as
+it completes, so a job survives a daemon restart, even after SIGKILL: jobs left
+``running`` are queued again at start, and their runs resume from the last committed
+generation.
+
+Pausing or cancelling a running job stops its trainer and closes its lease: the batches
+it has in flight fail at once (``JobWithdrawn``), even one stuck on a device, so the job
+ends within a second, keeping what was committed. A job that fails records its cause
+(the pool's error naming the device, the storage error naming the path), never the
+exception group that carried it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import anyio.abc
 
+from hasherd.actors.base import JobWithdrawn
+from hasherd.actors.lease import JobLease
 from hasherd.actors.pool import ActorPool
-from hasherd.config import Config
+from hasherd.config import Config, TrainingConfig
 from hasherd.control.params import JobOptions
-from hasherd.data import DataError, Dataset, load_dataset
-from hasherd.errors import HasherError, InputError
-from hasherd.scheduler.dispatch import PoolDispatch
+from hasherd.data import Dataset, load_dataset
+from hasherd.errors import HasherError, InputError, first_hasher_error, leaves
+from hasherd.scheduler.progress import ProgressSnapshot
+from hasherd.scheduler.runs import config_digest, records_digest
 from hasherd.scheduler.trainer import Progress, Trainer
 from hasherd.storage import Store
 from hasherd.storage.jobs import JobRow
 from hasherd.storage.status import JobStatus
 
 LOGGER = logging.getLogger(__name__)
+# After a stopping job's lease is withdrawn, the time its trainer gets to commit what it
+# holds and end by itself before its task is cancelled (its commits are shielded).
+STOP_GRACE = 0.5
 
 # jobs.submit option (a field of JobOptions) -> training config key
 OPTION_KEYS = {
@@ -67,86 +83,63 @@ def job_config(cfg: Config, options: Mapping[str, Any]) -> Config:
         raise InputError(key, str(exc)) from None
 
 
+def check_servable(pool: ActorPool, training: TrainingConfig) -> None:
+    """InputError, naming the option, when no configured actor serves the job's zero bits
+    and passes (``ActorPool.can_serve`` says why)."""
+    problem = pool.can_serve(training.zero_bits, training.passes)
+    if problem is not None:
+        blamed = "passes" if "passes" in problem and "zero_bits" not in problem else "zero_bits"
+        raise InputError(blamed, problem)
+
+
+def failure_cause(exc: BaseException) -> BaseException:
+    """What made a job fail, taken out of any exception group: the first ``HasherError``
+    that is not a withdrawal (it names the device, the zero bits, the path), else the
+    first error."""
+    found = first_hasher_error(exc, skip=(JobWithdrawn,))
+    return found if found is not None else next(leaves(exc))
+
+
+def job_error(exc: BaseException) -> str:
+    """A failed job's ``error``: its cause (``failure_cause``), never the group's own
+    "unhandled errors in a TaskGroup"."""
+    cause = failure_cause(exc)
+    if isinstance(cause, HasherError):
+        return str(cause)
+    return f"{type(cause).__name__}: {cause}"
+
+
 @dataclass
 class RunningJob:
-    """The job being trained: its row, its trainer once built, and the status it takes
-    when asked to stop early (None: not asked)."""
+    """A job being trained: its row, its lease and trainer once built, the status it
+    takes when asked to stop early (None: not asked), the scope its training runs in, and
+    ``done``, set once its status is stored."""
 
     job: JobRow
+    lease: JobLease | None = None
     trainer: Trainer | None = None
     stop_as: JobStatus | None = None
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    done: anyio.Event = field(default_factory=anyio.Event)
 
+    def stop(self, status: JobStatus, *, withdraw: bool = True) -> None:
+        """Stop as ``status``: the trainer ends after its batches in flight, which
+        ``withdraw`` fails at once (the lease closed). Before the trainer exists there is
+        nothing to commit, and the job's task is cancelled."""
+        self.stop_as = status
+        if self.trainer is None:
+            self.scope.cancel()
+            return
+        self.trainer.stop.set()
+        if withdraw:
+            self.withdraw()
 
-@dataclass(frozen=True)
-class ProgressSnapshot:
-    """A job's ``Progress`` at one moment, the one conversion of it: ``to_json`` is the
-    ``progress`` of ``jobs.show``, ``to_metrics`` what the metrics collector reads."""
+    def withdraw(self) -> None:
+        if self.lease is not None:
+            self.lease.close()
 
-    run_id: int | None  # None until the trainer has created or resumed its run
-    epoch: int
-    epochs: int
-    difficulty_bits: int
-    records_total: int
-    records_won: int
-    records_done: int
-    records_todo: int
-    candidates: int
-    dsha: int
-    tokens: int
-    candidates_per_s: float
-    best_fitness: float  # NaN until a generation has run
-    mean_fitness: float
-
-    @classmethod
-    def of(cls, p: Progress) -> ProgressSnapshot:
-        return cls(
-            run_id=p.run_id or None,
-            epoch=p.epoch,
-            epochs=p.epochs,
-            difficulty_bits=p.difficulty,
-            records_total=p.records_total,
-            records_won=p.records_won,
-            records_done=p.done,
-            records_todo=p.todo,
-            candidates=p.candidates,
-            dsha=p.dsha,
-            tokens=p.tokens,
-            candidates_per_s=p.candidates_per_s,
-            best_fitness=p.best_reward,
-            mean_fitness=p.mean_reward,
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "epoch": self.epoch,
-            "epochs": self.epochs,
-            "difficulty_bits": self.difficulty_bits,
-            "records_total": self.records_total,
-            "records_won": self.records_won,
-            "records_done": self.records_done,
-            "records_todo": self.records_todo,
-            "candidates": self.candidates,
-            "dsha": self.dsha,
-            "tokens": self.tokens,
-            "candidates_per_s": round(self.candidates_per_s, 1),
-            "best_fitness": _finite(self.best_fitness),
-            "mean_fitness": _finite(self.mean_fitness),
-            "run_id": self.run_id,
-        }
-
-    def to_metrics(self) -> dict[str, Any]:
-        """The keys of ``MetricsSource.job_snapshots`` (NaN fitness: not known yet)."""
-        return {
-            "difficulty_bits": self.difficulty_bits,
-            "records_total": self.records_total,
-            "records_won": self.records_won,
-            "records_pending": max(0, self.records_todo - self.records_done),
-            "tokens_trained": self.tokens,
-            "best_fitness": self.best_fitness,
-            "mean_fitness": self.mean_fitness,
-            "candidates": self.candidates,
-            "dsha": self.dsha,
-        }
+    def lease_snapshot(self) -> dict[str, Any] | None:
+        return self.lease.snapshot() if self.lease is not None else None
 
 
 class JobScheduler:
@@ -164,19 +157,39 @@ class JobScheduler:
         self.store, self.pool, self.config = store, pool, config
         self.on_step = on_step or (lambda job_id, seconds: None)
         self.on_dataset = on_dataset  # told each job's dataset as it starts (jitter service)
-        self.active: RunningJob | None = None
+        self.running: dict[int, RunningJob] = {}  # by job id, in the order they started
         self.progress: dict[int, Progress] = {}  # by job id: the last known progress
-        self.seen_jobs: dict[int, tuple[str, JobStatus]] = {}  # job id -> (name, last status)
+        self.seen_jobs: dict[int, JobRow] = {}  # job id -> its row as this process last set it
+        self._runs: dict[tuple[str, str], anyio.Lock] = {}  # one trainer per run at a time
         self._wake = anyio.Event()
         self._stopping = False
         self.finished = anyio.Event()
 
+    @property
+    def active(self) -> RunningJob | None:
+        """The running job that started first (``status``'s ``active_job``)."""
+        return next(iter(self.running.values()), None)
+
     # -- control --------------------------------------------------------------------------
 
-    async def submit(self, name: str, data: str, options: JobOptions) -> JobRow:
-        opts = stored_options(options, self.config())
-        job = await self.store.add_job(name, data, opts)
-        LOGGER.info("job %d (%s) queued: %s %s", job.id, job.name, data, opts)
+    async def submit(
+        self, name: str, data: str, options: JobOptions, priority: int | None = None
+    ) -> JobRow:
+        """Queue a job, once its options are in range and some configured actor serves
+        its zero bits and passes (InputError naming the option otherwise)."""
+        cfg = self.config()
+        opts = stored_options(options, cfg)
+        check_servable(self.pool, job_config(cfg, opts).training)
+        extra = {} if priority is None else {"priority": priority}
+        job = await self.store.add_job(name, data, opts, **extra)
+        LOGGER.info(
+            "job %d (%s) queued at priority %d: %s %s",
+            job.id,
+            job.name,
+            job.priority,
+            data,
+            opts,
+        )
         self._wake.set()
         return job
 
@@ -187,32 +200,63 @@ class JobScheduler:
         return await self._stop_or_move(job_id, JobStatus.CANCELLED)
 
     async def resume(self, job_id: int) -> JobRow:
+        """Queue a stopped job again; a running one is left as it is (queued again, it
+        would be started twice)."""
+        if job_id in self.running:
+            return await self.store.job(job_id)
         job = await self.store.move_job(job_id, JobStatus.QUEUED)
         self._wake.set()
         return job
 
+    async def set_priority(self, job_id: int, priority: int) -> JobRow:
+        """Store the job's priority and apply it to its lease at once if it runs."""
+        job = await self.store.set_job_priority(job_id, priority)
+        running = self.running.get(job_id)
+        if running is not None:
+            running.job = job
+            if running.lease is not None:
+                running.lease.set_priority(priority)
+        if job_id in self.seen_jobs:
+            self.seen_jobs[job_id] = job
+        LOGGER.info("job %d priority %d", job_id, priority)
+        return job
+
     async def _stop_or_move(self, job_id: int, status: JobStatus) -> JobRow:
-        active = self.active
-        if active is not None and active.job.id == job_id:
-            active.stop_as = status
-            if active.trainer is not None:
-                active.trainer.stop.set()
-            with anyio.fail_after(self.config().daemon.shutdown_timeout + 30):
-                while self.active is active:
-                    await anyio.sleep(0.05)
-            return await self.store.job(job_id)
-        return await self.store.move_job(job_id, status)
+        """A running job: stopped (its batches withdrawn), returning once its status is
+        stored; a trainer still busy after ``STOP_GRACE`` is cancelled. Any other job:
+        moved to ``status``."""
+        running = self.running.get(job_id)
+        if running is None:
+            try:
+                return await self.store.move_job(job_id, status)
+            except InputError:
+                if job_id not in self.running:
+                    raise
+                running = self.running[job_id]  # it started meanwhile: stop it
+        running.stop(status)
+        with anyio.move_on_after(STOP_GRACE):
+            await running.done.wait()
+        running.scope.cancel()
+        with anyio.fail_after(self.config().daemon.shutdown_timeout + 30):
+            await running.done.wait()
+        return await self.store.job(job_id)
 
     async def shutdown(self) -> None:
-        """Stop taking jobs; the running one persists its generations in flight and goes
-        back to the queue (it resumes at the next start)."""
+        """Stop taking jobs. The running ones get half of ``daemon.shutdown_timeout`` to
+        persist their generations in flight, then their leases are withdrawn; they go
+        back to the queue (they resume at the next start)."""
         self._stopping = True
-        active = self.active
-        if active is not None:
-            active.stop_as = active.stop_as or JobStatus.QUEUED
-            if active.trainer is not None:
-                active.trainer.stop.set()
         self._wake.set()
+        for running in list(self.running.values()):
+            running.stop(running.stop_as or JobStatus.QUEUED, withdraw=False)
+        with anyio.move_on_after(self.config().daemon.shutdown_timeout / 2):
+            await self.finished.wait()
+        for running in list(self.running.values()):
+            running.withdraw()
+        with anyio.move_on_after(STOP_GRACE):
+            await self.finished.wait()
+        for running in list(self.running.values()):
+            running.scope.cancel()
         await self.finished.wait()
 
     # -- the loop -------------------------------------------------------------------------
@@ -222,72 +266,129 @@ class JobScheduler:
             requeued = await self.store.requeue_interrupted_jobs()
             if requeued:
                 LOGGER.info("jobs %s were interrupted; they resume", requeued)
-            while not self._stopping:
-                job = await self.store.next_queued_job()
-                if job is None:
+            async with anyio.create_task_group() as tg:
+                while not self._stopping:
+                    room = len(self.running) < self.config().daemon.max_jobs
+                    if room and await self._start_next(tg):
+                        continue
                     if self._wake.is_set():
                         self._wake = anyio.Event()
                         continue
                     await self._wake.wait()
-                    continue
-                await self._run_job(job)
         finally:
             self.finished.set()
 
-    async def _run_job(self, job: JobRow) -> None:
-        active = self.active = RunningJob(job)
+    async def _start_next(self, tg: anyio.abc.TaskGroup) -> bool:
+        """Start the oldest queued job; False when there is none."""
+        job = await self.store.next_queued_job()
+        if job is None:
+            return False
+        # registered before it moves: a pause or cancel meanwhile finds it and stops it
+        running = self.running[job.id] = RunningJob(job)
         try:
-            job = await self.store.move_job(job.id, JobStatus.RUNNING)
-            active.job = job
-            self.seen_jobs[job.id] = (job.name, JobStatus.RUNNING)
-            cfg = job_config(self.config(), job.options)
-            strict = bool(job.options.get("strict", False))
-            load = functools.partial(
-                load_dataset, job.data_path, token_bits=cfg.training.token_bits, strict=strict
+            running.job = await self.store.move_job(job.id, JobStatus.RUNNING)
+        except InputError:  # paused or cancelled meanwhile: look again
+            del self.running[job.id]
+            running.done.set()
+            return True
+        self.seen_jobs[job.id] = running.job
+        if self._stopping:  # the daemon began to stop meanwhile: back to the queue
+            running.stop(JobStatus.QUEUED)
+        tg.start_soon(self._run_job, running)
+        return True
+
+    async def _run_job(self, running: RunningJob) -> None:
+        job = running.job
+        try:
+            outcome = None
+            with running.scope:
+                outcome = await self._train(running)
+            status, run_id = outcome or (running.stop_as or JobStatus.QUEUED, None)
+            await self._settle(job, status, run_id)
+        except Exception as exc:
+            message = job_error(exc)
+            expected = isinstance(failure_cause(exc), HasherError)  # else: a traceback too
+            LOGGER.error("job %d failed: %s", job.id, message, exc_info=None if expected else exc)
+            await self._settle(job, JobStatus.FAILED, None, error=message)
+        finally:
+            running.withdraw()
+            del self.running[job.id]
+            running.done.set()
+            self._wake.set()
+
+    async def _train(self, running: RunningJob) -> tuple[JobStatus, int]:
+        """Train the job until it finishes or is stopped: (its status, its run)."""
+        job = running.job
+        cfg = job_config(self.config(), job.options)
+        t = cfg.training
+        check_servable(self.pool, t)
+        ds = await self._load(job, cfg)
+        async with self._one_trainer_per_run(job, cfg, ds):
+            progress = self.progress[job.id] = Progress(epochs=t.epochs)
+            lease = self.pool.lease(
+                job.id, zero_bits=t.zero_bits, passes=t.passes, priority=running.job.priority
             )
-            ds = await anyio.to_thread.run_sync(load)
-            if self.on_dataset is not None:
-                await self.on_dataset(ds)
-            progress = self.progress[job.id] = Progress(epochs=cfg.training.epochs)
+            running.lease = lease
             trainer = Trainer(
                 self.store,
                 ds,
                 cfg,
-                PoolDispatch(self.pool, cfg.training.zero_bits),
+                lease,
                 batch=cfg.daemon.batch,
                 on_step=lambda s: self.on_step(job.id, s),
             )
             trainer.progress = progress
-            active.trainer = trainer
-            if active.stop_as is not None:
-                trainer.stop.set()
+            running.trainer = trainer
             summary = await trainer.run()
-            if summary.status == "finished":
-                status = JobStatus.FINISHED
-            else:
-                status = active.stop_as or JobStatus.QUEUED
-            await self.store.move_job(job.id, status, run_id=summary.run_id)
-            self.seen_jobs[job.id] = (job.name, status)
-            LOGGER.info(
-                "job %d %s: %d of %d records hold a winner at %d bits",
-                job.id,
-                status,
-                summary.winners,
-                summary.records,
-                summary.final_difficulty,
-            )
-        except (DataError, HasherError) as exc:
-            LOGGER.error("job %d failed: %s", job.id, exc)
-            await self._fail(job, str(exc))
-        except Exception as exc:
-            LOGGER.exception("job %d failed", job.id)
-            await self._fail(job, f"{type(exc).__name__}: {exc}")
-        finally:
-            self.active = None
+        if summary.status == "finished":
+            return JobStatus.FINISHED, summary.run_id
+        return running.stop_as or JobStatus.QUEUED, summary.run_id
 
-    async def _fail(self, job: JobRow, error: str) -> None:
-        await self.store.move_job(job.id, JobStatus.FAILED, error=error)
-        self.seen_jobs[job.id] = (job.name, JobStatus.FAILED)
+    async def _load(self, job: JobRow, cfg: Config) -> Dataset:
+        strict = bool(job.options.get("strict", False))
+        load = functools.partial(
+            load_dataset, job.data_path, token_bits=cfg.training.token_bits, strict=strict
+        )
+        # abandoned when the job is stopped meanwhile: reading a file has no side effects
+        ds = await anyio.to_thread.run_sync(load, abandon_on_cancel=True)
+        if self.on_dataset is not None:
+            await self.on_dataset(ds)
+        return ds
+
+    @contextlib.asynccontextmanager
+    async def _one_trainer_per_run(
+        self, job: JobRow, cfg: Config, ds: Dataset
+    ) -> AsyncIterator[None]:
+        """Two jobs of the same dataset and training config train one run (it resumes),
+        so the second waits for the first to end, as it would in a queue."""
+        key = (records_digest(ds), config_digest(cfg, ds))
+        lock = self._runs.setdefault(key, anyio.Lock())
+        if lock.locked():
+            LOGGER.info("job %d waits: a running job trains the same run", job.id)
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and not lock.statistics().tasks_waiting:
+                self._runs.pop(key, None)
+
+    async def _settle(
+        self, job: JobRow, status: JobStatus, run_id: int | None, *, error: str | None = None
+    ) -> None:
+        links = {"run_id": run_id} if run_id else {}
+        row = await self.store.move_job(job.id, status, error=error, **links)
+        self.seen_jobs[job.id] = row
+        if status == JobStatus.FAILED:
+            return
+        p = self.progress.get(job.id)
+        LOGGER.info(
+            "job %d %s: %d of %d records hold a winner at %d bits",
+            job.id,
+            status,
+            p.records_won if p else 0,
+            p.records_total if p else 0,
+            p.difficulty if p else 0,
+        )
 
     # -- reporting ------------------------------------------------------------------------
 
@@ -302,23 +403,41 @@ class JobScheduler:
         p = self.progress.get(job_id)
         return p.run_id if p is not None and p.run_id else None
 
+    def running_jobs(self) -> list[JobRow]:
+        """The running jobs' rows, in the order they started."""
+        return [r.job for r in list(self.running.values())]
+
     async def job_json(self, job: JobRow) -> dict[str, Any]:
+        """A job as the control methods show it: its row, its progress, and ``lease``,
+        the pool's view of it while it runs (priority, share, batches in flight)."""
         snap = self.snapshot(job.id)
-        out = {**job.to_json(), "progress": None if snap is None else snap.to_json()}
+        running = self.running.get(job.id)
+        out = {
+            **job.to_json(),
+            "progress": None if snap is None else snap.to_json(),
+            "lease": running.lease_snapshot() if running is not None else None,
+        }
         if out["run_id"] is None and snap is not None and snap.run_id:
             out["run_id"] = snap.run_id  # linked in the table when it ends
         return out
 
     def job_snapshots(self) -> list[dict[str, Any]]:
         """``MetricsSource.job_snapshots``: the jobs this process has trained (their
-        counters restart with the process). Called from the metrics server's thread."""
+        counters restart with the process), with the share and priority of the running
+        ones. Called from the metrics server's thread."""
         out = []
         for job_id, p in list(self.progress.items()):
-            name, status = self.seen_jobs.get(job_id, ("", JobStatus.RUNNING))
-            snap = ProgressSnapshot.of(p)
-            out.append({"id": job_id, "name": name, "status": status, **snap.to_metrics()})
+            row = self.seen_jobs.get(job_id)
+            running = self.running.get(job_id)
+            lease = running.lease_snapshot() if running is not None else None
+            out.append(
+                {
+                    "id": job_id,
+                    "name": row.name if row else "",
+                    "status": row.status if row else JobStatus.RUNNING,
+                    "priority": row.priority if row else math.nan,
+                    "share": lease["share"] if lease else math.nan,
+                    **ProgressSnapshot.of(p).to_metrics(),
+                }
+            )
         return out
-
-
-def _finite(x: float) -> float | None:
-    return None if math.isnan(x) else round(x, 6)

@@ -10,6 +10,13 @@ generations (checkpoint, the seeds evaluated, a better weight, events) in one
 transaction, so a kill at any instant loses at most the step in flight, and the same
 command resumes from the last committed generation. A finished run ends with its
 validation sample (validation/sample.py).
+
+Nothing compiled runs on the event loop: a record's search is built (or restored) on the
+trainer's own thread, and scored and bred on the dispatch's, so a first run on a cold
+numba cache waits for the compiler off the loop (the daemon keeps answering and feeding
+systemd's watchdog meanwhile). The seen history a record keeps is its current epoch's:
+the generation that ends a record's epoch (a win, or ``max_generations`` spent) also drops
+its history, so the database grows with the records, not with the candidates.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from typing import Any
 import anyio
 import numpy as np
 
+from hasherd.actors.base import JobWithdrawn
+from hasherd.actors.thread import CallThread
 from hasherd.config import Config
 from hasherd.data import Dataset
 from hasherd.kernel.evaluators.base import EvalResult, make_request
@@ -32,6 +41,7 @@ from hasherd.scheduler.dispatch import Dispatch, Post
 from hasherd.scheduler.runs import close_run, open_run
 from hasherd.storage import GenerationWrite, Store
 from hasherd.storage.rows import Checkpoint, Event, RecordRow, RunRow, WeightRow
+from hasherd.training import search as search_mod
 from hasherd.training.search import (
     Generation,
     RecordSearch,
@@ -98,6 +108,30 @@ class _EpochRecord:
     done: bool = False
 
 
+@dataclass(frozen=True)
+class _Begin:
+    """What a record's search is built from (``Trainer._begin``). ``seen`` is given for a
+    search continuing within its epoch; without it, a checkpoint starts a new epoch, and
+    only its carried members are remembered."""
+
+    rec: RecordRow
+    slots: np.ndarray
+    key: int
+    ck: Checkpoint | None
+    seen: np.ndarray | None
+    epoch_start: int | None  # the epoch's first generation, when continuing within it
+
+    def build(self, params: SearchParams) -> _EpochRecord:
+        """The record's search (runs compiled steps: call it off the event loop)."""
+        search = RecordSearch(self.slots, self.rec.token_id, params, self.key, self.seen)
+        if self.ck is not None:
+            search.restore(self.ck.population, self.ck.results, self.ck.rng_state)
+            if self.seen is None:
+                search.remember_carried()
+        start = search.generation if self.epoch_start is None else self.epoch_start
+        return _EpochRecord(self.rec, self.slots, search, start)
+
+
 class Trainer:
     """One training job over one dataset (see the module docstring)."""
 
@@ -136,10 +170,18 @@ class Trainer:
         self.memory = dataset.memory
         self.memory.set_record_cache_size(config.simulator.cache_size)
         self.token_set = dataset.token_set
+        # Builds and restores the records' searches (compiled code) off the event loop.
+        self.searches = CallThread("hasherd-search")
 
     # -- the run ---------------------------------------------------------------------------
 
     async def run(self) -> RunSummary:
+        try:
+            return await self._run()
+        finally:
+            self.searches.close()
+
+    async def _run(self) -> RunSummary:
         t0 = time.monotonic()
         # Load (or compile) the kernels before anything else touches numba: the process
         # then peaks about 20 MiB lower than when the search's helpers load first.
@@ -158,6 +200,7 @@ class Trainer:
             self._start_epoch(epoch, d, todo, records)
             t_epoch, dsha0 = time.monotonic(), self.progress.dsha
             await self._train_epoch(run, epoch, d, todo)
+            await self.store.reclaim_space()  # the pages of the histories the epoch dropped
             self._check_hash_rate(self.progress.dsha - dsha0, time.monotonic() - t_epoch)
             if self.stop.is_set():
                 break
@@ -218,9 +261,14 @@ class Trainer:
                 # and breeding then never compete with a kernel for the cores.
                 return absorb_many(searches, results, d, self.token_set)
 
-            res, gens = await self._evaluate(
-                [a.slots for a in active], [s.pending() for s in searches], score
-            )
+            try:
+                res, gens = await self._evaluate(
+                    [a.slots for a in active], [s.pending() for s in searches], score
+                )
+            except JobWithdrawn:
+                if not self.stop.is_set():
+                    raise
+                res, gens = [], []  # stopped: the group's batch was dropped, not computed
             await done_tx.send((g, res, gens))
 
         async def saver() -> None:
@@ -241,6 +289,8 @@ class Trainer:
                     while in_flight:
                         g, results, gens = await done_rx.receive()
                         in_flight -= 1
+                        if not gens:  # withdrawn on stop: nothing to commit
+                            continue
                         writes = self._absorb(run, groups[g], results, gens, epoch, d)
                         self.on_step(time.perf_counter() - started[g])
                         await save_tx.send(writes)
@@ -255,8 +305,18 @@ class Trainer:
     async def _fill(
         self, run: RunRow, epoch: int, group: list[_EpochRecord], queue: list[RecordRow], size: int
     ) -> None:
+        """Begin records from ``queue`` until ``group`` holds ``size`` of them or the
+        queue is empty: their stored state is read here, then their searches are built in
+        one call on the trainer's thread (they run compiled steps, and a cold numba cache
+        compiles them first)."""
         while queue and len(group) < size:
-            group.append(await self._begin(run, queue.pop(), epoch))
+            recs = [queue.pop() for _ in range(min(size - len(group), len(queue)))]
+            plans = [await self._begin(run, rec, epoch) for rec in recs]
+            todo = [plan for plan in plans if plan is not None]
+            group.extend(await self.searches.call(_build_all, todo, self.params))
+            if len(todo) < len(plans):
+                self.progress.done += len(plans) - len(todo)  # over before an interruption
+                self.on_progress(self.progress)
 
     def _absorb(
         self,
@@ -274,9 +334,9 @@ class Trainer:
         p.mean_reward = sum(g.mean_reward for g in gens) / len(gens)
         writes = []
         for a, gen in zip(group, gens, strict=True):
-            writes.append(self._generation(run, a, gen, epoch, d))
             won = gen.best.prefix_bits >= d
             a.done = won or a.search.generation - a.epoch_start >= limit
+            writes.append(self._generation(run, a, gen, epoch, d))
             p.records_won += won
             p.tokens += won
         self._count(writes, results, sum(a.done for a in group))
@@ -287,21 +347,20 @@ class Trainer:
         with anyio.CancelScope(shield=True):
             await self.store.save_generations(writes)
 
-    async def _begin(self, run: RunRow, rec: RecordRow, epoch: int) -> _EpochRecord:
-        """The record's search: fresh, or continued from its last checkpoint."""
+    async def _begin(self, run: RunRow, rec: RecordRow, epoch: int) -> _Begin | None:
+        """What the record's search is built from: nothing (fresh), its checkpoint and this
+        epoch's seen history (continuing within its epoch), or the checkpoint of an
+        earlier epoch (starting this one). None when the checkpoint shows the record's
+        epoch already over (``max_generations`` spent before an interruption)."""
         slots = np.frombuffer(rec.slots, dtype="<u4").astype(np.uint32)
         ck = await self.store.checkpoint(run.id, rec.id)  # populations stay on disk
-        seen = await self.store.seen_hashes(run.id, rec.id) if ck else None
-        key = record_key(run.rng_seed, rec.idx)
-        search = RecordSearch(slots, rec.token_id, self.params, key, seen)
-        epoch_start = 0
-        if ck is not None:
-            search.restore(ck.population, ck.results, ck.rng_state)
-            if ck.epoch == epoch:
-                epoch_start = int(json.loads(ck.rng_state)["epoch_start"])
-            else:
-                epoch_start = search.generation
-        return _EpochRecord(rec, slots, search, epoch_start)
+        seen, epoch_start = None, None
+        if ck is not None and ck.epoch == epoch:
+            epoch_start = int(json.loads(ck.rng_state)["epoch_start"])
+            if ck.generation - epoch_start >= self.cfg.training.max_generations:
+                return None
+            seen = await self.store.seen_hashes(run.id, rec.id, after=epoch_start)
+        return _Begin(rec, slots, record_key(run.rng_seed, rec.idx), ck, seen, epoch_start)
 
     async def _evaluate(
         self, slots: list[np.ndarray], seeds: list[np.ndarray], post: Post
@@ -331,7 +390,9 @@ class Trainer:
             if best.prefix_bits >= d:
                 found = {"prefix_bits": best.prefix_bits, "difficulty": d, "generation": gen.number}
                 events.append(Event("winner", found, run.id, rec.id))
-        return GenerationWrite(run.id, rec.id, ck, gen.new_hashes, weight, events)
+        return GenerationWrite(
+            run.id, rec.id, ck, gen.new_hashes, weight, events, ends_epoch=a.done
+        )
 
     def _count(self, writes: list[GenerationWrite], results: list[EvalResult], done: int) -> None:
         p = self.progress
@@ -398,3 +459,22 @@ class Trainer:
             validated,
             bad,
         )
+
+
+def _build_all(plans: list[_Begin], params: SearchParams) -> list[_EpochRecord]:
+    return [plan.build(params) for plan in plans]
+
+
+async def warm_up_search() -> None:
+    """Load (or compile) the search's compiled steps on a thread of their own: the daemon
+    starts this at start-up, so that neither the event loop nor a job's first records
+    wait for numba's compiler when the cache is cold. The thread is a daemon thread, so a
+    daemon stopped during the compile does not wait for it. A failure is only logged: a
+    job's first search meets it again, and fails the job with it."""
+    thread = CallThread("hasherd-warm-up")
+    try:
+        await thread.call(search_mod.warm_up)
+    except Exception:
+        LOGGER.warning("warming up the search's compiled steps failed", exc_info=True)
+    finally:
+        thread.close()

@@ -13,8 +13,9 @@ from typing import Any, TypeVar, cast
 
 import aiosqlite
 
-from hasherd.storage.errors import StorageError
+from hasherd.storage.errors import StorageError, from_sqlite
 from hasherd.storage.migrations import rollback
+from hasherd.storage.sizes import DatabaseSize, file_bytes, measure
 
 LOGGER = logging.getLogger(__name__)
 
@@ -82,6 +83,16 @@ class StoreCore:
             "max_write_seconds": s.max_seconds,
         }
 
+    def database_bytes(self) -> int:
+        """The database's size on disk now: the file and its ``-wal`` (two stats, cheap
+        enough for every ``status``)."""
+        return sum(file_bytes(self.path))
+
+    async def size_stats(self) -> DatabaseSize:
+        """What fills the database, table by table (``hasherd db stats``; reads every
+        page when SQLite has ``dbstat``)."""
+        return await measure(self.path, self._fetchall)
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """``BEGIN IMMEDIATE`` ... ``COMMIT``; any failure rolls back and propagates.
@@ -99,7 +110,7 @@ class StoreCore:
                 await conn.execute("COMMIT")
                 ok = True
             except sqlite3.Error as exc:
-                raise StorageError(self.path, str(exc)) from exc
+                raise from_sqlite(self.path, exc) from exc
             finally:
                 if not ok:
                     await self._rollback(conn)
@@ -137,7 +148,7 @@ class StoreCore:
                 ok = True
                 return out
             except sqlite3.Error as exc:
-                raise StorageError(self.path, str(exc)) from exc
+                raise from_sqlite(self.path, exc) from exc
             finally:
                 self._stats.record(time.perf_counter() - started, ok=ok)
 
@@ -155,7 +166,7 @@ class StoreCore:
             try:
                 return list(await conn.execute_fetchall(sql, params))
             except sqlite3.Error as exc:
-                raise StorageError(self.path, str(exc)) from exc
+                raise from_sqlite(self.path, exc) from exc
 
     async def _fetchone(self, sql: str, params: Params, what: str) -> sqlite3.Row:
         rows = await self._fetchall(sql, params)

@@ -1,4 +1,5 @@
-"""The daemon's training jobs: submitted, queued, run one at a time, paused, cancelled."""
+"""The daemon's training jobs: submitted, queued, run (several at once, each with a
+priority), paused, cancelled."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from typing import Any
 
 from hasherd.errors import InputError
 from hasherd.storage.core import StoreCore
-from hasherd.storage.errors import StorageError
 from hasherd.storage.status import JobStatus
 
 # Which status may follow which (anything else is refused with a clear message); a
@@ -28,7 +28,11 @@ _MOVES: dict[JobStatus, set[JobStatus]] = {
     JobStatus.FINISHED: {JobStatus.QUEUED},
     JobStatus.CANCELLED: set(),
 }
-_COLS = "id, name, data_path, options, status, run_id, dataset_id, error, created_at, updated_at"
+_COLS = (
+    "id, name, data_path, options, status, run_id, dataset_id, error, created_at, updated_at,"
+    " priority"
+)
+DEFAULT_PRIORITY = 10  # the jobs table's default (schema 0005): a share weight in 1..1000
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class JobRow:
     error: str | None
     created_at: float
     updated_at: float
+    priority: int = DEFAULT_PRIORITY
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -56,6 +61,7 @@ class JobRow:
             "error": self.error,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
+            "priority": self.priority,
         }
 
 
@@ -71,18 +77,25 @@ def _job(row: Any) -> JobRow:
         row[7],
         float(row[8]),
         float(row[9]),
+        int(row[10]),
     )
 
 
 class JobsMixin(StoreCore):
-    async def add_job(self, name: str, data_path: str, options: dict[str, Any]) -> JobRow:
+    async def add_job(
+        self,
+        name: str,
+        data_path: str,
+        options: dict[str, Any],
+        priority: int = DEFAULT_PRIORITY,
+    ) -> JobRow:
         now = time.time()
         text = json.dumps(options, sort_keys=True)
         async with self.transaction() as conn:
             cursor = await conn.execute(
-                "INSERT INTO jobs (name, data_path, options, status, created_at, updated_at)"
-                " VALUES (?, ?, ?, 'queued', ?, ?)",
-                (name, data_path, text, now, now),
+                "INSERT INTO jobs (name, data_path, options, status, created_at, updated_at,"
+                " priority) VALUES (?, ?, ?, 'queued', ?, ?, ?)",
+                (name, data_path, text, now, now, priority),
             )
             job_id = int(cursor.lastrowid or 0)
             await cursor.close()
@@ -129,12 +142,30 @@ class JobsMixin(StoreCore):
             sets.append(f"{key} = ?")
             params.append(value)
         async with self.transaction() as conn:
+            # only from the status just read: a move made meanwhile (the scheduler starting
+            # the job as a client cancels it) is not overwritten
             cursor = await conn.execute(
-                f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?", (*params, job_id)
+                f"UPDATE jobs SET {', '.join(sets)} WHERE id = ? AND status = ?",
+                (*params, job_id, job.status),
             )
-            if cursor.rowcount != 1:
-                raise StorageError(self.path, f"job {job_id} vanished")
+            changed = cursor.rowcount
             await cursor.close()
+        if changed != 1:
+            now = await self.job(job_id)  # InputError when it vanished
+            raise InputError("status", f"job {job_id} became {now.status}; not moved to {status}")
+        return await self.job(job_id)
+
+    async def set_job_priority(self, job_id: int, priority: int) -> JobRow:
+        """Store a job's priority (any status: it applies whenever the job runs)."""
+        async with self.transaction() as conn:
+            cursor = await conn.execute(
+                "UPDATE jobs SET priority = ?, updated_at = ? WHERE id = ?",
+                (priority, time.time(), job_id),
+            )
+            changed = cursor.rowcount
+            await cursor.close()
+        if changed != 1:
+            raise InputError("id", f"no job {job_id}")
         return await self.job(job_id)
 
     async def requeue_interrupted_jobs(self) -> list[int]:

@@ -5,11 +5,16 @@ takes the database from ``user_version`` NNNN-1 to NNNN. All pending files run i
 ``BEGIN IMMEDIATE`` transaction that also sets ``user_version``, so a crash or an error
 leaves the database at its old version, never in between. Schema files therefore hold no
 transaction statements of their own.
+
+After a migration the database is switched to ``auto_vacuum = INCREMENTAL`` when it is not
+yet (``enable_incremental_vacuum``): a setting only a VACUUM applies to a database that
+has tables, and VACUUM cannot run inside a transaction, so it runs after the commit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import sqlite3
 from dataclasses import dataclass
@@ -18,9 +23,11 @@ from importlib import resources
 
 import aiosqlite
 
-from hasherd.storage.errors import StorageError
+from hasherd.storage.errors import StorageError, from_sqlite
 
+LOGGER = logging.getLogger(__name__)
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+INCREMENTAL = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,9 +110,37 @@ async def migrate(conn: aiosqlite.Connection, path: str) -> int:
     except BaseException as exc:
         await asyncio.shield(rollback(conn))
         if isinstance(exc, sqlite3.Error):
-            raise StorageError(path, f"migration to schema {newest} failed: {exc}") from exc
+            raise from_sqlite(path, exc, f"migration to schema {newest} failed: ") from exc
         raise
+    await enable_incremental_vacuum(conn, path)
     return newest
+
+
+async def enable_incremental_vacuum(conn: aiosqlite.Connection, path: str) -> bool:
+    """Switch the database to ``auto_vacuum = INCREMENTAL``, so that ``PRAGMA
+    incremental_vacuum`` can give its free pages back to the file system; whether it is
+    in that mode now.
+
+    A new database is switched right after its tables are created (the VACUUM of an
+    empty file). An older one is rewritten once, right after the migration that dropped
+    the seen history it no longer needs (0006), so the copy holds only what stays. A
+    VACUUM that fails (no room for the copy, another writer in between) changes nothing
+    and is logged, not raised: the database works as before, its free pages reused by
+    later writes rather than returned."""
+    rows = list(await conn.execute_fetchall("PRAGMA auto_vacuum"))
+    if int(rows[0][0]) == INCREMENTAL:
+        return True
+    try:
+        await conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        await conn.execute("VACUUM")
+    except sqlite3.Error as exc:
+        LOGGER.warning(
+            "%s: could not switch to auto_vacuum = INCREMENTAL (%s); the file will not shrink",
+            path,
+            exc,
+        )
+        return False
+    return True
 
 
 async def rollback(conn: aiosqlite.Connection) -> None:

@@ -10,7 +10,8 @@ from types import TracebackType
 
 from hasherd.storage.catalog import CatalogMixin
 from hasherd.storage.jobs import JobsMixin
-from hasherd.storage.opening import open_connection
+from hasherd.storage.lock import DatabaseLock
+from hasherd.storage.opening import SchemaBehind, open_connection
 from hasherd.storage.training import TrainingMixin
 from hasherd.storage.validations import ValidationsMixin
 
@@ -21,8 +22,10 @@ class Store(CatalogMixin, TrainingMixin, JobsMixin, ValidationsMixin):
     """hasherd's database: datasets, runs, checkpoints, seen seeds, weights, events, jobs.
 
     Build it with ``await Store.open(path)`` (then ``close()``, or ``async with``) or
-    ``async with Store.connect(path) as store``. All methods are coroutines that take the
-    store's one connection in turn; each write is one transaction.
+    ``async with Store.connect(path) as store``; ``Store.open_reader`` for a read-only
+    store. A process that writes holds the database's ``DatabaseLock`` first
+    (``storage/lock.py``): one writer per database. All methods are coroutines that take
+    the store's one connection in turn; each write is one transaction.
     """
 
     @classmethod
@@ -41,6 +44,33 @@ class Store(CatalogMixin, TrainingMixin, JobsMixin, ValidationsMixin):
         """
         file = Path(path)
         conn = await open_connection(file, create=create, busy_timeout_s=busy_timeout_s)
+        return cls(conn, str(file))
+
+    @classmethod
+    async def open_reader(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        command: str = "hasherd (migrating the schema for a reader)",
+        busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
+    ) -> Store:
+        """The existing database at ``path``, read-only: it never writes and takes no
+        lock, so it works beside a running writer (the daemon, ``hasherd train``).
+
+        The same checks as ``open``. A database whose schema is older than this
+        hasherd's is first migrated under the writer's lock (``command`` names this
+        process in it; DatabaseInUse while another writer holds it)."""
+        file = Path(path)
+        try:
+            conn = await open_connection(
+                file, create=False, busy_timeout_s=busy_timeout_s, read_only=True
+            )
+        except SchemaBehind:
+            with DatabaseLock.acquire(file, command):
+                await (await cls.open(file, create=False, busy_timeout_s=busy_timeout_s)).close()
+            conn = await open_connection(
+                file, create=False, busy_timeout_s=busy_timeout_s, read_only=True
+            )
         return cls(conn, str(file))
 
     @classmethod

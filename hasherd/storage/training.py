@@ -1,4 +1,11 @@
-"""What the search writes each generation: checkpoints, seen seeds, best weights."""
+"""What the search writes each generation: checkpoints, seen seeds, best weights.
+
+The ``seen`` table holds a record's history for its current epoch only: the generation
+that ends the record's epoch (``GenerationWrite.ends_epoch``) deletes it in the same
+transaction, so what stays is bounded by the records in flight, and a resume still finds
+every hash the interrupted epoch remembered. ``reclaim_space`` hands the freed pages back
+to the file system (the database is created with ``auto_vacuum = INCREMENTAL``).
+"""
 
 from __future__ import annotations
 
@@ -13,9 +20,11 @@ import numpy as np
 from hasherd.errors import InputError
 from hasherd.storage.catalog import EVENT_INSERT, event_params
 from hasherd.storage.core import StoreCore, where
+from hasherd.storage.errors import from_sqlite
 from hasherd.storage.rows import Checkpoint, Event, WeightRow
 
 _U64 = 1 << 64
+_RECLAIM_PAGES = 256  # pages freed per transaction: 1 MiB at 4 KiB pages
 _I64_MIN = -(1 << 63)
 
 _CHECKPOINT_COLS = (
@@ -73,7 +82,9 @@ def _checkpoint_params(run_id: int, record_id: int, c: Checkpoint, now: float) -
 
 @dataclass(frozen=True)
 class GenerationWrite:
-    """One record's generation, as ``save_generations`` commits it."""
+    """One record's generation, as ``save_generations`` commits it. ``ends_epoch``: the
+    record's epoch is over (it won, or spent its generations), so its seen history is
+    deleted instead of extended: the next epoch starts a history of its own."""
 
     run_id: int
     record_id: int
@@ -81,6 +92,7 @@ class GenerationWrite:
     seen_hashes: Sequence[int] | np.ndarray
     weight: WeightRow | None
     events: Sequence[Event]
+    ends_epoch: bool = False
 
 
 def _hash_blob(hashes: Sequence[int] | np.ndarray) -> bytes:
@@ -127,13 +139,17 @@ class TrainingMixin(StoreCore):
         prepared = [_prepare(w, now) for w in writes]
         weights = [w.weight for w in writes]
 
+        ended = [(w.run_id, w.record_id) for w in writes if w.ends_epoch]
+        kept = [p[1] for p, w in zip(prepared, writes, strict=True) if not w.ends_epoch]
+
         def body(conn: sqlite3.Connection) -> list[bool]:
             conn.executemany(_CHECKPOINT_UPSERT, [p[0] for p in prepared])
             conn.executemany(
                 "INSERT OR REPLACE INTO seen (run_id, record_id, generation, hashes)"
                 " VALUES (?, ?, ?, ?)",
-                [p[1] for p in prepared],
+                kept,
             )
+            conn.executemany("DELETE FROM seen WHERE run_id = ? AND record_id = ?", ended)
             stored = _upsert_weights(conn, weights, now)
             conn.executemany(EVENT_INSERT, [row for p in prepared for row in p[2]])
             return stored
@@ -159,15 +175,49 @@ class TrainingMixin(StoreCore):
         """Hashes of the seeds evaluated for the record in the run, as unsigned 64-bit."""
         return set((await self.seen_hashes(run_id, record_id)).tolist())
 
-    async def seen_hashes(self, run_id: int, record_id: int) -> np.ndarray:
-        """``seen`` as one uint64 array (in generation order; no Python ints made)."""
+    async def seen_hashes(self, run_id: int, record_id: int, *, after: int = -1) -> np.ndarray:
+        """``seen`` as one uint64 array (in generation order; no Python ints made), of
+        the generations numbered above ``after`` (a resume passes its epoch's start)."""
         rows = await self._fetchall(
-            "SELECT hashes FROM seen WHERE run_id = ? AND record_id = ? ORDER BY generation",
-            (run_id, record_id),
+            "SELECT hashes FROM seen WHERE run_id = ? AND record_id = ? AND generation > ?"
+            " ORDER BY generation",
+            (run_id, record_id, after),
         )
         if not rows:
             return np.zeros(0, dtype=np.uint64)
         return np.frombuffer(b"".join(row[0] for row in rows), dtype="<u8").astype(np.uint64)
+
+    async def reclaim_space(self) -> None:
+        """Give the database's free pages back to the file system (``PRAGMA
+        incremental_vacuum``): the pages of the seen histories deleted since, moved to the
+        end of the file and cut off (in WAL mode at the next checkpoint). Deleted rows'
+        pages are reused by later inserts anyway; this returns what the run no longer
+        needs, after an epoch. It runs in transactions of ``_RECLAIM_PAGES`` pages, each
+        taking the store in turn: one transaction over every page would grow the -wal file
+        by the whole move, and hold up the other writers as long. A checkpoint then copies
+        the WAL back and truncates it (the file keeps its largest size otherwise). Free
+        pages stay on a database without auto_vacuum."""
+        free = await self._free_pages()
+        while free:
+            await self._vacuum_some(_RECLAIM_PAGES)
+            left = await self._free_pages()
+            if left >= free:
+                break  # not INCREMENTAL: incremental_vacuum frees nothing
+            free = left
+        # Busy (a reader in the WAL) is not an error: the next checkpoint catches up.
+        await self._fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    async def _free_pages(self) -> int:
+        return int((await self._fetchall("PRAGMA freelist_count"))[0][0])
+
+    async def _vacuum_some(self, pages: int) -> None:
+        async with self._lock:
+            conn = self._live()
+            try:
+                # executescript steps the pragma to its end (execute frees one page).
+                await conn.executescript(f"PRAGMA incremental_vacuum({pages});")
+            except sqlite3.Error as exc:
+                raise from_sqlite(self.path, exc, "reclaiming free pages: ") from exc
 
     async def weights(
         self, dataset_id: int | None = None, layer: int | None = None

@@ -7,7 +7,10 @@ is deterministic, so an elite is never evaluated again), and breeds the next gen
 bit-flip mutants of the elite, fewer flips the larger the parent's |advantage|
 (``clamp(10 / (|A| + 1), 1, 10)``), about 70 % of the flips in the nonce bytes
 ``seed[28:32]``, plus fresh random seeds. A seed is never evaluated twice for one record
-in a run: every evaluated seed's 64-bit hash is remembered (and persisted by the caller).
+within one epoch: every evaluated seed's 64-bit hash is remembered (and persisted by the
+caller) until the record's epoch ends. A search that starts a new epoch from a checkpoint
+remembers only its carried members (``remember_carried``), so what a record keeps is
+bounded by one epoch's generations, not by all the work ever done for it.
 
 The work of a generation runs in one compiled call (``hasherd.training.steps``); random
 draws come from a counter-based stream keyed by (run seed, record, generation), so a
@@ -97,7 +100,9 @@ class Generation:
     best: Member
     winners: int  # members with prefix_bits >= difficulty
     mean_reward: float
-    new_hashes: np.ndarray  # uint64 hashes of the seeds evaluated this generation
+    # uint64 hashes the search remembered this generation: the seeds evaluated, after
+    # the carried members ``remember_carried`` added since the last generation
+    new_hashes: np.ndarray
 
 
 class RecordSearch:
@@ -120,6 +125,7 @@ class RecordSearch:
         n = params.population
         self.table = np.zeros(_MIN_TABLE, dtype=np.uint64)
         self.count = 0
+        self._unsaved = np.zeros(0, dtype=np.uint64)  # remembered, not yet handed out
         self._local = np.zeros(_pow2(4 * n), dtype=np.uint64)
         if seen is not None and len(seen):
             self._reserve(len(seen))
@@ -139,6 +145,16 @@ class RecordSearch:
     def seen(self) -> set[int]:
         """The hashes of every seed evaluated for this record (a 0 hash reads as 1)."""
         return set(self.table[self.table != 0].tolist())
+
+    def remember_carried(self) -> None:
+        """Remember the carried members (the elite, evaluated before) as seen: a search
+        that starts a new epoch from a checkpoint remembers only them, so that no child
+        repeats a member the population already holds. Their hashes come out with the
+        next generation's ``new_hashes``, so the caller persists them with it."""
+        hashes = seed_hashes(self.seeds[self.carried])
+        self._reserve(len(hashes))
+        self.count += steps.table_insert(self.table, hashes)
+        self._unsaved = np.concatenate([self._unsaved, hashes])
 
     def _reserve(self, extra: int) -> None:
         """Keep the seen table at most half full after ``extra`` more hashes."""
@@ -202,6 +218,9 @@ class RecordSearch:
         self.count += inserted
         r = results[best]
         member = Member(seeds[best].tobytes(), int(r[0]), int(r[1]), int(r[2]), prefix, reward)
+        if len(self._unsaved):
+            new_hashes = np.concatenate([self._unsaved, new_hashes])
+            self._unsaved = self._unsaved[:0]
         gen = Generation(self.generation, m, res.dsha, member, winners, mean, new_hashes)
         self._spare = (seeds, results, self.carried)
         self.seeds, self.results, self.carried = nxt_seeds, nxt_results, nxt_carried
@@ -265,3 +284,21 @@ def absorb_many(
     """``absorb`` for several records (each record keeps its own random stream, so its
     search is the same whichever records share its batch)."""
     return [s.absorb(r, difficulty, token_set) for s, r in zip(searches, results, strict=True)]
+
+
+def warm_up() -> None:
+    """Load (or, on a cold cache, compile) every compiled step a training calls, with the
+    argument types a training passes them: a record's search built with a history (its
+    table grown), its carried members remembered, and taken through one generation. A
+    first compile takes about a minute; the daemon runs this on a thread of its own at
+    start, so a job's first search does not wait for it."""
+    params = SearchParams(population=8)
+    tokens = np.arange(4, dtype=np.uint32)
+    tokens.setflags(write=False)  # as a dataset's token set: numba types it apart
+    seen = np.arange(1, 2 * _MIN_TABLE, dtype=np.uint64)  # enough to grow the table
+    search = RecordSearch(np.zeros(spec.N_SLOTS, dtype=np.uint32), 1, params, 1, seen)
+    search.remember_carried()
+    n = len(search.pending())
+    zeros = np.zeros(n, dtype=np.uint32)
+    res = EvalResult(zeros, zeros, zeros, np.zeros((n, 32), dtype=np.uint8), zeros)
+    search.absorb(res, 8, tokens)

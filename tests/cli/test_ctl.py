@@ -53,6 +53,7 @@ PROGRESS = {
     "candidates": 1234567,
     "candidates_per_s": 45678.9,
 }
+LEASE = {"priority": 10, "share": 0.62, "in_flight": 2, "candidates": 1234567, "duplicates": 0}
 RUNNING_JOB = {
     "id": 7,
     "name": "harbor",
@@ -64,7 +65,9 @@ RUNNING_JOB = {
     "dataset_id": 2,
     "error": None,
     "options": {"epochs": 3, "population": 64, "strict": True},
+    "priority": 10,
     "progress": PROGRESS,
+    "lease": LEASE,
 }
 FAILED_JOB = {
     "id": 5,
@@ -77,7 +80,9 @@ FAILED_JOB = {
     "dataset_id": None,
     "error": "dataset: 05-ledger.md: row 3: not a frame",
     "options": {},
+    "priority": 10,
     "progress": None,
+    "lease": None,
 }
 NUMBA_ACTOR = {
     "name": "numba-0",
@@ -121,6 +126,7 @@ STATUS = {
     "database": "/var/lib/hasherd/data/weights/hasherd.db",
     "jobs": {"queued": 1, "running": 1, "paused": 0, "finished": 3, "cancelled": 0, "failed": 1},
     "active_job": RUNNING_JOB,
+    "active_jobs": [RUNNING_JOB],
     "actors": [NUMBA_ACTOR, CUDA_ACTOR],
     "candidates_per_s": 1234567.0,
     "dsha_per_s": 3703701.0,
@@ -184,6 +190,9 @@ class StandInDaemon:
             "jobs.pause": lambda p: {"job": {**self._job(p)["job"], "status": "paused"}},
             "jobs.resume": lambda p: {"job": {**self._job(p)["job"], "status": "queued"}},
             "jobs.cancel": lambda p: {"job": {**self._job(p)["job"], "status": "cancelled"}},
+            "jobs.set_priority": lambda p: {
+                "job": {**self._job(p)["job"], "priority": p["priority"]}
+            },
             "weights.list": self._weights,
             "actors.list": {"actors": [NUMBA_ACTOR, CUDA_ACTOR]},
             "actors.restart": lambda p: {"actor": {**CUDA_ACTOR, "state": "READY", "restarts": 3}},
@@ -222,8 +231,8 @@ class StandInDaemon:
     @staticmethod
     def _submit(params: dict[str, Any]) -> dict[str, Any]:
         if params.get("population", 64) > 4096:
-            raise InputError("population", "must be 1..4096")
-        options = {k: v for k, v in params.items() if k not in ("data", "name")}
+            raise InputError("population", "must be in 1..4096 (training.population_size)")
+        options = {k: v for k, v in params.items() if k not in ("data", "name", "priority")}
         name = params.get("name", Path(params["data"]).stem)
         job = {
             **FAILED_JOB,
@@ -233,6 +242,7 @@ class StandInDaemon:
             "status": "queued",
             "error": None,
             "options": options,
+            "priority": params.get("priority", 10),
         }
         return {"job": job}
 
@@ -337,6 +347,8 @@ RUNNING_ROW = [
     "40/100",
     "80/120",
     "45.68k",
+    "10",
+    "62%",
     local(1714564800.0),
     "harbor",
     "/srv/corpus/01-harbor.md",
@@ -476,7 +488,20 @@ def test_jobs_list_table_and_json(
     status, out, _ = ctl_run(capsys, daemon, "jobs", "list")
     assert status == 0
     assert fields_of(out) == [
-        ["ID", "STATUS", "EPOCH", "D", "RECORDS", "WON", "CAND/S", "CREATED", "NAME", "DATA"],
+        [
+            "ID",
+            "STATUS",
+            "EPOCH",
+            "D",
+            "RECORDS",
+            "WON",
+            "CAND/S",
+            "PRIO",
+            "SHARE",
+            "CREATED",
+            "NAME",
+            "DATA",
+        ],
         RUNNING_ROW,
         [
             "5",
@@ -485,6 +510,8 @@ def test_jobs_list_table_and_json(
             "-",
             "-",
             "-",
+            "-",
+            "10",
             "-",
             local(1714478400.0),
             "ledger",
@@ -511,6 +538,61 @@ def test_jobs_show(capsys: pytest.CaptureFixture[str], daemon: StandInDaemon) ->
     assert pairs["options"] == "epochs=3 population=64 strict=true"
     assert (pairs["dataset"], pairs["run"], pairs["error"]) == ("2", "3", "-")
     assert pairs["progress"].startswith("epoch 2/3 D=14: 40/100 records this epoch")
+    assert (pairs["priority"], pairs["share"]) == ("10", "62%")
+
+
+def test_submit_sends_a_priority_and_set_priority_changes_it(
+    capsys: pytest.CaptureFixture[str], daemon: StandInDaemon
+) -> None:
+    status, out, err = ctl_run(
+        capsys, daemon, "jobs", "submit", "--data", "/srv/a.md", "--priority", "30", "--json"
+    )
+    assert (status, err) == (0, "")
+    assert daemon.params("jobs.submit") == [{"data": "/srv/a.md", "priority": 30}]
+    job = json.loads(out)["job"]
+    assert (job["priority"], job["options"]) == (30, {})
+    status, out, err = ctl_run(capsys, daemon, "jobs", "set-priority", "7", "25")
+    assert (status, err) == (0, "")
+    assert daemon.params("jobs.set_priority") == [{"id": 7, "priority": 25}]
+    assert out == "job 7 priority 25: harbor is running (/srv/corpus/01-harbor.md)\n"
+    status, _, err = ctl_run(capsys, daemon, "jobs", "set-priority", "7", "0")
+    assert status == 2 and "argument N: 0 is below 1" in err
+    assert len(daemon.params("jobs.set_priority")) == 1  # refused before sending
+
+
+def test_status_and_monitor_show_every_running_job(
+    capsys: pytest.CaptureFixture[str], daemon: StandInDaemon
+) -> None:
+    chip_job = {
+        **RUNNING_JOB,
+        "id": 8,
+        "name": "chips",
+        "priority": 40,
+        "lease": {**LEASE, "priority": 40, "share": 1.0},
+    }
+    daemon.replies["status"] = {**STATUS, "active_jobs": [RUNNING_JOB, chip_job]}
+    status, out, _ = ctl_run(capsys, daemon, "status")
+    assert status == 0
+    rows = fields_of(out)
+    assert pairs_of(out)["active job"].startswith("7 harbor: epoch 2/3")  # the first
+    at = rows.index(["running jobs:"])
+    assert rows[at + 1][:3] == ["ID", "STATUS", "EPOCH"]
+    assert rows[at + 2] == RUNNING_ROW
+    assert rows[at + 3][:2] == ["8", "running"] and rows[at + 3][7:9] == ["40", "100%"]
+    status, out, _ = ctl_run(capsys, daemon, "monitor", "--count", "1")
+    lines = out.splitlines()
+    assert lines[2] == "active jobs:" and fields_of(out)[4] == RUNNING_ROW
+    assert fields_of(out)[5][0] == "8"
+
+
+def test_views_of_a_daemon_older_than_shares(
+    capsys: pytest.CaptureFixture[str], daemon: StandInDaemon
+) -> None:
+    old_job = {k: v for k, v in RUNNING_JOB.items() if k not in ("priority", "lease")}
+    old_status = {k: v for k, v in STATUS.items() if k != "active_jobs"}
+    daemon.replies["status"] = {**old_status, "active_job": old_job}
+    status, out, _ = ctl_run(capsys, daemon, "monitor", "--count", "1")
+    assert status == 0 and fields_of(out)[4][7:9] == ["-", "-"]
 
 
 @pytest.mark.parametrize(
@@ -783,7 +865,8 @@ def test_server_errors_exit_1_with_code_and_message(
     )
     assert (status, err) == (
         1,
-        "hasherctl: error: jobs.submit: population: must be 1..4096 [invalid_params]\n",
+        "hasherctl: error: jobs.submit: population: must be in 1..4096 "
+        "(training.population_size) [invalid_params]\n",
     )
 
 

@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -18,7 +19,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+import hasherd.data
 from hasherd.cli.main import main
+from hasherd.data import load_dataset
 from hasherd.kernel.evaluators.base import Evaluator
 
 ARGS = ["--epochs", "2", "--population", "64", "--difficulty-bits", "9", "--seed", "11"]
@@ -121,7 +124,8 @@ def test_verify_reports_a_tampered_weight(
 def test_sigkill_at_random_moments_then_resume(tmp_path: Path, numba_eval: Evaluator) -> None:
     """Killed with SIGKILL several times, the same command resumes each time and ends with
     exactly the weights of an uninterrupted run with the same seed: nothing lost, nothing
-    duplicated, no seed evaluated twice."""
+    duplicated, no seed evaluated twice in a record's epoch (the history a resume reads),
+    and the history of every record whose epoch ended is gone."""
     data = _dataset(tmp_path / "frames.json", 30)
     # Harder than ARGS, so that a run lasts long enough to be killed more than once.
     hard = ["--difficulty-bits", "13"]
@@ -148,21 +152,31 @@ def test_sigkill_at_random_moments_then_resume(tmp_path: Path, numba_eval: Evalu
             kills += 1
         proc.wait(timeout=30)
         assert _rows(db, "PRAGMA integrity_check") == [("ok",)]
+        _assert_no_hash_twice(db)
     assert kills >= 2
     done = subprocess.run(_train_cmd(data, db, hard), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert _weights(db) == _weights(clean)
     assert len(_rows(db, "SELECT id FROM runs")) == 1
     assert _rows(db, "SELECT count(*) FROM events WHERE kind = 'run_resumed'")[0][0] >= kills
-    for (blobs,) in [(b,) for b in _seen_by_record(db)]:
+    _assert_no_hash_twice(db)
+    won = "SELECT count(*) FROM seen s JOIN weights w ON w.record_id = s.record_id"
+    assert _rows(db, f"{won} WHERE w.prefix_bits >= w.difficulty_bits") == [(0,)]
+    assert _rows(db, "SELECT count(*) FROM seen") == [(0,)]  # every record's epoch ended
+
+
+def _assert_no_hash_twice(db: Path) -> None:
+    for blobs in _seen_by_record(db):
         hashes = np.concatenate([np.frombuffer(b, dtype="<u8") for b in blobs])
         assert len(np.unique(hashes)) == len(hashes)
 
 
 def _generations(db: Path) -> int:
-    """Generations committed so far (0 before the database exists)."""
+    """Generations committed so far (0 before the database exists): the sum of the
+    records' checkpointed generations (the seen rows of a record go when its epoch ends)."""
     try:
-        return int(_rows(db, "SELECT count(*) FROM seen")[0][0]) if db.exists() else 0
+        sql = "SELECT coalesce(sum(generation), 0) FROM checkpoints"
+        return int(_rows(db, sql)[0][0]) if db.exists() else 0
     except sqlite3.Error:
         return 0
 
@@ -217,3 +231,35 @@ def test_interrupt_persists_and_exits_130(tmp_path: Path, numba_eval: Evaluator,
     resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert resumed.returncode in (0, 1), resumed.stderr
     assert "(resumed)" in resumed.stdout and _generations(db) > kept
+
+
+SAMPLE_FILE = Path(hasherd.data.__file__).parent / "sample" / "04-fan.txt"
+SIZE_LIMIT = 5_000_000  # bytes the sample corpus may leave at D = 16, 2 epochs
+
+
+@pytest.mark.timeout(300)  # about 25 s of training, plus numba_eval's compile on a cold cache
+def test_the_database_grows_with_the_records_not_the_candidates(
+    tmp_path: Path, numba_eval: Evaluator
+) -> None:
+    """The sample corpus trained at D = 16 for 2 epochs must leave under 5 MB. The whole
+    sample takes over two minutes here, so one of its files trains (72 of its 393
+    records); its database, fixed overhead included, bounds the bytes per record, and that
+    bound times the sample's records must stay under the limit. The seen history is gone,
+    and the file is far smaller than the 8 bytes per candidate the history used to keep."""
+    db = tmp_path / "d16.db"
+    cmd = [
+        *_train_cmd(SAMPLE_FILE, db)[: -len(ARGS)],
+        *("--difficulty-bits", "16", "--epochs", "2", "--seed", "1"),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=280)
+    assert done.returncode in (0, 1), done.stderr  # 1: finished, not every record converged
+    assert not Path(f"{db}-wal").exists()  # folded back when the trainer closed the store
+    records = _rows(db, "SELECT count(*) FROM records")[0][0]
+    per_record = db.stat().st_size / records
+    sample = len(load_dataset())
+    assert records == 72 and sample == 393
+    assert per_record * sample < SIZE_LIMIT, f"{per_record:.0f} bytes per record"
+    assert _rows(db, "SELECT count(*) FROM seen") == [(0,)]
+    found = re.search(r"candidates evaluated\s+([\d,]+)", done.stdout)
+    assert found is not None, done.stdout
+    assert db.stat().st_size < int(found[1].replace(",", "")) * 8 // 50

@@ -18,6 +18,7 @@ from hasherd.control.params import (
     NoParams,
     Params,
     RestartActor,
+    SetPriority,
     ShowValidation,
     StartValidation,
     SubmitJob,
@@ -32,6 +33,8 @@ REQUESTS: list[Params] = [
     ListJobs(),
     ListJobs("paused"),
     JobRef(7),
+    SetPriority(7, 1000),
+    SubmitJob("/d", None, JobOptions(zero_bits=0, passes=1024, epochs=100), priority=1),
     ListWeights(),
     ListWeights(1, 0, 100_000),
     RestartActor("numba0"),
@@ -87,6 +90,25 @@ BAD: list[tuple[type[Params], dict[str, Any], str]] = [
     (SubmitJob, {"data": "/d", "epochs": "3"}, "epochs: expected an integer, got '3'"),
     (SubmitJob, {"data": "/d", "seed": 2**63}, "seed: must be in"),
     (SubmitJob, {"data": "/d", "colour": 1}, "colour: unknown option (known: difficulty_bits,"),
+    (SubmitJob, {"data": "/d", "epochs": 0}, "epochs: must be in 1..100 (training.epochs)"),
+    (SubmitJob, {"data": "/d", "epochs": 101}, "epochs: must be in 1..100 (training.epochs)"),
+    (SubmitJob, {"data": "/d", "population": 0}, "population: must be in 1..4096"),
+    (SubmitJob, {"data": "/d", "population": 4097}, "population: must be in 1..4096"),
+    (SubmitJob, {"data": "/d", "generations": 0}, "generations: must be in 1..1000000"),
+    (SubmitJob, {"data": "/d", "generations": 10**6 + 1}, "generations: must be in 1..1000000"),
+    (SubmitJob, {"data": "/d", "difficulty_bits": 0}, "difficulty_bits: must be in 1..32"),
+    (SubmitJob, {"data": "/d", "difficulty_bits": 33}, "difficulty_bits: must be in 1..32"),
+    (SubmitJob, {"data": "/d", "zero_bits": -1}, "zero_bits: must be in 0..32"),
+    (SubmitJob, {"data": "/d", "zero_bits": 33}, "zero_bits: must be in 0..32"),
+    (SubmitJob, {"data": "/d", "passes": 0}, "passes: must be in 1..1024 (training.passes)"),
+    (SubmitJob, {"data": "/d", "passes": 1025}, "passes: must be in 1..1024 (training.passes)"),
+    (SubmitJob, {"data": "/d", "priority": 0}, "priority: must be in 1..1000"),
+    (SubmitJob, {"data": "/d", "priority": 1001}, "priority: must be in 1..1000"),
+    (SubmitJob, {"data": "/d", "priority": "high"}, "priority: expected an integer, got 'high'"),
+    (SetPriority, {"id": 7}, "priority: expected an integer, got None"),
+    (SetPriority, {"priority": 5}, "id: expected an integer, got None"),
+    (SetPriority, {"id": 7, "priority": 1001}, "priority: must be in 1..1000"),
+    (SetPriority, {"id": 7, "priority": 5, "share": 1}, "share: unknown parameter"),
     (StartValidation, {"sample": 1.5}, "sample: 1.5 is outside (0, 1]"),
     (StartValidation, {"sample": 0}, "sample: 0 is outside (0, 1]"),
     (StartValidation, {"sample": "all"}, "sample: expected a number in (0, 1], got 'all'"),
@@ -114,6 +136,12 @@ def test_a_wrong_value_is_invalid_params_naming_it(
     assert str(err.value).startswith(message)
     assert err.value.field == message.split(":")[0]
     assert error_code(err.value) == "invalid_params"
+
+
+def test_a_priority_travels_beside_the_options_not_among_them() -> None:
+    request = SubmitJob.parse({"data": "/d", "priority": 30, "epochs": 2})
+    assert request.priority == 30 and request.options == JobOptions(epochs=2)
+    assert request.to_params() == {"data": "/d", "epochs": 2, "priority": 30}
 
 
 def test_job_options_are_checked_in_the_order_given() -> None:

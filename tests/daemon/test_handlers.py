@@ -25,7 +25,8 @@ from hasherd.daemon import handlers
 from hasherd.daemon.rates import RateMeter, pool_totals
 from hasherd.deploy import handlers as deploy_handlers
 from hasherd.errors import HasherError, InputError
-from hasherd.scheduler.jobs import JobScheduler, ProgressSnapshot
+from hasherd.scheduler.jobs import JobScheduler
+from hasherd.scheduler.progress import ProgressSnapshot
 from hasherd.scheduler.trainer import Progress
 from hasherd.storage import Store
 from hasherd.storage.status import JobStatus
@@ -88,7 +89,7 @@ def _documented_methods() -> set[str]:
     doc = (Path(__file__).parents[2] / "docs" / "control-protocol.md").read_text()
     lines = doc.split("\n| method | params | result |\n", 1)[1].splitlines()
     rows = itertools.takewhile(lambda line: line.startswith("|"), lines[1:])
-    return {m for row in rows for m in re.findall(r"`([a-z.]+)`", row.split("|")[1])}
+    return {m for row in rows for m in re.findall(r"`([a-z._]+)`", row.split("|")[1])}
 
 
 @pytest.mark.anyio
@@ -200,3 +201,84 @@ def test_the_rate_meter_measures_over_at_least_an_interval() -> None:
     assert meter.rates() == (250.0, 750.0)
     totals[0], now[0] = (700, 2100), 102.4
     assert meter.rates() == (250.0, 750.0)
+
+
+@pytest.mark.anyio
+async def test_priorities_are_stored_shown_and_bounded(methods: Methods, tmp_path: Path) -> None:
+    data = tmp_path / "frames.json"
+    data.write_text("[]")
+    job = (await methods.call("jobs.submit", data=str(data)))["job"]
+    assert (job["priority"], job["lease"]) == (10, None)  # the default; no lease: not running
+    high = (await methods.call("jobs.submit", data=str(data), priority=300))["job"]
+    assert high["priority"] == 300 and high["options"] == {}
+    changed = (await methods.call("jobs.set_priority", id=job["id"], priority=1))["job"]
+    assert changed["priority"] == 1 and changed["status"] == "queued"
+    assert (await methods.call("jobs.show", id=job["id"]))["job"]["priority"] == 1
+    err = await methods.refused("jobs.set_priority", id=job["id"], priority=1001)
+    assert str(err) == "priority: must be in 1..1000"
+    err = await methods.refused("jobs.set_priority", id=999, priority=5)
+    assert str(err) == "id: no job 999"
+    status = await methods.call("status")
+    assert (status["active_job"], status["active_jobs"]) == (None, [])
+
+
+@pytest.mark.anyio
+async def test_a_job_no_actor_serves_is_refused_at_submit(tmp_path: Path) -> None:
+    cfg = Config()
+    sim = EvaluatorActor("numba0", "reference", lambda: create("reference"), max_zero_bits=6)
+    chip = EvaluatorActor("chain0", "bm1370", lambda: create("reference"), zero_bits=4)
+    pool = ActorPool([sim, chip])
+    found = Methods()
+    data = tmp_path / "frames.json"
+    data.write_text("[]")
+    async with await Store.open(tmp_path / "h.db") as store:
+        handlers.register_jobs(found, store, JobScheduler(store, pool, lambda: cfg))
+        err = await found.refused("jobs.submit", data=str(data), zero_bits=7)
+        assert err.field == "zero_bits"
+        assert "no actor serves zero_bits 7" in str(err) and "chain0 at 4" in str(err)
+        assert "devices.simulator_max_zero_bits = 6" in str(err)
+        for bits in (4, 6):  # the chip's own; within the simulators' limit
+            job = (await found.call("jobs.submit", data=str(data), zero_bits=bits))["job"]
+            assert job["options"] == {"zero_bits": bits}
+        assert [j.status for j in await store.jobs()] == ["queued", "queued"]  # none stored
+
+
+def test_a_job_error_is_its_cause_not_the_group() -> None:
+    from hasherd.actors.base import BatchFailed, JobWithdrawn
+    from hasherd.scheduler.jobs import job_error
+    from hasherd.storage.errors import StorageError
+
+    timeout = BatchFailed("numba0", 20, "a batch took longer than 30 s, 3 times")
+    nested = ExceptionGroup("outer", [ExceptionGroup("inner", [JobWithdrawn(3), timeout])])
+    assert job_error(nested) == str(timeout)  # the pool's own words: device, zero bits, cause
+    full = StorageError("/var/lib/hasherd/hasherd.db", "database or disk is full")
+    assert "database or disk is full" in job_error(ExceptionGroup("g", [full]))
+    assert "/var/lib/hasherd/hasherd.db" in job_error(ExceptionGroup("g", [full]))
+    assert job_error(ExceptionGroup("g", [KeyError("x")])) == "KeyError: 'x'"
+    assert "TaskGroup" not in job_error(nested) and "ExceptionGroup" not in job_error(nested)
+
+
+@pytest.mark.anyio
+async def test_the_status_line_summarises_every_running_job(tmp_path: Path) -> None:
+    from hasherd.daemon.notify import Notifier
+    from hasherd.daemon.root import Daemon
+    from hasherd.scheduler.jobs import RunningJob
+
+    daemon = Daemon(Config(), notifier=Notifier(None))
+    async with await Store.open(tmp_path / "h.db") as store:
+        sched = daemon.scheduler = JobScheduler(store, daemon.pool, lambda: daemon.config)
+        assert daemon.status_line() == "idle; 0 candidates/s"
+        for name in ("a", "b"):
+            job = await store.add_job(name, f"/srv/{name}.md", {})
+            sched.running[job.id] = RunningJob(await store.move_job(job.id, JobStatus.RUNNING))
+        sched.progress[1] = Progress(records_total=10, records_won=4, epoch=1, epochs=2)
+        sched.progress[1].difficulty = 12
+        assert daemon.status_line() == (
+            "job 1 epoch 1/2 D=12: 4/10 won; job 2 starting, 0 candidates/s"
+        )
+        status = Methods()
+        handlers.register_status(status, Process(), store, sched, daemon.pool, lambda: (0, 0))
+        got = await status.call("status")
+        assert [j["id"] for j in got["active_jobs"]] == [1, 2]
+        assert got["active_job"] == got["active_jobs"][0]
+        assert got["active_job"]["progress"]["records_won"] == 4

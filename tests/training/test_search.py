@@ -176,3 +176,26 @@ def test_compiled_rewards_equal_the_numpy_ones() -> None:
             steps.advantages(reward), group_advantages(want.reward)[0], atol=1e-9
         )
     assert not steps.advantages(np.full(8, 0.25)).any()
+
+
+def test_a_new_epoch_remembers_only_the_carried_members(numba_eval: Evaluator) -> None:
+    """A search restored for a new epoch starts its seen table at its carried members
+    (not the earlier epochs' history), and hands their hashes out once, with the next
+    generation's, for the caller to store."""
+    slots, mem = _record(7)
+    params = SearchParams(population=32)
+    a = RecordSearch(slots, TOKEN, params, record_key(5, 2))
+    _run(numba_eval, a, mem, 4, 32)
+    population, results, state = a.state()
+    b = RecordSearch(slots, TOKEN, params, record_key(5, 2))
+    b.restore(population, results, state)
+    b.remember_carried()
+    carried = seed_hashes(b.seeds[b.carried])
+    assert len(carried) == params.n_elite and b.seen == set(carried.tolist())
+    first = b.absorb(numba_eval.evaluate(slots, b.pending(), mem), 32, TOKENS)
+    assert first.new_hashes[: len(carried)].tolist() == carried.tolist()
+    assert len(first.new_hashes) == len(carried) + first.evaluated
+    second = b.absorb(numba_eval.evaluate(slots, b.pending(), mem), 32, TOKENS)
+    assert len(second.new_hashes) == second.evaluated  # handed out once
+    kept = np.concatenate([first.new_hashes, second.new_hashes])
+    assert len(np.unique(kept)) == len(kept) and b.seen == set(kept.tolist())

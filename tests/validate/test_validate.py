@@ -434,6 +434,7 @@ def test_migration_0004_applies_to_a_0003_database(db: Path) -> None:
     )
     before = _rows(db, counts)
     _execute(db, "DROP TABLE validations")
+    _execute(db, "ALTER TABLE jobs DROP COLUMN priority")  # added by 0005
     _execute(db, "PRAGMA user_version = 3")
     assert _rows(db, "SELECT name FROM sqlite_master WHERE name LIKE 'validations%'") == []
 

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from hasherd.errors import InputError
+from hasherd.errors import EvaluatorError, InputError
 from hasherd.kernel import spec
 from hasherd.kernel.memory import JitterMemory, as_memory
 
@@ -169,8 +169,40 @@ class Evaluator(ABC):
 
     def evaluate_many(self, reqs: Sequence[EvalRequest]) -> list[EvalResult]:
         """Several validated requests (several records' batches); an evaluator that can
-        run them in one go (one kernel launch) overrides this."""
-        return [self.evaluate_request(r) for r in reqs]
+        run them in one go (one kernel launch) overrides this. Stops between requests
+        once aborted."""
+        out = []
+        for r in reqs:
+            self.check_abort()
+            out.append(self.evaluate_request(r))
+        return out
+
+    # -- abort: a call that nobody waits for any more stops early ------------------------
+
+    @property
+    def abort_flag(self) -> np.ndarray:
+        """One byte, 1 once ``abort()`` was called: the compiled drivers read it at a
+        coarse grain (between chunks, passes or nonce sweeps), since a numba call cannot
+        be interrupted from Python."""
+        flag = self.__dict__.get("_abort_flag")
+        if flag is None:  # setdefault: two threads asking first get the same array
+            flag = self.__dict__.setdefault("_abort_flag", np.zeros(1, dtype=np.uint8))
+        return flag  # type: ignore[no-any-return]
+
+    def abort(self) -> None:
+        """Ask the call in progress to return soon, raising ``EvaluatorError`` (safe from
+        any thread; an evaluator that cannot stop finishes its call). Sticks until
+        ``clear_abort``."""
+        self.abort_flag[0] = 1
+
+    def clear_abort(self) -> None:
+        """Let the next call run (its caller is the one that clears)."""
+        self.abort_flag[0] = 0
+
+    def check_abort(self) -> None:
+        """Raise ``EvaluatorError`` when the call was aborted: its outputs are meaningless."""
+        if self.abort_flag[0]:
+            raise EvaluatorError(self.name, "aborted")
 
     @abstractmethod
     def _evaluate(self, req: EvalRequest) -> EvalResult: ...

@@ -14,6 +14,8 @@ The host side keeps what a trainer calls generation after generation:
   unpacks the previous one while the GPU runs. Host work, not the GPU, bounds large calls
   (H100, ``tools/gpu-check.sh``: ``evaluate_many`` of 16 x 4096 candidates 49.6 M/s and
   64 x 4096 41.5 M/s end to end; docs/gpu.md).
+* an aborted call (``Evaluator.abort``) stops before its next launch; a launch already
+  queued runs to its end.
 
 ``dsha`` and ``compressions`` report the work done: at k = 0 three compressions per
 double SHA-256 actually hashed (the zone-1 shortcut's skipped passes are not counted);
@@ -292,6 +294,7 @@ class CudaEvaluator(Evaluator):
             in_flight: list[_Launch | None] = [None] * SLOTS
             try:
                 for g, index in enumerate(self._plan(reqs)):
+                    self.check_abort()  # between launches: a launch itself runs to its end
                     s = g % SLOTS
                     pending = in_flight[s]
                     if pending is not None:

@@ -28,6 +28,9 @@ from hasherd.kernel.evaluators.base import EvalRequest, EvalResult, Evaluator, T
 from hasherd.kernel.memory import JitterMemory
 
 _LOCK = threading.Lock()  # numba's default threading layer forbids concurrent parallel calls
+# Hashes of one k = 0 kernel call at most (a tenth of a second or so): a longer batch is
+# cut into several calls, and an abort (``Evaluator.abort``) is seen between two of them.
+K0_CALL_HASHES = 1 << 22
 _kernels: Any = None
 
 
@@ -94,7 +97,7 @@ class NumbaEvaluator(Evaluator):
             r.memory is first.memory and r.passes == first.passes and r.zero_bits == 0 for r in reqs
         )
         if not same or len(reqs) == 1:
-            return [self.evaluate_request(r) for r in reqs]
+            return super().evaluate_many(reqs)
         return self._run_k0(list(reqs))
 
     def _evaluate(self, req: EvalRequest) -> EvalResult:
@@ -135,30 +138,34 @@ class NumbaEvaluator(Evaluator):
         digest = np.zeros((n, 8), dtype=np.uint32)
         last_key = np.zeros(n, dtype=np.uint32)
         tr = _trace_arrays(n, p, trace)
+        per_call = max(self._threads, K0_CALL_HASHES // (kn.L * (p + 1)))
         with _LOCK:
             numba.set_num_threads(self._threads)
-            kn.run_k0(
-                hdr,
-                p,
-                chunk_start,
-                chunk_len,
-                chunk_rec,
-                rec_start,
-                rec_jitter,
-                rec_hit,
-                rec_val,
-                rec_z2,
-                mem.z2_keys,
-                mem.z2_vals,
-                mem.z2_pos,
-                trace,
-                digest,
-                last_key,
-                tr[0],
-                tr[2],
-                tr[3],
-                tr[4],
-            )
+            for lo in range(0, len(chunk_start), per_call):
+                self.check_abort()
+                hi = lo + per_call
+                kn.run_k0(
+                    hdr,
+                    p,
+                    chunk_start[lo:hi],
+                    chunk_len[lo:hi],
+                    chunk_rec[lo:hi],
+                    rec_start,
+                    rec_jitter,
+                    rec_hit,
+                    rec_val,
+                    rec_z2,
+                    mem.z2_keys,
+                    mem.z2_vals,
+                    mem.z2_pos,
+                    trace,
+                    digest,
+                    last_key,
+                    tr[0],
+                    tr[2],
+                    tr[3],
+                    tr[4],
+                )
         nonce = hdr[:, 19].byteswap()
         if trace:
             tr[1][:] = nonce[:, None]
@@ -215,7 +222,9 @@ class NumbaEvaluator(Evaluator):
                 last_key,
                 scanned,
                 *tr,
+                self.abort_flag,
             )
+        self.check_abort()
         roll = (roll64 & 0xFFFFFFFF).astype(np.uint32)
         dsha = int(scanned[:, 0].sum())
         blocks = 2 * dsha + int(scanned[:, 1].sum())  # 2 blocks a nonce, 1 a midstate
