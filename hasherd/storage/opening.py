@@ -113,10 +113,16 @@ async def _check_integrity(conn: aiosqlite.Connection, path: str) -> None:
         raise StorageError(path, f"corrupt database (integrity_check: {shown}{more})", "corrupt")
 
 
+WAL_SIZE_LIMIT = 4 * 1024 * 1024  # bytes
+
+
 async def _configure(conn: aiosqlite.Connection, path: str, busy_timeout_s: float) -> None:
     try:
         rows = list(await conn.execute_fetchall("PRAGMA journal_mode = WAL"))
         await conn.execute("PRAGMA synchronous = NORMAL")
+        # After each checkpoint the -wal file is cut back to this size, so it stays small
+        # through a long epoch instead of keeping its largest size until the epoch ends.
+        await conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
         await conn.execute("PRAGMA foreign_keys = ON")
         await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
     except sqlite3.Error as exc:

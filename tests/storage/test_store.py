@@ -22,6 +22,7 @@ from hasherd.storage import (
     WeightRow,
     newest_version,
 )
+from hasherd.storage.opening import WAL_SIZE_LIMIT
 
 pytestmark = pytest.mark.asyncio
 
@@ -73,6 +74,8 @@ async def test_migrates_an_empty_file(tmp_path: Path) -> None:
         fks = await st._fetchall("PRAGMA foreign_keys")
         sync = await st._fetchall("PRAGMA synchronous")
         assert (mode[0][0], fks[0][0], sync[0][0]) == ("wal", 1, 1)  # 1 = NORMAL
+        limit = await st._fetchall("PRAGMA journal_size_limit")
+        assert limit[0][0] == WAL_SIZE_LIMIT > 0
         assert await st.datasets() == []
     assert _pragma(path, "user_version") == newest_version() >= 1
     tables = {"datasets", "records", "runs", "checkpoints", "seen", "weights", "events"}
