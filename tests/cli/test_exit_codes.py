@@ -9,27 +9,23 @@ The mounts need root (mount(2)); elsewhere those tests are skipped.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
-import sqlite3
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from hasherd.cli.main import failed
 from hasherd.errors import InputError, first_hasher_error
 from hasherd.kernel.evaluators.base import Evaluator
 from hasherd.storage import StorageError
+from tests.helpers import HASHERD, db_rows, write_frames
 from tests.mounts import mount, need_mounts, umount
 
-HASHERD = [sys.executable, "-m", "hasherd.cli.main"]
 ARGS = ["--epochs", "2", "--population", "64", "--difficulty-bits", "9", "--seed", "11"]
 # tmpfs sizes tried in turn: the run must stop on a full disk after its first weights.
 SIZES = ("256k", "384k", "512k", "768k", "1m", "1536k", "2m", "3m")
@@ -63,15 +59,7 @@ def test_an_interrupt_in_a_group_is_130_and_a_bug_keeps_its_traceback() -> None:
 
 
 def _dataset(path: Path, n: int = 24) -> Path:
-    rng = np.random.default_rng(5)
-    frames = [
-        {
-            "feature_vector": rng.integers(0, 2**32, size=12, dtype=np.uint64).tolist(),
-            "target_token": int(rng.integers(0, 100_000)),
-        }
-        for _ in range(n)
-    ]
-    path.write_text(json.dumps(frames))
+    write_frames(path, n, 5)
     path.chmod(0o644)
     return path
 
@@ -90,14 +78,6 @@ def _error_line(done: subprocess.CompletedProcess[str]) -> str:
     lines = done.stderr.strip().splitlines()
     assert [line for line in lines if "error" in line] == lines[-1:], done.stderr
     return lines[-1]
-
-
-def _rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
 
 
 def _sha(path: Path) -> str:
@@ -141,7 +121,7 @@ def _fill_mid_run(data: Path, mnt: Path) -> subprocess.CompletedProcess[str]:
         assert done.returncode in (0, 2), done.stderr
         if done.returncode == 0:
             pytest.fail(f"the whole run fits in {size}: no size in {SIZES} fills the disk")
-        if db.exists() and _rows(db, "SELECT count(*) FROM weights")[0][0] > 0:
+        if db.exists() and db_rows(db, "SELECT count(*) FROM weights")[0][0] > 0:
             return done
     pytest.fail(f"no size in {SIZES} lets a weight be committed before the disk fills")
 
@@ -160,8 +140,8 @@ def test_a_full_disk_is_one_line_exit_2_and_the_same_command_resumes(
     assert full.returncode == 2
     # SQLite's words in the parentheses vary with the file it could not grow.
     assert _error_line(full).startswith(f"hasherd train: error: {db}: disk full (")
-    assert _rows(db, "PRAGMA integrity_check") == [("ok",)]
-    stored = _rows(db, WEIGHTS)
+    assert db_rows(db, "PRAGMA integrity_check") == [("ok",)]
+    stored = db_rows(db, WEIGHTS)
     verify = subprocess.run(
         [*HASHERD, "verify", "--db", str(db)], capture_output=True, text=True, timeout=300
     )
@@ -171,8 +151,8 @@ def test_a_full_disk_is_one_line_exit_2_and_the_same_command_resumes(
     done = _train(data, db)
     assert done.returncode == 0, done.stderr
     assert "(resumed), finished" in done.stdout
-    assert _rows(db, WEIGHTS) == _rows(roomy, WEIGHTS)
-    assert len(_rows(db, "SELECT id FROM runs")) == 1
+    assert db_rows(db, WEIGHTS) == db_rows(roomy, WEIGHTS)
+    assert len(db_rows(db, "SELECT id FROM runs")) == 1
 
 
 def test_a_read_only_mount_is_one_line_and_exit_2(
@@ -237,7 +217,7 @@ def test_corrupt_pages_are_one_line_and_exit_2(tmp_path: Path, trained: tuple[Pa
     data, roomy = trained
     db = tmp_path / "h.db"
     shutil.copy(roomy, db)
-    page = int(_rows(db, "PRAGMA page_size")[0][0])
+    page = int(db_rows(db, "PRAGMA page_size")[0][0])
     with db.open("r+b") as f:  # every page after the first (the schema's)
         f.seek(page)
         f.write(bytes((i * 131 + 7) % 256 for i in range(db.stat().st_size - page)))

@@ -9,59 +9,24 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytest
 
 from hasherd.control.client import ControlClient, ControlError
 from hasherd.kernel.evaluators.base import Evaluator
 from hasherd.storage.lock import read_holder
 from tests.conftest import free_port
+from tests.helpers import HASHERD, db_rows, wait_for, write_frames
 
-HASHERD = [sys.executable, "-m", "hasherd.cli.main"]
 ARGS = ["--epochs", "1", "--population", "64", "--difficulty-bits", "9", "--seed", "11"]
-
-
-def _dataset(path: Path, n: int) -> Path:
-    rng = np.random.default_rng(5)
-    frames = [
-        {
-            "feature_vector": rng.integers(0, 2**32, size=12, dtype=np.uint64).tolist(),
-            "target_token": int(rng.integers(0, 100_000)),
-        }
-        for _ in range(n)
-    ]
-    path.write_text(json.dumps(frames))
-    return path
 
 
 def _hasherd(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*HASHERD, *args], capture_output=True, text=True, timeout=timeout)
-
-
-def _rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
-
-
-def _wait(pred: Any, what: str, timeout: float = 120) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _error_line(done: subprocess.CompletedProcess[str]) -> str:
@@ -84,7 +49,7 @@ def _stop(proc: subprocess.Popen[str]) -> int:
 def test_a_second_train_on_the_same_database_exits_2_naming_the_first(
     tmp_path: Path, numba_eval: Evaluator
 ) -> None:
-    data, db = _dataset(tmp_path / "frames.json", 24), tmp_path / "same.db"
+    data, db = write_frames(tmp_path / "frames.json", 24, 5), tmp_path / "same.db"
     # Hard enough (D = 22) to be still running when the second one starts.
     hard = ["--epochs", "1", "--population", "64", "--difficulty-bits", "22", "--seed", "11"]
     argv = ["train", "--data", str(data), "--db", str(db), *hard]
@@ -92,10 +57,10 @@ def test_a_second_train_on_the_same_database_exits_2_naming_the_first(
         [*HASHERD, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True
     )
     try:
-        _wait(lambda: _holder_pid(db) == first.pid, "the first one's lock")
+        wait_for(lambda: _holder_pid(db) == first.pid, "the first one's lock")
         holder = read_holder(db)
         assert holder is not None and holder.command == "hasherd " + shlex.join(argv)
-        _wait(lambda: _runs(db), "the first one's run")
+        wait_for(lambda: _runs(db), "the first one's run")
         second = _hasherd(*argv)
         assert second.returncode == 2
         assert _error_line(second) == (
@@ -106,15 +71,15 @@ def test_a_second_train_on_the_same_database_exits_2_naming_the_first(
         assert first.poll() is None  # the first one trains on, untouched
     finally:
         assert _stop(first) in (130, -signal.SIGTERM)
-    assert len(_rows(db, "SELECT id FROM runs")) == 1
+    assert len(db_rows(db, "SELECT id FROM runs")) == 1
     started = "SELECT kind FROM events WHERE kind IN ('run_started', 'run_resumed')"
-    assert _rows(db, started) == [("run_started",)]
+    assert db_rows(db, started) == [("run_started",)]
 
 
 def _runs(db: Path) -> int:
     """Runs stored so far (0 before the database and its schema exist)."""
     try:
-        return len(_rows(db, "SELECT id FROM runs")) if db.exists() else 0
+        return len(db_rows(db, "SELECT id FROM runs")) if db.exists() else 0
     except sqlite3.Error:
         return 0
 
@@ -154,7 +119,7 @@ def rig(numba_eval: Evaluator) -> Iterator[Rig]:
     """A database trained by ``hasherd train``, then a daemon serving it."""
     d = Path(tempfile.mkdtemp(prefix="hd-", dir="/tmp"))  # short: AF_UNIX paths
     db = d / "hasherd.db"
-    data = _dataset(d / "frames.json", 8)
+    data = write_frames(d / "frames.json", 8, 5)
     r = Rig(d, _config(d, db, "first"), d / "first.sock", db, data)
     try:
         done = _hasherd("train", "--data", str(data), "--db", str(db), *ARGS)
@@ -164,7 +129,7 @@ def rig(numba_eval: Evaluator) -> Iterator[Rig]:
             [*HASHERD, "run", "--config", str(r.config)], stdout=log, stderr=log, text=True
         )
         log.close()
-        _wait(lambda: _pings(r.socket), "the daemon's control socket")
+        wait_for(lambda: _pings(r.socket), "the daemon's control socket")
         yield r
     finally:
         if r.daemon is not None:
@@ -202,7 +167,7 @@ def test_writers_beside_a_running_daemon_are_refused_readers_work(rig: Rig) -> N
         f"hasherd validate: error: {prefix}use hasherctl --socket {sock} validate"
     )
     maps = ["--map-path", str(rig.dir / "maps" / "w"), "--validation-mode", "lenient"]
-    layer = str(_rows(rig.db, "SELECT min(token_id) / 1000 FROM weights")[0][0])
+    layer = str(db_rows(rig.db, "SELECT min(token_id) / 1000 FROM weights")[0][0])
     flash = _hasherd("flash", "--db", str(rig.db), "--layer", layer, *maps)
     assert flash.returncode == 2
     assert (
@@ -210,7 +175,7 @@ def test_writers_beside_a_running_daemon_are_refused_readers_work(rig: Rig) -> N
     )
     assert not (rig.dir / "maps").exists()
 
-    weights = len(_rows(rig.db, "SELECT id FROM weights"))
+    weights = len(db_rows(rig.db, "SELECT id FROM weights"))
     out = rig.dir / "x"
     export = _hasherd("export", "--db", str(rig.db), "--format", "json", "--out", str(out))
     assert export.returncode == 0, export.stderr

@@ -23,19 +23,13 @@ import hasherd.data
 from hasherd.cli.main import main
 from hasherd.data import load_dataset
 from hasherd.kernel.evaluators.base import Evaluator
+from tests.helpers import db_rows, frame_rows
 
 ARGS = ["--epochs", "2", "--population", "64", "--difficulty-bits", "9", "--seed", "11"]
 
 
 def _dataset(path: Path, n: int = 24) -> Path:
-    rng = np.random.default_rng(5)
-    frames = [
-        {
-            "feature_vector": rng.integers(0, 2**32, size=12, dtype=np.uint64).tolist(),
-            "target_token": int(rng.integers(0, 100_000)),
-        }
-        for _ in range(n)
-    ]
+    frames = frame_rows(n, 5)
     frames[3]["feature_vector"] = [1] * 11  # an invalid row: reported and skipped
     path.write_text(json.dumps(frames))
     return path
@@ -56,16 +50,8 @@ def _train_cmd(data: Path, db: Path, extra: list[str] | None = None) -> list[str
     ]
 
 
-def _rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    con = sqlite3.connect(db)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
-
-
 def _weights(db: Path) -> list[tuple[Any, ...]]:
-    return _rows(
+    return db_rows(
         db,
         "SELECT record_id, seed, output, golden_nonce, prefix_bits FROM weights ORDER BY record_id",
     )
@@ -103,7 +89,7 @@ def test_train_export_verify(tmp_path: Path, numba_eval: Evaluator, capsys: Any)
     # The same command again: the finished run is found, nothing is trained twice.
     assert main(["train", "--data", str(data), "--db", str(db), *ARGS]) == 0
     assert _weights(db) == weights
-    assert len(_rows(db, "SELECT id FROM runs")) == 1
+    assert len(db_rows(db, "SELECT id FROM runs")) == 1
 
 
 def test_verify_reports_a_tampered_weight(
@@ -151,18 +137,18 @@ def test_sigkill_at_random_moments_then_resume(tmp_path: Path, numba_eval: Evalu
             os.kill(proc.pid, signal.SIGKILL)
             kills += 1
         proc.wait(timeout=30)
-        assert _rows(db, "PRAGMA integrity_check") == [("ok",)]
+        assert db_rows(db, "PRAGMA integrity_check") == [("ok",)]
         _assert_no_hash_twice(db)
     assert kills >= 2
     done = subprocess.run(_train_cmd(data, db, hard), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert _weights(db) == _weights(clean)
-    assert len(_rows(db, "SELECT id FROM runs")) == 1
-    assert _rows(db, "SELECT count(*) FROM events WHERE kind = 'run_resumed'")[0][0] >= kills
+    assert len(db_rows(db, "SELECT id FROM runs")) == 1
+    assert db_rows(db, "SELECT count(*) FROM events WHERE kind = 'run_resumed'")[0][0] >= kills
     _assert_no_hash_twice(db)
     won = "SELECT count(*) FROM seen s JOIN weights w ON w.record_id = s.record_id"
-    assert _rows(db, f"{won} WHERE w.prefix_bits >= w.difficulty_bits") == [(0,)]
-    assert _rows(db, "SELECT count(*) FROM seen") == [(0,)]  # every record's epoch ended
+    assert db_rows(db, f"{won} WHERE w.prefix_bits >= w.difficulty_bits") == [(0,)]
+    assert db_rows(db, "SELECT count(*) FROM seen") == [(0,)]  # every record's epoch ended
 
 
 def _assert_no_hash_twice(db: Path) -> None:
@@ -176,14 +162,14 @@ def _generations(db: Path) -> int:
     records' checkpointed generations (the seen rows of a record go when its epoch ends)."""
     try:
         sql = "SELECT coalesce(sum(generation), 0) FROM checkpoints"
-        return int(_rows(db, sql)[0][0]) if db.exists() else 0
+        return int(db_rows(db, sql)[0][0]) if db.exists() else 0
     except sqlite3.Error:
         return 0
 
 
 def _seen_by_record(db: Path) -> list[list[bytes]]:
     by: dict[int, list[bytes]] = {}
-    for record_id, blob in _rows(db, "SELECT record_id, hashes FROM seen"):
+    for record_id, blob in db_rows(db, "SELECT record_id, hashes FROM seen"):
         by.setdefault(record_id, []).append(blob)
     return list(by.values())
 
@@ -226,7 +212,7 @@ def test_interrupt_persists_and_exits_130(tmp_path: Path, numba_eval: Evaluator,
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert "stopping after the current generation" in err and "stopped" in out
-    assert _rows(db, "SELECT status FROM runs") == [("stopped",)]
+    assert db_rows(db, "SELECT status FROM runs") == [("stopped",)]
     kept = _generations(db)
     resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert resumed.returncode in (0, 1), resumed.stderr
@@ -254,12 +240,12 @@ def test_the_database_grows_with_the_records_not_the_candidates(
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=280)
     assert done.returncode in (0, 1), done.stderr  # 1: finished, not every record converged
     assert not Path(f"{db}-wal").exists()  # folded back when the trainer closed the store
-    records = _rows(db, "SELECT count(*) FROM records")[0][0]
+    records = db_rows(db, "SELECT count(*) FROM records")[0][0]
     per_record = db.stat().st_size / records
     sample = len(load_dataset())
     assert records == 72 and sample == 393
     assert per_record * sample < SIZE_LIMIT, f"{per_record:.0f} bytes per record"
-    assert _rows(db, "SELECT count(*) FROM seen") == [(0,)]
+    assert db_rows(db, "SELECT count(*) FROM seen") == [(0,)]
     found = re.search(r"candidates evaluated\s+([\d,]+)", done.stdout)
     assert found is not None, done.stdout
     assert db.stat().st_size < int(found[1].replace(",", "")) * 8 // 50

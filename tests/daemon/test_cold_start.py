@@ -12,7 +12,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -25,8 +24,8 @@ import numpy as np
 import pytest
 
 from hasherd.control.client import ControlClient
+from tests.helpers import HASHERD
 
-HASHERD = [sys.executable, "-m", "hasherd.cli.main"]
 WATCHDOG_S = 4.0  # WatchdogSec: the daemon pings every WATCHDOG_S / 2
 ANSWER_S = 2.0  # the longest a control call may take while the compile runs
 POLL_S = 0.5

@@ -8,28 +8,25 @@ bounds, is refused at submit; a job that fails says why."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from hasherd.control.client import ControlClient, ControlError
 from tests.asic.test_rig import Emulator
 from tests.conftest import free_port
+from tests.helpers import HASHERD, wait_for, write_frames
 
-HASHERD = [sys.executable, "-m", "hasherd.cli.main"]
 CHIP_ZERO_BITS = 4
 CHIP_SWEEP = 1024  # at 4 zero bits a window of 1024 misses with probability e^-66
 
@@ -68,7 +65,7 @@ level = "info"
                 stderr=log,
                 text=True,
             )
-        wait_for(self.socket.exists, 60, "the control socket", self.log)
+        wait_for(self.socket.exists, "the control socket", 60, self.log)
 
     def client(self) -> ControlClient:
         return ControlClient(self.socket, timeout=20)
@@ -103,29 +100,6 @@ level = "info"
         stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
         fields = stat.rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_for(pred: Callable[[], Any], timeout: float, what: str, log: Callable[[], str]) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}\n{log()}")
-
-
-def frames(path: Path, records: int, seed: int) -> Path:
-    rng = np.random.default_rng(seed)
-    rows = [
-        {
-            "feature_vector": rng.integers(0, 2**32, 12, dtype=np.uint64).tolist(),
-            "target_token": int(rng.integers(0, 100_000)),
-        }
-        for _ in range(records)
-    ]
-    path.write_text(json.dumps(rows))
-    return path
 
 
 @pytest.fixture
@@ -188,19 +162,19 @@ quiet = "40ms"
         )
         daemons.append(daemon)
         daemon.start()
-        sim_data = frames(root / "sim.json", 48, 3)
-        chip_data = frames(root / "chip.json", 4, 11)
+        sim_data = write_frames(root / "sim.json", 48, 3)
+        chip_data = write_frames(root / "chip.json", 4, 11)
         with daemon.client() as c:
             wait_for(
                 lambda: all(a["state"] == "ready" for a in c.call("actors.list")["actors"]),
-                90,
                 "the actors",
+                90,
                 daemon.log,
             )
             # a long simulator job first: before, the chip job would queue behind it
             sim = c.call("jobs.submit", data=str(sim_data), name="sim", difficulty_bits=20)
             sim_id = sim["job"]["id"]
-            wait_for(lambda: _candidates(_job(c, sim_id)) > 0, 120, "the sim job", daemon.log)
+            wait_for(lambda: _candidates(_job(c, sim_id)) > 0, "the sim job", 120, daemon.log)
             chip = c.call(
                 "jobs.submit",
                 data=str(chip_data),
@@ -213,8 +187,8 @@ quiet = "40ms"
             chip_id = chip["job"]["id"]
             both = wait_for(
                 lambda: (r := _running(c)) and chip_id in r and _candidates(r[chip_id]) > 0 and r,
-                120,
                 "the chip job to make progress",
+                120,
                 daemon.log,
             )
             assert sim_id in both, "the simulator job stopped while the chip job ran"
@@ -222,8 +196,8 @@ quiet = "40ms"
             sim_before = _candidates(both[sim_id])
             done = wait_for(
                 lambda: (j := _job(c, chip_id))["status"] in ("finished", "failed") and j,
-                240,
                 "the chip job to finish",
+                240,
                 daemon.log,
             )
             assert done["status"] == "finished", daemon.log()
@@ -270,15 +244,15 @@ def test_cancel_of_a_job_stuck_on_a_device_answers_within_a_second(
     daemon = Daemon(root, NUMBA_ONLY)
     daemons.append(daemon)
     daemon.start()
-    data = frames(root / "frames.json", 48, 3)
+    data = write_frames(root / "frames.json", 48, 3)
     with daemon.client() as c:
         job = c.call("jobs.submit", data=str(data), zero_bits=20, difficulty_bits=8, population=32)[
             "job"
         ]
         wait_for(
             lambda: any(a["state"] == "busy" for a in c.call("actors.list")["actors"]),
-            120,
             "a batch on the actor",
+            120,
             daemon.log,
         )
         time.sleep(1.0)  # well inside the batch, which takes far longer than its timeout
@@ -296,7 +270,7 @@ def test_cancel_of_a_job_stuck_on_a_device_answers_within_a_second(
             time.sleep(2.0)
             return (daemon.cpu_seconds() - before) / 2.0 < 0.1  # under a tenth of a core
 
-        wait_for(idle, 10, "the daemon's CPU use to fall back near 0", daemon.log)
+        wait_for(idle, "the daemon's CPU use to fall back near 0", 10, daemon.log)
         assert c.call("health")["healthy"] is True
     daemon.stop()
     assert daemon.proc is not None and daemon.proc.returncode == 0
@@ -317,7 +291,7 @@ def test_set_priority_shifts_the_share_of_a_running_job(root: Path, daemons: lis
         ids = tuple(
             c.call(
                 "jobs.submit",
-                data=str(frames(root / f"{name}.json", 48, seed)),
+                data=str(write_frames(root / f"{name}.json", 48, seed)),
                 name=name,
                 difficulty_bits=20,
                 population=64,
@@ -328,8 +302,8 @@ def test_set_priority_shifts_the_share_of_a_running_job(root: Path, daemons: lis
         a, b = ids
         wait_for(
             lambda: (r := _running(c)).keys() == {a, b} and all(_candidates(j) for j in r.values()),
-            120,
             "both jobs to train",
+            120,
             daemon.log,
         )
         assert {j["lease"]["priority"] for j in _running(c).values()} == {10}
@@ -360,7 +334,7 @@ def test_submit_refuses_what_no_device_serves_and_options_out_of_bounds(
     )
     daemons.append(daemon)
     daemon.start()
-    data = str(frames(root / "frames.json", 4, 3))
+    data = str(write_frames(root / "frames.json", 4, 3))
     with daemon.client() as c:
         with pytest.raises(ControlError) as refused:
             c.call("jobs.submit", data=data, zero_bits=9)
@@ -402,15 +376,15 @@ def test_a_job_that_fails_records_its_cause(root: Path, daemons: list[Daemon]) -
     daemon = Daemon(root, NUMBA_ONLY + '[simulator]\ntimeout = "1s"\n')
     daemons.append(daemon)
     daemon.start()
-    data = frames(root / "frames.json", 8, 3)
+    data = write_frames(root / "frames.json", 8, 3)
     with daemon.client() as c:
         job_id = c.call(
             "jobs.submit", data=str(data), zero_bits=20, difficulty_bits=8, population=32
         )["job"]["id"]
         failed = wait_for(
             lambda: (j := _job(c, job_id))["status"] in ("failed", "finished") and j,
-            240,
             "the job to fail",
+            240,
             daemon.log,
         )
         assert failed["status"] == "failed", daemon.log()

@@ -4,25 +4,20 @@ keeps serving, and what was committed stays intact. Needs root (mount(2))."""
 
 from __future__ import annotations
 
-import json
 import signal
 import sqlite3
 import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from hasherd.control.client import ControlClient, ControlError
 from hasherd.kernel.evaluators.base import Evaluator
+from tests.helpers import HASHERD, wait_for, write_frames
 from tests.mounts import mount, need_mounts, umount
-
-HASHERD = [sys.executable, "-m", "hasherd.cli.main"]
 
 
 @pytest.fixture
@@ -40,15 +35,7 @@ def small() -> Iterator[Path]:
 
 
 def _setup(d: Path) -> tuple[Path, Path]:
-    rng = np.random.default_rng(3)
-    frames = [
-        {
-            "feature_vector": rng.integers(0, 2**32, 12, dtype=np.uint64).tolist(),
-            "target_token": int(rng.integers(0, 100_000)),
-        }
-        for _ in range(48)
-    ]
-    (d / "frames.json").write_text(json.dumps(frames))
+    write_frames(d / "frames.json", 48, 3)
     config = d / "hasherd.toml"
     config.write_text(f"""
 [daemon]
@@ -80,16 +67,6 @@ def _answers(sock: Path) -> bool:
         return False
 
 
-def _wait(pred: Any, what: str, timeout: float = 120) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.mark.timeout(300)
 def test_a_full_disk_is_a_start_error_then_a_job_error(small: Path, numba_eval: Evaluator) -> None:
     config, data = _setup(small)
@@ -108,7 +85,7 @@ def test_a_full_disk_is_a_start_error_then_a_job_error(small: Path, numba_eval: 
     daemon = subprocess.Popen([*HASHERD, "run", "--config", str(config)], stdout=log, stderr=log)
     log.close()
     try:
-        _wait(lambda: _answers(sock), "the daemon")
+        wait_for(lambda: _answers(sock), "the daemon")
         job = _call(sock, "jobs.submit", data=str(data))["job"]["id"]
 
         def failed() -> dict[str, Any] | None:
@@ -116,7 +93,7 @@ def test_a_full_disk_is_a_start_error_then_a_job_error(small: Path, numba_eval: 
             assert got["status"] != "finished", "the job fitted: make it bigger"
             return got if got["status"] == "failed" else None
 
-        got = _wait(failed, "the job to fail")
+        got = wait_for(failed, "the job to fail")
         assert got["error"] == f"{db}: disk full (database or disk is full)"
         assert _answers(sock)  # the daemon serves on
         daemon.send_signal(signal.SIGTERM)

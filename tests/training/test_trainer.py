@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import random
-import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -23,21 +22,13 @@ from hasherd.scheduler.dispatch import EvaluatorDispatch
 from hasherd.scheduler.trainer import RunSummary, Trainer, warm_up_search
 from hasherd.storage import Store
 from hasherd.training import steps
+from tests.helpers import db_rows, write_frames
 
 COMPILED = ("fresh_population", "table_insert", "table_rehash", "step", "seed_hashes")
 
 
 def _dataset(path: Path, n: int = 12) -> Dataset:
-    rng = np.random.default_rng(17)
-    frames = [
-        {
-            "feature_vector": rng.integers(0, 2**32, size=12, dtype=np.uint64).tolist(),
-            "target_token": int(rng.integers(0, 100_000)),
-        }
-        for _ in range(n)
-    ]
-    path.write_text(json.dumps(frames))
-    return load_dataset(path)
+    return load_dataset(write_frames(path, n, 17))
 
 
 def _config() -> Config:
@@ -74,16 +65,8 @@ def _train(db: Path, ds: Dataset, ev: Evaluator, stop_after: int | None = None) 
     return anyio.run(main)
 
 
-def _rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    con = sqlite3.connect(db)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
-
-
 def _weights(db: Path) -> list[tuple[Any, ...]]:
-    return _rows(
+    return db_rows(
         db,
         "SELECT record_id, seed, output, golden_nonce, prefix_bits, fitness, generation, epoch"
         " FROM weights ORDER BY record_id",
@@ -94,14 +77,14 @@ def _check_history(db: Path) -> None:
     """What the seen table holds: only records in the middle of their epoch, only that
     epoch's generations, and no hash twice."""
     limit = _config().training.max_generations
-    rows = _rows(
+    rows = db_rows(
         db,
         "SELECT s.record_id, s.generation, s.hashes, c.epoch, c.generation, c.best_prefix,"
         " c.difficulty, c.rng_state, r.epoch FROM seen s"
         " JOIN checkpoints c ON c.run_id = s.run_id AND c.record_id = s.record_id"
         " JOIN runs r ON r.id = s.run_id",
     )
-    assert len(rows) == _rows(db, "SELECT count(*) FROM seen")[0][0]
+    assert len(rows) == db_rows(db, "SELECT count(*) FROM seen")[0][0]
     by_record: dict[int, list[np.ndarray]] = {}
     for record, gen, blob, ck_epoch, ck_gen, best, d, state, run_epoch in rows:
         start = json.loads(state)["epoch_start"]
@@ -156,7 +139,7 @@ def test_a_run_stopped_anywhere_resumes_to_the_uninterrupted_weights(
     ds = _dataset(tmp_path / "frames.json")
     clean = _train(tmp_path / "clean.db", ds, numba_eval)
     assert clean.status == "finished" and 0 < clean.winners < clean.records
-    assert _rows(tmp_path / "clean.db", "SELECT count(*) FROM seen") == [(0,)]
+    assert db_rows(tmp_path / "clean.db", "SELECT count(*) FROM seen") == [(0,)]
     db, rng, stops = tmp_path / "stopped.db", random.Random(4), 0
     while True:
         summary = _train(db, ds, numba_eval, stop_after=rng.randint(1, 12))
@@ -166,8 +149,8 @@ def test_a_run_stopped_anywhere_resumes_to_the_uninterrupted_weights(
         stops += 1
     assert stops >= 3
     assert _weights(db) == _weights(tmp_path / "clean.db")
-    assert _rows(db, "SELECT count(*) FROM seen") == [(0,)]
-    spent = _rows(
+    assert db_rows(db, "SELECT count(*) FROM seen") == [(0,)]
+    spent = db_rows(
         db, "SELECT count(*) FROM checkpoints WHERE best_prefix < difficulty AND epoch = 3"
     )
     assert spent[0][0] > 0  # some records ended an epoch by spending their generations

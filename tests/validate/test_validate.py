@@ -28,6 +28,7 @@ from hasherd.storage.migrations import newest_version
 from hasherd.storage.validations import ValidationRow, ValidationsMixin, load_validations
 from hasherd.validation import sample as sample_mod
 from hasherd.validation.core import StoredInputs, choose, validate
+from tests.helpers import db_rows
 
 N_FRAMES = 12
 
@@ -90,14 +91,6 @@ def run_cli(monkeypatch: pytest.MonkeyPatch) -> Callable[..., int]:
     return lambda *argv: cli.main([str(a) for a in argv])
 
 
-def _rows(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    con = sqlite3.connect(db)
-    try:
-        return con.execute(sql, params).fetchall()
-    finally:
-        con.close()
-
-
 def _execute(db: Path, sql: str, params: tuple[Any, ...] = ()) -> None:
     con = sqlite3.connect(db)
     try:
@@ -108,7 +101,7 @@ def _execute(db: Path, sql: str, params: tuple[Any, ...] = ()) -> None:
 
 
 def _states(db: Path) -> dict[int, str]:
-    return {int(i): s for i, s in _rows(db, "SELECT id, validation FROM weights")}
+    return {int(i): s for i, s in db_rows(db, "SELECT id, validation FROM weights")}
 
 
 def test_numba_against_reference_all_agree(
@@ -120,21 +113,21 @@ def test_numba_against_reference_all_agree(
     assert "agree 12, disagree 0, failed 0" in out
     assert "disagreement rate 0.0000 (tolerance 0.01): within tolerance" in out
     assert set(_states(db).values()) == {"validated"}
-    stored = dict(_rows(db, "SELECT id, output FROM weights"))
+    stored = dict(db_rows(db, "SELECT id, output FROM weights"))
     cols = "weight_id, evaluator_a, output_a, evaluator_b, output_b, agree, attempts, error"
-    checks = _rows(db, f"SELECT {cols}, stored_output FROM validations ORDER BY weight_id")
+    checks = db_rows(db, f"SELECT {cols}, stored_output FROM validations ORDER BY weight_id")
     assert [c[0] for c in checks] == sorted(stored)
     for wid, ev_a, out_a, ev_b, out_b, agree, attempts, error, stored_out in checks:
         assert (ev_a, ev_b, agree, attempts, error) == ("numba", "reference", 1, 1, None)
         assert out_a == out_b == stored_out == stored[wid]
-    kinds = _rows(db, "SELECT payload_json FROM events WHERE kind = 'validation'")
+    kinds = db_rows(db, "SELECT payload_json FROM events WHERE kind = 'validation'")
     assert len(kinds) == 1 and json.loads(kinds[0][0])["agree"] == 12
 
 
 def test_tampered_output_is_non_deterministic(
     db: Path, run_cli: Callable[..., int], capsys: Any
 ) -> None:
-    victim, original = _rows(db, "SELECT id, output FROM weights ORDER BY id LIMIT 1 OFFSET 4")[0]
+    victim, original = db_rows(db, "SELECT id, output FROM weights ORDER BY id LIMIT 1 OFFSET 4")[0]
     flip = "(output | 1) - (output & 1)"  # output ^ 1 (SQLite has no XOR)
     _execute(db, f"UPDATE weights SET output = {flip} WHERE id = ?", (victim,))
     assert run_cli("validate", "--db", db, "--seed", 1, "--json") == 1
@@ -149,7 +142,7 @@ def test_tampered_output_is_non_deterministic(
         "golden_nonce": bad["a"]["golden_nonce"],
     }
     assert bad["b"]["output"] == original and bad["b"]["golden_nonce"] == bad["a"]["golden_nonce"]
-    row = _rows(
+    row = db_rows(
         db,
         "SELECT stored_output, output_a, output_b, agree FROM validations WHERE weight_id = ?",
         (victim,),
@@ -204,7 +197,9 @@ class Faulty(Evaluator):
 
 
 def _weights(db: Path) -> list[tuple[int, bytes]]:
-    return [(int(r[0]), bytes(r[1])) for r in _rows(db, "SELECT id, seed FROM weights ORDER BY id")]
+    return [
+        (int(r[0]), bytes(r[1])) for r in db_rows(db, "SELECT id, seed FROM weights ORDER BY id")
+    ]
 
 
 @pytest.mark.anyio
@@ -240,7 +235,7 @@ async def test_hung_evaluator_times_out_and_the_retry_runs_on_a_fresh_thread(db:
         ev.release.set()  # the abandoned call ends (with an error nobody waits for)
     assert (report.checked, report.agree, report.failed) == (12, 12, 0)
     assert ev.calls[hung] == 2 and all(n == 1 for s, n in ev.calls.items() if s != hung)
-    row = _rows(db, "SELECT agree, attempts FROM validations WHERE weight_id = ?", (hung_id,))
+    row = db_rows(db, "SELECT agree, attempts FROM validations WHERE weight_id = ?", (hung_id,))
     assert row == [(1, 2)]
 
 
@@ -270,7 +265,7 @@ async def _end_of_run_sample(db: Path, cfg: Config) -> tuple[int, int]:
 
 
 def _events(db: Path, kind: str) -> list[tuple[dict[str, Any], int]]:
-    rows = _rows(
+    rows = db_rows(
         db, "SELECT payload_json, record_id FROM events WHERE kind = ? ORDER BY id", (kind,)
     )
     return [(json.loads(p), int(r)) for p, r in rows]
@@ -286,7 +281,7 @@ async def test_end_of_run_sample_is_the_stored_output_against_the_reference(db: 
     assert await _end_of_run_sample(db, cfg) == (11, 1)
     states = _states(db)
     assert states.pop(victim) == "non-deterministic" and set(states.values()) == {"validated"}
-    assert _rows(db, "SELECT count(*) FROM validations") == [(0,)]
+    assert db_rows(db, "SELECT count(*) FROM validations") == [(0,)]
     assert _events(db, "validation_failed") == []
 
 
@@ -296,9 +291,9 @@ async def test_end_of_run_sample_draws_with_the_run_seed(db: Path) -> None:
     ``numpy.random.default_rng(run seed).choice``: the same weights every time."""
     cfg = Config().with_training(validation_split=0.3)  # round(3.6) = 4 of the 12
     assert await _end_of_run_sample(db, cfg) == (4, 0)
-    ((rng_seed,),) = _rows(db, "SELECT rng_seed FROM runs")
+    ((rng_seed,),) = db_rows(db, "SELECT rng_seed FROM runs")
     order = "SELECT w.id FROM weights w JOIN records r ON r.id = w.record_id ORDER BY r.idx"
-    ids = [int(i) for (i,) in _rows(db, order)]
+    ids = [int(i) for (i,) in db_rows(db, order)]
     drawn = np.random.default_rng(rng_seed).choice(len(ids), size=4, replace=False)
     validated = {i for i, s in _states(db).items() if s == "validated"}
     assert validated == {ids[int(k)] for k in drawn}
@@ -335,12 +330,12 @@ async def test_end_of_run_sample_failures_keep_the_state_and_leave_an_event(
         failed[dead_id][0]["reason"] == "error"
         and "injected failure" in failed[dead_id][0]["error"]
     )
-    records = dict(_rows(db, "SELECT id, record_id FROM weights"))
+    records = dict(db_rows(db, "SELECT id, record_id FROM weights"))
     assert {w: r for w, (_, r) in failed.items()} == {w: records[w] for w in (hung_id, dead_id)}
 
 
 def _picked(db: Path) -> list[int]:
-    return [int(r[0]) for r in _rows(db, "SELECT weight_id FROM validations ORDER BY weight_id")]
+    return [int(r[0]) for r in db_rows(db, "SELECT weight_id FROM validations ORDER BY weight_id")]
 
 
 @pytest.mark.anyio
@@ -376,7 +371,7 @@ def test_bad_input_exits_2(
     err = capsys.readouterr().err
     assert "sample: 1.5 is outside (0, 1]" in err and "'nope': unknown" in err
     assert "no such file" in err and "no job 99" in err
-    assert _rows(db, "SELECT count(*) FROM validations") == [(0,)]
+    assert db_rows(db, "SELECT count(*) FROM validations") == [(0,)]
 
 
 class _Store(Store, ValidationsMixin):
@@ -386,7 +381,7 @@ class _Store(Store, ValidationsMixin):
 @pytest.mark.anyio
 async def test_store_mixin_rows_and_summary(db: Path) -> None:
     (wid, seed), (other_id, _) = (_weights(db))[:2]
-    out = _rows(db, "SELECT output, golden_nonce FROM weights WHERE id = ?", (wid,))[0]
+    out = db_rows(db, "SELECT output, golden_nonce FROM weights WHERE id = ?", (wid,))[0]
     base = ValidationRow(
         wid, seed, out[0], out[1], "numba", out[0], out[1], "reference", out[0], out[1], True, 1
     )
@@ -432,20 +427,20 @@ def test_migration_0004_applies_to_a_0003_database(db: Path) -> None:
         "SELECT (SELECT count(*) FROM weights), (SELECT count(*) FROM records),"
         " (SELECT count(*) FROM runs), (SELECT count(*) FROM events)"
     )
-    before = _rows(db, counts)
+    before = db_rows(db, counts)
     _execute(db, "DROP TABLE validations")
     _execute(db, "ALTER TABLE jobs DROP COLUMN priority")  # added by 0005
     _execute(db, "PRAGMA user_version = 3")
-    assert _rows(db, "SELECT name FROM sqlite_master WHERE name LIKE 'validations%'") == []
+    assert db_rows(db, "SELECT name FROM sqlite_master WHERE name LIKE 'validations%'") == []
 
     async def reopen() -> None:
         async with await Store.open(db, create=False):
             pass
 
     anyio.run(reopen)
-    assert _rows(db, "PRAGMA user_version") == [(newest_version(),)] and newest_version() >= 4
-    assert _rows(db, counts) == before and before[0][0] == 12
+    assert db_rows(db, "PRAGMA user_version") == [(newest_version(),)] and newest_version() >= 4
+    assert db_rows(db, counts) == before and before[0][0] == 12
     names = {
-        r[0] for r in _rows(db, "SELECT name FROM sqlite_master WHERE name LIKE 'validations%'")
+        r[0] for r in db_rows(db, "SELECT name FROM sqlite_master WHERE name LIKE 'validations%'")
     }
     assert names == {"validations", "validations_by_weight"}
