@@ -4,6 +4,7 @@ leak check every test runs under."""
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import socket
 import tempfile
@@ -91,8 +92,34 @@ def sock_dir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+_GIVEN_PORTS: set[int] = set()
+
+
+def _ephemeral_range() -> range:
+    """The kernel's range for outgoing connections' local ports (Linux default if unknown)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return range(int(low), int(high) + 1)
+    except (OSError, ValueError):
+        return range(32768, 61000)
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now (for a daemon's metrics)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a daemon's metrics).
+
+    Chosen outside the kernel's ephemeral range, so that no outgoing connection made on
+    this machine between the choice and the daemon's bind can take it, and never twice in
+    one test session.
+    """
+    ephemeral = _ephemeral_range()
+    candidates = [p for p in range(10000, 30000) if p not in ephemeral and p not in _GIVEN_PORTS]
+    rng = random.Random()
+    for port in rng.sample(candidates, min(200, len(candidates))):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _GIVEN_PORTS.add(port)
+        return port
+    raise RuntimeError("no free TCP port on 127.0.0.1 outside the ephemeral range")
