@@ -339,16 +339,32 @@ class DeployLayer(Params):
     target_fitness: float | None = None
     min_difficulty: int | None = None
     validation_mode: str | None = None  # None: deployment.validation_mode
+    kernel: str | None = None  # which kernel, when the layer holds several (or run, job)
+    run: int | None = None
+    job: int | None = None
 
     @classmethod
     def parse(cls, params: Mapping[str, Any]) -> Self:
-        only(params, "layer", "dry_run", "target_fitness", "min_difficulty", "validation_mode")
+        only(
+            params,
+            "layer",
+            "dry_run",
+            "target_fitness",
+            "min_difficulty",
+            "validation_mode",
+            "kernel",
+            "run",
+            "job",
+        )
         return cls(
             natural(params, "layer"),
             bool(opt_bool(params, "dry_run")),
             opt_number(params, "target_fitness"),
             opt_natural(params, "min_difficulty"),
             opt_text(params, "validation_mode", "expected strict or lenient"),
+            opt_text(params, "kernel", "expected zb=K/p=P/tb=B/mem=HEX", empty=False),
+            opt_natural(params, "run"),
+            opt_natural(params, "job"),
         )
 
 

@@ -72,6 +72,9 @@ def weight_json(w: WeightRow) -> Reply:
         "layer": w.layer,
         "validation": w.validation,
         "created_at": w.created_at,
+        "passes": w.passes,
+        "zero_bits": w.zero_bits,
+        "token_bits": w.token_bits,
     }
 
 
