@@ -76,7 +76,15 @@ def export(
     layer: int | None,
     say: Callable[[str], None] = print,
 ) -> int:
-    """Write the layer files; returns how many were written. Lines as ``hasherd export``."""
+    """Write the layer files; returns how many were written. Lines as ``hasherd export``.
+    A layer of several kernels is refused (InputError), as ``hasherd export`` refuses it."""
+    weights = list(weights)
+    by_layer: dict[int, list[WeightRow]] = defaultdict(list)
+    for w in weights:
+        by_layer[w.layer].append(w)
+    for n, stored in by_layer.items():
+        if layer in (None, n):
+            cmd_export.one_kernel(n, stored)
     layers = layers_of(weights)
     if layer is not None:
         rows = layers.get(layer, [])

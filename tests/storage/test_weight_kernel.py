@@ -111,7 +111,7 @@ async def test_a_run_without_kernel_settings_is_not_guessed(tmp_path: Path) -> N
     db = tmp_path / "old.db"
     _database_at_schema_6(db, zero_bits=None)
     before = db.read_bytes()
-    with pytest.raises(StorageError, match="0007_weight_kernel.sql: NOT NULL.*zero_bits"):
+    with pytest.raises(StorageError, match=r"0007_weight_kernel\.sql: NOT NULL.*zero_bits"):
         await Store.open(db)
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA user_version").fetchone() == (6,)
