@@ -17,6 +17,7 @@ from typing import Any
 from hasherd.cli import ctl_views as views
 from hasherd.control.client import ControlClient
 from hasherd.control.params import DeployLayer
+from hasherd.storage.rows import Kernel
 
 ACTIONS = ("status", "rollback")
 # A deployment may retry for up to deployment_timeout (300 s by default) on the daemon's
@@ -40,12 +41,7 @@ def layer_text(info: Mapping[str, Any] | None) -> str:
 
 def kernel_text(kernel: Mapping[str, Any] | None) -> str:
     """A kernel as ``Kernel.label`` writes it (``-``: unknown, as in an ABI 1 meta)."""
-    if kernel is None:
-        return "-"
-    return (
-        f"zb={kernel['zero_bits']}/p={kernel['passes']}/tb={kernel['token_bits']}"
-        f"/mem={str(kernel['memory_id'])[:12]}"
-    )
+    return "-" if kernel is None else Kernel(**kernel).label
 
 
 def rejected_text(rejected: Mapping[str, int]) -> str:
