@@ -50,6 +50,6 @@ def add_selection_args(p: argparse.ArgumentParser, *, run_help: str, job_help: s
     p.add_argument(
         "--kernel",
         metavar="SPEC",
-        help="only weights of this kernel: zb=K/p=P/tb=B/mem=HEX, any of the parts "
-        "(as `hasherctl weights list` shows it)",
+        help="only weights of this kernel: zb=K/p=P/tb=B/mem=HEX (zero bits, passes, "
+        "token bits, a prefix of the memory id), any of the parts",
     )
