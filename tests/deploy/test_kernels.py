@@ -10,6 +10,7 @@ import sqlite3
 import struct
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,19 @@ import pytest
 
 from hasherd.cli import main as hasherd_main
 from hasherd.deploy import bpf, pins
-from hasherd.deploy.abi import META_SIZE, META_V1, Meta
+from hasherd.deploy.abi import (
+    BACKUP_HEADER_V1,
+    META_SIZE,
+    META_V1,
+    Meta,
+    checksum,
+    decode_backup,
+    encode_backup,
+    pack_key,
+)
 from hasherd.deploy.engine import Settings
+from hasherd.deploy.errors import DeployError
+from hasherd.storage.rows import Kernel
 
 HASHERD = [sys.executable, "-m", "hasherd.cli.main"]
 LAYER_SIZE = 1000
@@ -164,3 +176,19 @@ def test_an_abi_1_meta_is_read_then_replaced(
     raw = h.hex_bytes(entry["value"])
     assert len(raw) == META_SIZE and struct.unpack_from("<I", raw)[0] == 1
     assert struct.unpack_from("<IIII", raw, 48)[:3] == (2, 21, 0)  # ABI 2, passes, zero bits
+
+
+def test_meta_and_backup_carry_the_kernel_and_read_abi_1(tmp_path: Path) -> None:
+    kernel = Kernel(21, 4, 17, "5d" * 32)
+    entries = {pack_key(1, 2): bytes(range(56))}
+    meta = Meta(3, 1, 1_700_000_000, checksum(entries), kernel)
+    raw = meta.to_bytes()
+    assert len(raw) == 96 and Meta.from_bytes(raw) == meta
+    assert Meta.from_bytes(raw[:48]) == Meta(3, 1, 1_700_000_000, checksum(entries), None)
+    assert decode_backup(encode_backup(meta, entries), "b") == (meta, entries)
+    # A version-1 backup (64-byte header, no kernel) still restores, its kernel unknown.
+    head = BACKUP_HEADER_V1.pack(b"HSHRBAK1", 1, 3, 1, 0, 1_700_000_000, checksum(entries))
+    body = b"".join(k + v for k, v in entries.items())
+    assert decode_backup(head + body, "old")[0] == replace(meta, kernel=None)
+    with pytest.raises(DeployError, match="not 64 hex digits"):
+        replace(meta, kernel=replace(kernel, memory_id="mem-1")).to_bytes()
