@@ -2,9 +2,14 @@
 
 A layer holds ``storage.layer_size`` tokens (layer = token_id // layer_size). The columns
 are the prototype's (token_id, best_seed as hex, fitness_score, generation, context_key)
-plus ours. Files are written atomically: a temporary file in the same directory, fsync,
-then rename, so a reader never sees half a layer. The database is only read (no writer
-lock), so this works beside a running daemon or ``hasherd train``.
+plus ours, the kernel included (passes, zero_bits, token_bits, memory_id): a seed is only
+meaningful with it. A layer file holds one kernel: a layer with weights of several kernels
+is refused until ``--kernel``, ``--run`` or ``--job`` picks one. ``--out`` names a file
+with ``--layer`` (an existing directory is refused) and a directory without. Files are
+written atomically: a temporary file in the same directory, fsync, then rename, so a
+reader never sees half a layer. The database is ``--db``, else
+``<storage.base_path>/hasherd.db`` of ``--config``; it is only read (no writer lock), so
+this works beside a running daemon or ``hasherd train``.
 """
 
 from __future__ import annotations
@@ -20,11 +25,13 @@ from typing import Any
 import anyio
 
 from hasherd import config as config_mod
-from hasherd.cli.common import add_config_args
+from hasherd.cli.common import add_config_args, add_db_arg, add_selection_args, db_path
 from hasherd.cli.writer import command_line
+from hasherd.errors import InputError
 from hasherd.fileio import write_atomic
 from hasherd.storage import Store
-from hasherd.storage.rows import WeightRow
+from hasherd.storage.rows import Kernel, WeightRow
+from hasherd.storage.selection import kernel_choice
 
 FORMATS = ("csv", "parquet", "json")
 COLUMNS = (
@@ -44,6 +51,9 @@ COLUMNS = (
     "memory_id",
     "layer",
     "validation",
+    "passes",
+    "zero_bits",
+    "token_bits",
 )
 
 
@@ -53,7 +63,7 @@ def register(sub: Any) -> None:
         help="write stored weights as layer files",
         description=__doc__.splitlines()[0] if __doc__ else None,
     )
-    p.add_argument("--db", required=True, metavar="PATH", help="the training database")
+    add_db_arg(p)
     p.add_argument("--format", required=True, choices=FORMATS, help="file format")
     p.add_argument(
         "--layer",
@@ -63,6 +73,11 @@ def register(sub: Any) -> None:
         "without it every layer is written into the --out directory",
     )
     p.add_argument("--out", required=True, metavar="PATH", help="output file or directory")
+    add_selection_args(
+        p,
+        run_help="only weights of the kernel this run trains",
+        job_help="only weights of the kernel this job trains",
+    )
     add_config_args(p)
     p.set_defaults(handler=run_export)
 
@@ -86,6 +101,9 @@ def row_of(w: WeightRow, layer_size: int) -> dict[str, Any]:
         "memory_id": w.memory_id,
         "layer": w.token_id // layer_size,
         "validation": w.validation,
+        "passes": w.passes,
+        "zero_bits": w.zero_bits,
+        "token_bits": w.token_bits,
     }
 
 
@@ -109,20 +127,51 @@ def encode(rows: list[dict[str, Any]], fmt: str) -> bytes:
     return out
 
 
-async def _weights(db: Path, command: str) -> list[WeightRow]:
+async def _weights(db: Path, command: str, args: argparse.Namespace) -> list[WeightRow]:
     # No lock (works beside a writer); ``command`` names us if an old schema needs it.
     async with await Store.open_reader(db, command=command) as store:
-        return await store.weights()
+        spec = await kernel_choice(store, args.kernel, args.run, args.job)
+        weights = await store.weights()
+    return [w for w in weights if spec is None or spec.matches(w.kernel)]
+
+
+def check_out(out: Path, layer: int | None) -> None:
+    """InputError when ``out`` cannot be what it names: a file with ``--layer``, else a
+    directory."""
+    if layer is not None and out.is_dir():
+        raise InputError("--out", f"{out} is a directory; with --layer it names a file")
+    if layer is None and out.exists() and not out.is_dir():
+        raise InputError("--out", f"{out} is not a directory; without --layer it names one")
+
+
+def one_kernel(layer: int, weights: list[WeightRow]) -> None:
+    """InputError when the layer's weights belong to several kernels (a layer is exported,
+    and deployed, for one kernel)."""
+    kernels: dict[Kernel, int] = {}
+    for w in weights:
+        kernels[w.kernel] = kernels.get(w.kernel, 0) + 1
+    if len(kernels) > 1:
+        held = ", ".join(f"{k.label} ({n})" for k, n in kernels.items())
+        raise InputError(
+            "--kernel",
+            f"layer {layer} holds weights of {len(kernels)} kernels: {held}; "
+            "export one with --kernel, --run or --job",
+        )
 
 
 def run_export(args: argparse.Namespace) -> int:
     cfg = config_mod.load(args.config)
     size = cfg.storage.layer_size
-    weights = anyio.run(_weights, Path(args.db), command_line(args))
-    layers: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for w in sorted(weights, key=lambda w: (w.token_id, w.context_key, w.record_id)):
-        layers[w.token_id // size].append(row_of(w, size))
     out = Path(args.out)
+    check_out(out, args.layer)
+    weights = anyio.run(_weights, db_path(args, cfg), command_line(args), args)
+    by_layer: dict[int, list[WeightRow]] = defaultdict(list)
+    for w in sorted(weights, key=lambda w: (w.token_id, w.context_key, w.record_id)):
+        by_layer[w.token_id // size].append(w)
+    for layer, rows in by_layer.items():
+        if args.layer in (None, layer):
+            one_kernel(layer, rows)
+    layers = {n: [row_of(w, size) for w in rows] for n, rows in by_layer.items()}
     if args.layer is not None:
         write_atomic(out, encode(layers.get(args.layer, []), args.format))
         print(f"layer {args.layer}: {len(layers.get(args.layer, []))} weights -> {out}")

@@ -1,12 +1,17 @@
 """``hasherd flash``: deploy a layer of stored weights into the BPF maps, without a daemon.
 
-    hasherd flash --db PATH --layer N [--map-path PATH] [--validation-mode strict|lenient]
+    hasherd flash [--db PATH] --layer N [--map-path PATH] [--validation-mode strict|lenient]
                   [--dry-run] [--target-fitness F] [--min-difficulty D]
+                  [--kernel SPEC | --run ID | --job ID]
     hasherd flash status [--map-path PATH]
     hasherd flash rollback [--map-path PATH] [--db PATH]
 
-The ``deployment`` section of the config gives the defaults (docs/configuration.md);
-docs/bpf-abi.md describes the maps. Exit status: 0 done, 1 the deployment or rollback
+The database is ``--db``, else ``<storage.base_path>/hasherd.db`` of ``--config``. A layer
+goes live for one kernel (its passes, zero bits, token bits and memory, written into
+``_meta``): a layer whose weights belong to several kernels is refused until ``--kernel``,
+``--run`` or ``--job`` (the kernel that run trains) picks one. The ``deployment`` section
+of the config gives the defaults (docs/configuration.md); docs/bpf-abi.md describes the
+maps. Exit status: 0 done, 1 the deployment or rollback
 failed (the live layer is as it was, unless the message says otherwise), 2 bad input or a
 storage error.
 
@@ -30,15 +35,15 @@ import anyio
 from hasherd import config as config_mod
 from hasherd.cli import ctl_flash
 from hasherd.cli import ctl_views as views
-from hasherd.cli.common import add_config_args
+from hasherd.cli.common import DB_NAME, add_config_args, db_path
 from hasherd.cli.writer import command_line, hold_writer_lock
 from hasherd.deploy import DeployError, Gates, Settings, flash
 from hasherd.storage import Store
 from hasherd.storage.lock import DatabaseInUse, DatabaseLock
+from hasherd.storage.selection import kernel_choice
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-DB_NAME = "hasherd.db"
 
 
 def register(sub: Any) -> None:
@@ -51,8 +56,8 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--db",
         metavar="PATH",
-        help="the training database: required to deploy; "
-        "rollback logs to it (default <storage.base_path>/hasherd.db)",
+        help="the training database: deploy reads it, rollback logs to it "
+        f"(default <storage.base_path>/{DB_NAME})",
     )
     p.add_argument(
         "--map-path", metavar="PATH", help="the pinned outer map (default deployment.bpf_map_path)"
@@ -86,8 +91,6 @@ def _show(args: argparse.Namespace, result: dict[str, Any], view: ctl_flash.View
 
 def run_flash(args: argparse.Namespace) -> int:
     problem = ctl_flash.usage_problem(args)
-    if problem is None and args.action is None and args.db is None:
-        problem = "flash: --db PATH is required to deploy"
     if problem:
         print(f"hasherd flash: error: {problem}", file=sys.stderr)
         return EXIT_USAGE
@@ -102,16 +105,20 @@ def run_flash(args: argparse.Namespace) -> int:
         if args.action == "status":
             _show(args, anyio.run(flash.status, settings), ctl_flash.status_view)
         elif args.action == "rollback":
-            db = Path(args.db) if args.db else Path(cfg.storage.base_path) / DB_NAME
-            _show(args, anyio.run(_rollback, settings, db, args), ctl_flash.rollback_view)
+            _show(
+                args,
+                anyio.run(_rollback, settings, db_path(args, cfg), args),
+                ctl_flash.rollback_view,
+            )
         elif args.dry_run:
             gates = _gates(args, cfg.deployment.validation_mode)
-            result = anyio.run(_dry_run, settings, Path(args.db), args.layer, gates, args)
+            result = anyio.run(_dry_run, settings, db_path(args, cfg), gates, args)
             _show(args, result, ctl_flash.deploy_view)
         else:
             gates = _gates(args, cfg.deployment.validation_mode)
-            with hold_writer_lock(Path(args.db), args, instead="flash"):
-                result = anyio.run(_deploy, settings, Path(args.db), args.layer, gates)
+            db = db_path(args, cfg)
+            with hold_writer_lock(db, args, instead="flash"):
+                result = anyio.run(_deploy, settings, db, gates, args)
             _show(args, result, ctl_flash.deploy_view)
     except DeployError as exc:
         print(f"hasherd flash: error: {exc}", file=sys.stderr)
@@ -123,17 +130,17 @@ def _gates(args: argparse.Namespace, default_mode: str) -> Gates:
     return Gates(args.validation_mode or default_mode, args.target_fitness, args.min_difficulty)
 
 
-async def _deploy(s: Settings, db: Path, layer: int, gates: Gates) -> dict[str, Any]:
+async def _deploy(s: Settings, db: Path, gates: Gates, args: argparse.Namespace) -> dict[str, Any]:
     async with Store.connect(db, create=False) as store:
-        return await flash.deploy(store, s, layer, gates)
+        kernel = await kernel_choice(store, args.kernel, args.run_id, args.job_id)
+        return await flash.deploy(store, s, args.layer, gates, kernel=kernel)
 
 
-async def _dry_run(
-    s: Settings, db: Path, layer: int, gates: Gates, args: argparse.Namespace
-) -> dict[str, Any]:
+async def _dry_run(s: Settings, db: Path, gates: Gates, args: argparse.Namespace) -> dict[str, Any]:
     # No lock (works beside a writer); the command names us if an old schema needs it.
     async with await Store.open_reader(db, command=command_line(args)) as store:
-        return await flash.deploy(store, s, layer, gates, dry_run=True)
+        kernel = await kernel_choice(store, args.kernel, args.run_id, args.job_id)
+        return await flash.deploy(store, s, args.layer, gates, dry_run=True, kernel=kernel)
 
 
 async def _rollback(s: Settings, db: Path, args: argparse.Namespace) -> dict[str, Any]:

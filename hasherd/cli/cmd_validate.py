@@ -4,7 +4,11 @@ Each chosen weight runs on evaluator A (``--evaluator``) and B (``--against``); 
 reproduce its stored output and golden nonce. The weight is marked validated or
 non-deterministic, and every check is stored with both outputs. Exit status: 0 when the
 disagreement rate is within ``validation.tolerance_threshold`` and every weight could be
-evaluated, 1 otherwise, 2 on bad input or a storage error. It stores its checks, so it
+evaluated, 1 otherwise, 2 on bad input or a storage error, or when the filters (``--job``,
+``--run``, ``--dataset``, ``--kernel``) select no weight: the error says why, never "0 of
+0 weights checked". Each weight runs with its own kernel (the passes and zero bits stored
+with it). The database is ``--db``, else ``<storage.base_path>/hasherd.db`` of
+``--config``. It stores its checks, so it
 holds the database's writer lock: beside a running daemon (which holds it for its life) it
 is refused, and ``hasherctl validate`` does the same work through the daemon. See
 docs/validation.md.
@@ -14,17 +18,17 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 import anyio
 
 from hasherd import config as config_mod
 from hasherd.backends.choice import evaluator_named
-from hasherd.cli.common import add_config_args
+from hasherd.cli.common import add_config_args, add_db_arg, add_selection_args, db_path
 from hasherd.cli.writer import hold_writer_lock
 from hasherd.errors import InputError
 from hasherd.storage import Store
+from hasherd.storage.selection import KernelSpec
 from hasherd.validation.core import Finding, Report, default_evaluators, validate
 
 
@@ -34,7 +38,7 @@ def register(sub: Any) -> None:
         help="re-evaluate stored weights on two evaluators",
         description=__doc__.splitlines()[0] if __doc__ else None,
     )
-    p.add_argument("--db", required=True, metavar="PATH", help="the training database")
+    add_db_arg(p)
     p.add_argument(
         "--sample",
         type=float,
@@ -56,8 +60,9 @@ def register(sub: Any) -> None:
         "validation.enable_asic, else numba)",
     )
     p.add_argument("--against", metavar="B", help="second evaluator (default: reference)")
-    p.add_argument("--run", type=int, metavar="ID", help="only the weights of this run")
-    p.add_argument("--job", type=int, metavar="ID", help="only the weights of this job's run")
+    add_selection_args(
+        p, run_help="only the weights of this run", job_help="only the weights of this job's run"
+    )
     p.add_argument("--dataset", type=int, metavar="ID", help="only this dataset's weights")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     add_config_args(p)
@@ -69,7 +74,8 @@ async def _validate(args: argparse.Namespace) -> Report:
     name_a, name_b = default_evaluators(cfg)
     name_a, name_b = args.evaluator or name_a, args.against or name_b
     ev_a, ev_b = evaluator_named(name_a, cfg), evaluator_named(name_b, cfg)
-    db = Path(args.db)
+    kernel = KernelSpec.parse(args.kernel) if args.kernel else None
+    db = db_path(args, cfg)
     if not db.is_file():
         raise InputError("--db", f"{db}: no such file")
     with hold_writer_lock(db, args, instead="validate"):
@@ -84,6 +90,7 @@ async def _validate(args: argparse.Namespace) -> Report:
                 run_id=args.run,
                 job_id=args.job,
                 dataset_id=args.dataset,
+                kernel=kernel,
                 labels=(name_a, name_b),
             )
 

@@ -1,11 +1,14 @@
 """``hasherd verify``: every stored weight re-run through the reference evaluator.
 
 Each weight is evaluated against its own dataset's jitter memory (rebuilt from the stored
-records, and checked against the weight's memory_id) with the passes and zero bits of the
-run that found it. Output, golden nonce and prefix bits must all agree. Exit status: 0
-when every weight agrees, 1 when any does not (each mismatch is listed), 2 on a bad
-database. The database is only read (no writer lock), so this works beside a running
-daemon or ``hasherd train``.
+records, and checked against the weight's memory_id) with its own kernel (the passes,
+zero bits and token bits stored with it). Output, golden nonce and prefix bits must all
+agree. ``--run``, ``--job`` (the weights that run found) and ``--kernel`` narrow the
+check. Exit status: 0 when every weight agrees, 1 when any does not (each mismatch is
+listed), 2 on a bad database, or when nothing is selected (an error says why: no weight
+is ever checked silently). The database is ``--db``, else ``<storage.base_path>/hasherd.db``
+of ``--config``. It is only read (no writer lock), so this works beside a running daemon
+or ``hasherd train``.
 """
 
 from __future__ import annotations
@@ -16,12 +19,15 @@ from typing import Any
 
 import anyio
 
+from hasherd import config as config_mod
+from hasherd.cli.common import add_config_args, add_db_arg, add_selection_args, db_path
 from hasherd.cli.writer import command_line
 from hasherd.errors import InputError
 from hasherd.kernel import spec
 from hasherd.kernel.evaluators.reference import ReferenceEvaluator
 from hasherd.storage import Store
 from hasherd.storage.rows import WeightRow
+from hasherd.storage.selection import KernelSpec, WeightFilter, require
 from hasherd.validation.core import StoredInputs
 
 
@@ -31,14 +37,25 @@ def register(sub: Any) -> None:
         help="re-run every stored weight on the reference evaluator",
         description=__doc__.splitlines()[0] if __doc__ else None,
     )
-    p.add_argument("--db", required=True, metavar="PATH", help="the training database")
+    add_db_arg(p)
+    add_selection_args(
+        p, run_help="only the weights this run found", job_help="only the weights of this job's run"
+    )
+    add_config_args(p)
     p.set_defaults(handler=run_verify)
 
 
-async def _load(db: Path, command: str) -> tuple[list[WeightRow], StoredInputs]:
+def weight_filter(args: argparse.Namespace) -> WeightFilter:
+    kernel = KernelSpec.parse(args.kernel) if args.kernel else None
+    return WeightFilter(args.run, args.job, kernel=kernel)
+
+
+async def _load(
+    db: Path, command: str, chosen: WeightFilter
+) -> tuple[list[WeightRow], StoredInputs]:
     # No lock (works beside a writer); ``command`` names us if an old schema needs it.
     async with await Store.open_reader(db, command=command) as store:
-        weights = await store.weights()
+        weights = await require(store, chosen)
         inputs = StoredInputs(store)
         runs = {r.id for r in await store.runs()}
         await inputs.load([ds.id for ds in await store.datasets()], runs)
@@ -55,8 +72,7 @@ def check(w: WeightRow, inputs: StoredInputs) -> str | None:
         task.slots, [task.seed], task.memory, task.passes, task.zero_bits
     )
     out, nonce = int(res.output[0]), int(res.golden_nonce[0])
-    token_bits = int(inputs.training[w.run_id]["token_bits"])
-    prefix = spec.prefix_bits(out, spec.target_word(w.token_id, token_bits))
+    prefix = spec.prefix_bits(out, spec.target_word(w.token_id, w.token_bits))
     got, want = (out, nonce, prefix), (w.output, w.golden_nonce, w.prefix_bits)
     if got != want:
         return f"stored (output, golden_nonce, prefix_bits) = {want}, reference gives {got}"
@@ -64,7 +80,8 @@ def check(w: WeightRow, inputs: StoredInputs) -> str | None:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    weights, inputs = anyio.run(_load, Path(args.db), command_line(args))
+    db = db_path(args, config_mod.load(args.config))
+    weights, inputs = anyio.run(_load, db, command_line(args), weight_filter(args))
     bad = 0
     for w in weights:
         problem = check(w, inputs)

@@ -39,7 +39,7 @@ from hasherd.control.params import (
     SetPriority,
     SubmitJob,
 )
-from hasherd.errors import ConfigError, HasherError
+from hasherd.errors import ConfigError, HasherError, InputError
 from hasherd.storage.status import JobStatus
 
 EXIT_OK = 0
@@ -180,7 +180,8 @@ def cmd_weights_export(client: ControlClient, args: argparse.Namespace) -> int:
     if problem:
         raise UsageError(problem)
     client.max_response_bytes = max(client.max_response_bytes, EXPORT_MAX_RESPONSE_BYTES)
-    result = client.call("weights.list", **ListWeights(args.dataset, args.layer).to_params())
+    chosen = ListWeights(args.dataset, args.layer, kernel=args.kernel)
+    result = client.call("weights.list", **chosen.to_params())
     try:
         items, total = result["weights"], result["total"]
         weights = [ctl_export.weight_row(w) for w in items]
@@ -191,6 +192,8 @@ def cmd_weights_export(client: ControlClient, args: argparse.Namespace) -> int:
         raise CommandFailed(f"weights.list: {message}")
     try:
         ctl_export.export(weights, args.format, out, args.layer)
+    except InputError as exc:  # a layer of several kernels
+        raise UsageError(str(exc)) from None
     except OSError as exc:
         raise CommandFailed(f"cannot write {exc.filename or out}: {exc.strerror}") from None
     return EXIT_OK
@@ -278,7 +281,7 @@ def _by_name(args: argparse.Namespace) -> RestartActor:
 
 
 def _weights_filter(args: argparse.Namespace) -> ListWeights:
-    return ListWeights(args.dataset, args.layer, args.limit)
+    return ListWeights(args.dataset, args.layer, args.limit, args.run_id, args.job_id, args.kernel)
 
 
 def _jobs_filter(args: argparse.Namespace) -> ListJobs:
@@ -350,6 +353,12 @@ def _add_weights(sub: Any) -> None:
     listed = call_and_show("weights.list", views.weights_view, _weights_filter)
     lister = _reader(wsub, "list", "list stored weights", listed)
     lister.add_argument("--limit", type=POSITIVE, metavar="N", help="at most N weights")
+    lister.add_argument(
+        "--run", dest="run_id", type=NATURAL, metavar="ID", help="only the weights this run found"
+    )
+    lister.add_argument(
+        "--job", dest="job_id", type=NATURAL, metavar="ID", help="only the weights of this job"
+    )
     export = wsub.add_parser("export", help="write the weights as `hasherd export` does")
     export.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="file format")
     export.add_argument(
@@ -362,6 +371,9 @@ def _add_weights(sub: Any) -> None:
     for p in (lister, export):
         p.add_argument("--dataset", type=NATURAL, metavar="ID", help="only this dataset")
         p.add_argument("--layer", type=NATURAL, metavar="N", help="only this layer")
+        p.add_argument(
+            "--kernel", metavar="SPEC", help="only this kernel: zb=K/p=P/tb=B/mem=HEX, any part"
+        )
 
 
 def _add_actors(sub: Any) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hasherd.cli import cmd_export
+from hasherd.errors import InputError
 from hasherd.fileio import write_atomic
 from hasherd.storage.rows import WeightRow
 
@@ -60,12 +61,12 @@ def layers_of(weights: Iterable[WeightRow]) -> dict[int, list[dict[str, Any]]]:
 
 
 def check_out(out: Path, layer: int | None) -> str | None:
-    """Why ``out`` cannot be written (None when it can): a file with ``--layer``, else a
-    directory."""
-    if layer is not None and out.is_dir():
-        return f"--out {out} is a directory; with --layer it names a file"
-    if layer is None and out.exists() and not out.is_dir():
-        return f"--out {out} is not a directory; without --layer it names one"
+    """Why ``out`` cannot be written (None when it can): ``hasherd export``'s rule, a
+    file with ``--layer``, else a directory."""
+    try:
+        cmd_export.check_out(out, layer)
+    except InputError as exc:
+        return f"--out {exc.problem}"
     return None
 
 
@@ -76,7 +77,15 @@ def export(
     layer: int | None,
     say: Callable[[str], None] = print,
 ) -> int:
-    """Write the layer files; returns how many were written. Lines as ``hasherd export``."""
+    """Write the layer files; returns how many were written. Lines as ``hasherd export``.
+    A layer of several kernels is refused (InputError), as ``hasherd export`` refuses it."""
+    weights = list(weights)
+    by_layer: dict[int, list[WeightRow]] = defaultdict(list)
+    for w in weights:
+        by_layer[w.layer].append(w)
+    for n, stored in by_layer.items():
+        if layer in (None, n):
+            cmd_export.one_kernel(n, stored)
     layers = layers_of(weights)
     if layer is not None:
         rows = layers.get(layer, [])

@@ -17,6 +17,7 @@ from typing import Any
 from hasherd.cli import ctl_views as views
 from hasherd.control.client import ControlClient
 from hasherd.control.params import DeployLayer
+from hasherd.storage.rows import Kernel
 
 ACTIONS = ("status", "rollback")
 # A deployment may retry for up to deployment_timeout (300 s by default) on the daemon's
@@ -38,6 +39,11 @@ def layer_text(info: Mapping[str, Any] | None) -> str:
     return f"layer {info['layer']}, {info['count']} weights, since {since}"
 
 
+def kernel_text(kernel: Mapping[str, Any] | None) -> str:
+    """A kernel as ``Kernel.label`` writes it (``-``: unknown, as in an ABI 1 meta)."""
+    return "-" if kernel is None else Kernel(**kernel).label
+
+
 def rejected_text(rejected: Mapping[str, int]) -> str:
     return ", ".join(f"{n} {reason}" for reason, n in sorted(rejected.items())) or "-"
 
@@ -50,6 +56,7 @@ def deploy_view(r: Mapping[str, Any]) -> list[views.Section]:
     sel = r["selection"]
     rows = [
         ("weights", str(r["count"])),
+        ("kernel", kernel_text(r.get("kernel"))),
         ("checksum", r["checksum"]),
         ("added", str(r["added"])),
         ("changed", str(r["changed"])),
@@ -71,6 +78,7 @@ def status_view(r: Mapping[str, Any]) -> list[views.Section]:
     if live:
         state = "intact" if live["intact"] else "DIFFERS FROM ITS META"
         rows += [
+            ("kernel", kernel_text(live.get("kernel"))),
             ("checksum", live["checksum"]),
             ("map id", f"{live['map_id']} ({live['entries']} entries, {state})"),
         ]
@@ -97,11 +105,22 @@ def rollback_view(r: Mapping[str, Any]) -> list[views.Section]:
 
 
 def deploy_request(args: argparse.Namespace) -> DeployLayer:
-    return DeployLayer(args.layer, args.dry_run, args.target_fitness, args.min_difficulty)
+    return DeployLayer(
+        args.layer,
+        args.dry_run,
+        args.target_fitness,
+        args.min_difficulty,
+        kernel=args.kernel,
+        run=args.run_id,
+        job=args.job_id,
+    )
 
 
 def usage_problem(args: argparse.Namespace) -> str | None:
-    deploying = (args.layer, args.dry_run or None, args.target_fitness, args.min_difficulty)
+    deploying = (
+        *(args.layer, args.dry_run or None, args.target_fitness, args.min_difficulty),
+        *(args.kernel, args.run_id, args.job_id),
+    )
     if args.action is None and args.layer is None:
         return "flash: give --layer N to deploy, or `status`, or `rollback`"
     if args.action is not None and any(v is not None for v in deploying):
@@ -143,6 +162,18 @@ def add_deploy_options(p: argparse.ArgumentParser) -> None:
         type=_natural,
         metavar="D",
         help="deploy only weights with at least D leading zero bits",
+    )
+    p.add_argument(
+        "--kernel",
+        metavar="SPEC",
+        help="the kernel to deploy when the layer holds several: zb=K/p=P/tb=B/mem=HEX, "
+        "any of the parts",
+    )
+    p.add_argument(
+        "--run", dest="run_id", type=_natural, metavar="ID", help="the kernel this run trains"
+    )
+    p.add_argument(
+        "--job", dest="job_id", type=_natural, metavar="ID", help="the kernel this job trains"
     )
 
 

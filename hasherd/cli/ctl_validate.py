@@ -1,6 +1,6 @@
 """``hasherctl validate``: the cross-hardware validator, run by the daemon.
 
-    hasherctl validate [--job ID] [--run ID] [--sample F] [--seed N]
+    hasherctl validate [--job ID] [--run ID] [--kernel SPEC] [--sample F] [--seed N]
                        [--evaluator A] [--against B] [--no-wait] [--json]
     hasherctl validate --show [ID]
 
@@ -91,6 +91,7 @@ def start_request(args: argparse.Namespace) -> StartValidation:
         seed=args.seed,
         evaluator=args.evaluator,
         against=args.against,
+        kernel=args.kernel,
     )
 
 
@@ -110,6 +111,9 @@ def register(sub: Any, reader: Callable[[Any, str, str, Command], argparse.Argum
     p.add_argument("--job", type=int, metavar="ID", help="only the weights of this job's run")
     p.add_argument(
         "--run", dest="run_id", type=int, metavar="ID", help="only the weights of this run"
+    )
+    p.add_argument(
+        "--kernel", metavar="SPEC", help="only this kernel: zb=K/p=P/tb=B/mem=HEX, any part"
     )
     p.add_argument(
         "--sample",

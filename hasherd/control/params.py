@@ -256,17 +256,25 @@ class SetPriority(Params):
 
 @dataclass(frozen=True)
 class ListWeights(Params):
-    """``weights.list``: the weights of a dataset, a layer, at most ``limit`` of them."""
+    """``weights.list``: the weights of a dataset, a layer, a run or job, a kernel, at
+    most ``limit`` of them."""
 
     dataset: int | None = None
     layer: int | None = None
     limit: int | None = None
+    run: int | None = None  # the weights this run found (job: its job's run)
+    job: int | None = None
+    kernel: str | None = None  # zb=K/p=P/tb=B/mem=HEX, any of the parts
 
     @classmethod
     def parse(cls, params: Mapping[str, Any]) -> Self:
-        only(params, "dataset", "layer", "limit")
+        only(params, "dataset", "layer", "limit", "run", "job", "kernel")
         limit = opt_integer(params, "limit", low=0, high=MAX_LIST)
-        return cls(opt_integer(params, "dataset"), opt_integer(params, "layer"), limit)
+        run, job = opt_integer(params, "run"), opt_integer(params, "job")
+        kernel = opt_text(params, "kernel", "expected zb=K/p=P/tb=B/mem=HEX", empty=False)
+        return cls(
+            opt_integer(params, "dataset"), opt_integer(params, "layer"), limit, run, job, kernel
+        )
 
 
 @dataclass(frozen=True)
@@ -297,10 +305,11 @@ class StartValidation(Params):
     seed: int | None = None
     evaluator: str | None = None  # None: the daemon's default sides
     against: str | None = None
+    kernel: str | None = None  # zb=K/p=P/tb=B/mem=HEX, any of the parts
 
     @classmethod
     def parse(cls, params: Mapping[str, Any]) -> Self:
-        only(params, "job", "run", "sample", "seed", "evaluator", "against")
+        only(params, "job", "run", "sample", "seed", "evaluator", "against", "kernel")
         sample = opt_number(params, "sample", "a number in (0, 1]")
         if sample is not None and not 0.0 < sample <= 1.0:
             raise InputError("sample", f"{sample} is outside (0, 1]")
@@ -311,6 +320,7 @@ class StartValidation(Params):
             opt_integer(params, "seed"),
             _evaluator(params, "evaluator"),
             _evaluator(params, "against"),
+            opt_text(params, "kernel", "expected zb=K/p=P/tb=B/mem=HEX", empty=False),
         )
 
 
@@ -339,16 +349,32 @@ class DeployLayer(Params):
     target_fitness: float | None = None
     min_difficulty: int | None = None
     validation_mode: str | None = None  # None: deployment.validation_mode
+    kernel: str | None = None  # which kernel, when the layer holds several (or run, job)
+    run: int | None = None
+    job: int | None = None
 
     @classmethod
     def parse(cls, params: Mapping[str, Any]) -> Self:
-        only(params, "layer", "dry_run", "target_fitness", "min_difficulty", "validation_mode")
+        only(
+            params,
+            "layer",
+            "dry_run",
+            "target_fitness",
+            "min_difficulty",
+            "validation_mode",
+            "kernel",
+            "run",
+            "job",
+        )
         return cls(
             natural(params, "layer"),
             bool(opt_bool(params, "dry_run")),
             opt_number(params, "target_fitness"),
             opt_natural(params, "min_difficulty"),
             opt_text(params, "validation_mode", "expected strict or lenient"),
+            opt_text(params, "kernel", "expected zb=K/p=P/tb=B/mem=HEX", empty=False),
+            opt_natural(params, "run"),
+            opt_natural(params, "job"),
         )
 
 

@@ -35,6 +35,7 @@ from hasherd.scheduler.jobs import JobScheduler
 from hasherd.storage import Store
 from hasherd.storage.jobs import JobRow
 from hasherd.storage.rows import WeightRow
+from hasherd.storage.selection import KernelSpec, WeightFilter, require
 from hasherd.storage.status import JobStatus
 from hasherd.validation.service import ValidationService
 
@@ -72,6 +73,9 @@ def weight_json(w: WeightRow) -> Reply:
         "layer": w.layer,
         "validation": w.validation,
         "created_at": w.created_at,
+        "passes": w.passes,
+        "zero_bits": w.zero_bits,
+        "token_bits": w.token_bits,
     }
 
 
@@ -157,7 +161,12 @@ def register_weights(server: Registry, store: Store) -> None:
     """``weights.list``."""
 
     async def list_weights(req: ListWeights) -> Reply:
-        rows = await store.weights(req.dataset, req.layer)
+        if (req.run, req.job, req.kernel) == (None, None, None):
+            rows = await store.weights(req.dataset, req.layer)
+        else:  # a selection by run, job or kernel: never silently empty
+            spec = KernelSpec.parse(req.kernel, "kernel") if req.kernel else None
+            chosen = WeightFilter(req.run, req.job, req.dataset, req.layer, spec)
+            rows = await require(store, chosen)
         shown = rows if req.limit is None else rows[: req.limit]
         return {"weights": [weight_json(w) for w in shown], "total": len(rows)}
 

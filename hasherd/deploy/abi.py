@@ -5,8 +5,11 @@ All little-endian and packed:
     key   (8 B)   {u32 token_id; u32 context_key}
     value (56 B)  {u8 seed[32]; u32 output; u32 golden_nonce; u32 prefix_bits;
                    u32 generation; f32 fitness; u32 flags}         flags bit 0: validated
-    meta  (48 B)  {u32 layer; u32 count; u64 deployed_at_unix; u8 checksum[32]}
+    meta  (96 B)  {u32 layer; u32 count; u64 deployed_at_unix; u8 checksum[32];
+                   u32 abi_version = 2; u32 passes; u32 zero_bits; u32 token_bits;
+                   u8 memory_id[32]}                   the live layer's kernel
 
+ABI 1 had the first 48 bytes of meta only; a v1 meta still reads (its kernel unknown).
 The checksum of a layer is SHA-256 over its entries' ``key || value`` bytes, concatenated
 in ascending (token_id, context_key) order; an empty layer's is SHA-256 of nothing.
 """
@@ -19,12 +22,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from hasherd.deploy.errors import DeployError
-from hasherd.storage.rows import WeightRow
+from hasherd.storage.rows import Kernel, WeightRow
 
+ABI_VERSION = 2
 KEY = struct.Struct("<II")
 VALUE = struct.Struct("<32sIIIIfI")
-META = struct.Struct("<IIQ32s")
-KEY_SIZE, VALUE_SIZE, META_SIZE = KEY.size, VALUE.size, META.size  # 8, 56, 48
+META_V1 = struct.Struct("<IIQ32s")
+KERNEL = struct.Struct("<IIII32s")  # abi_version, passes, zero_bits, token_bits, memory_id
+META = struct.Struct("<IIQ32sIIII32s")
+KEY_SIZE, VALUE_SIZE, META_SIZE = KEY.size, VALUE.size, META.size  # 8, 56, 96
+META_V1_SIZE = META_V1.size  # 48
 FLAG_VALIDATED = 1 << 0
 U32 = 1 << 32
 
@@ -73,22 +80,55 @@ class WeightValue:
         return cls(seed, output, nonce, bits, generation, fitness, flags)
 
 
+def kernel_bytes(kernel: Kernel | None) -> bytes:
+    """The kernel part of a meta (or a backup header): all zero for an unknown kernel."""
+    if kernel is None:
+        return KERNEL.pack(ABI_VERSION, 0, 0, 0, bytes(32))
+    try:
+        memory = bytes.fromhex(kernel.memory_id)
+    except ValueError:
+        memory = b""
+    if len(memory) != 32:
+        raise DeployError(f"memory_id {kernel.memory_id!r} is not 64 hex digits (a SHA-256)")
+    return KERNEL.pack(ABI_VERSION, kernel.passes, kernel.zero_bits, kernel.token_bits, memory)
+
+
+def kernel_of(raw: bytes, where: str) -> Kernel | None:
+    """The kernel of ``kernel_bytes`` (None: unknown, passes 0; or all zero, a meta map
+    just created)."""
+    if not any(raw):
+        return None
+    version, passes, zero_bits, token_bits, memory = KERNEL.unpack(raw)
+    if version != ABI_VERSION:
+        raise DeployError(f"{where}: ABI version {version}, expected {ABI_VERSION}")
+    if not passes and (zero_bits or token_bits or any(memory)):
+        raise DeployError(f"{where}: kernel with 0 passes but other settings (damaged)")
+    return Kernel(passes, zero_bits, token_bits, memory.hex()) if passes else None
+
+
 @dataclass(frozen=True)
 class Meta:
-    """What is live: the layer, its entry count, since when, and its checksum."""
+    """What is live: the layer, its entry count, since when, its checksum, and the kernel
+    its seeds need (None: unknown, as in a meta of ABI 1 or one never deployed through)."""
 
     layer: int
     count: int
     deployed_at: int
     checksum: bytes
+    kernel: Kernel | None = None
 
     def to_bytes(self) -> bytes:
-        return META.pack(self.layer, self.count, self.deployed_at, self.checksum)
+        head = META_V1.pack(self.layer, self.count, self.deployed_at, self.checksum)
+        return head + kernel_bytes(self.kernel)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Meta:
-        layer, count, deployed_at, checksum = META.unpack(raw)
-        return cls(layer, count, deployed_at, checksum)
+        """A meta of ABI 2 (96 bytes) or ABI 1 (48 bytes, no kernel)."""
+        if len(raw) not in (META_SIZE, META_V1_SIZE):
+            raise DeployError(f"meta: {len(raw)} bytes, expected {META_SIZE} (or {META_V1_SIZE})")
+        layer, count, deployed_at, checksum = META_V1.unpack_from(raw)
+        kernel = kernel_of(raw[META_V1_SIZE:], "meta") if len(raw) == META_SIZE else None
+        return cls(layer, count, deployed_at, checksum, kernel)
 
     @property
     def empty(self) -> bool:
@@ -134,33 +174,43 @@ def checksum(entries: Mapping[bytes, bytes]) -> bytes:
 
 # -- backup files ----------------------------------------------------------------------
 #
-# header (64 B): {u8 magic[8] = "HSHRBAK1"; u32 version = 1; u32 layer; u32 count;
-#                 u32 reserved = 0; u64 deployed_at_unix; u8 checksum[32]}
+# header (112 B): {u8 magic[8] = "HSHRBAK1"; u32 version = 2; u32 layer; u32 count;
+#                  u32 reserved = 0; u64 deployed_at_unix; u8 checksum[32];
+#                  u32 abi_version = 2; u32 passes; u32 zero_bits; u32 token_bits;
+#                  u8 memory_id[32]}
 # then ``count`` entries of ``key || value`` (64 B each) in checksum order. Nothing after.
+# Version 1 (a 64-byte header: no kernel) still reads, its kernel unknown.
 
 BACKUP_MAGIC = b"HSHRBAK1"
-BACKUP_VERSION = 1
-BACKUP_HEADER = struct.Struct("<8sIIIIQ32s")
+BACKUP_VERSION = 2
+BACKUP_HEADER_V1 = struct.Struct("<8sIIIIQ32s")
+BACKUP_HEADER = struct.Struct("<8sIIIIQ32s" + KERNEL.format.lstrip("<"))
 ENTRY_SIZE = KEY_SIZE + VALUE_SIZE
 
 
 def encode_backup(meta: Meta, entries: Mapping[bytes, bytes]) -> bytes:
     rows = sorted_entries(entries)
-    head = BACKUP_HEADER.pack(
+    head = BACKUP_HEADER_V1.pack(
         BACKUP_MAGIC, BACKUP_VERSION, meta.layer, len(rows), 0, meta.deployed_at, checksum(entries)
     )
-    return head + b"".join(k + v for k, v in rows)
+    return head + kernel_bytes(meta.kernel) + b"".join(k + v for k, v in rows)
 
 
 def decode_backup(data: bytes, where: str) -> tuple[Meta, Entries]:
     """The meta and entries of a backup file; ``DeployError`` naming ``where`` if it is
     truncated, of another format or version, or fails its checksum."""
-    if len(data) < BACKUP_HEADER.size or data[:8] != BACKUP_MAGIC:
+    if len(data) < BACKUP_HEADER_V1.size or data[:8] != BACKUP_MAGIC:
         raise DeployError(f"{where}: not a hasherd layer backup (bad magic)")
-    _, version, layer, count, _, deployed_at, digest = BACKUP_HEADER.unpack_from(data)
-    if version != BACKUP_VERSION:
+    _, version, layer, count, _, deployed_at, digest = BACKUP_HEADER_V1.unpack_from(data)
+    if version not in (1, BACKUP_VERSION):
         raise DeployError(f"{where}: backup format version {version}, expected {BACKUP_VERSION}")
-    body = data[BACKUP_HEADER.size :]
+    kernel, size = None, BACKUP_HEADER_V1.size
+    if version == BACKUP_VERSION:
+        size = BACKUP_HEADER.size
+        if len(data) < size:
+            raise DeployError(f"{where}: {len(data)} bytes, shorter than its header")
+        kernel = kernel_of(data[BACKUP_HEADER_V1.size : size], where)
+    body = data[size:]
     if len(body) != count * ENTRY_SIZE:
         raise DeployError(f"{where}: {len(body)} bytes of entries, expected {count * ENTRY_SIZE}")
     entries = {
@@ -169,4 +219,4 @@ def decode_backup(data: bytes, where: str) -> tuple[Meta, Entries]:
     }
     if len(entries) != count or checksum(entries) != digest:
         raise DeployError(f"{where}: checksum mismatch (the file is damaged)")
-    return Meta(layer, count, deployed_at, digest), entries
+    return Meta(layer, count, deployed_at, digest, kernel), entries

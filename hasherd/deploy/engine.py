@@ -21,6 +21,7 @@ from hasherd.config import DeploymentConfig
 from hasherd.deploy import backups, bpf, pins
 from hasherd.deploy.abi import KEY_SIZE, VALUE_SIZE, Entries, Meta, checksum, sorted_entries
 from hasherd.deploy.errors import DeployError
+from hasherd.storage.rows import Kernel
 
 BATCH = 512  # entries per BPF_MAP_UPDATE_BATCH
 Fault = Callable[[int, int], None]  # test hook: (entries written, total) after each batch
@@ -180,7 +181,7 @@ def switch(
 
 def _describe(meta: Meta, entries: Entries) -> Meta:
     """The meta of a live map as it is (count and checksum from its content)."""
-    return Meta(meta.layer, len(entries), meta.deployed_at, checksum(entries))
+    return Meta(meta.layer, len(entries), meta.deployed_at, checksum(entries), meta.kernel)
 
 
 def _keep_prev(old: bpf.Map, old_meta: Meta, paths: pins.Paths) -> None:
@@ -200,13 +201,19 @@ def _open_live(s: Settings, stack: ExitStack) -> tuple[bpf.Map, bpf.Map]:
 
 
 def flash(
-    s: Settings, layer: int, entries: Entries, deadline: float, fault: Fault | None = None
+    s: Settings,
+    layer: int,
+    entries: Entries,
+    deadline: float,
+    fault: Fault | None = None,
+    kernel: Kernel | None = None,
 ) -> Swap:
-    """One attempt at making ``entries`` the live layer ``layer``."""
+    """One attempt at making ``entries`` the live layer ``layer``, whose seeds need
+    ``kernel`` (written into ``_meta``)."""
     with ExitStack() as stack:
         outer, meta = _open_live(s, stack)
         new = stack.enter_context(build(entries, layer, s, deadline, fault))
-        new_meta = Meta(layer, len(entries), int(time.time()), checksum(entries))
+        new_meta = Meta(layer, len(entries), int(time.time()), checksum(entries), kernel)
         previous, diff, backup = switch(s, outer, meta, new, new_meta, entries, deadline)
     return Swap(LayerInfo.of(new_meta), previous, diff, backup)
 
@@ -228,7 +235,9 @@ def rollback(s: Settings, deadline: float) -> Swap:
             prev_meta, entries = backups.read(_latest_backup(s))
             new = stack.enter_context(build(entries, prev_meta.layer, s, deadline, None))
             source = "backup"
-        new_meta = Meta(prev_meta.layer, len(entries), int(time.time()), checksum(entries))
+        new_meta = Meta(
+            prev_meta.layer, len(entries), int(time.time()), checksum(entries), prev_meta.kernel
+        )
         previous, diff, backup = switch(
             s, outer, meta, new, new_meta, entries, deadline, consumes_prev=source == "prev"
         )

@@ -26,7 +26,8 @@ from hasherd.deploy.errors import DeployError
 from hasherd.deploy.metrics import DeployMetrics
 from hasherd.errors import InputError
 from hasherd.storage import Store
-from hasherd.storage.rows import WeightRow
+from hasherd.storage.rows import Kernel, WeightRow
+from hasherd.storage.selection import KernelSpec
 
 LOGGER = logging.getLogger(__name__)
 VALIDATION_MODES = ("strict", "lenient")
@@ -68,9 +69,10 @@ class Gates:
 class Selection:
     layer: int
     entries: Entries
-    stored: int  # weights stored for the layer
+    stored: int  # weights stored for the layer (of its kernel)
     rejected: dict[str, int] = field(default_factory=dict)  # by reason
     duplicates: int = 0  # keys held by several records: the best weight kept
+    kernel: Kernel | None = None  # the one kernel of the layer's weights
 
     def to_json(self) -> dict[str, Any]:
         return {"stored": self.stored, "rejected": self.rejected, "duplicates": self.duplicates}
@@ -98,13 +100,42 @@ def select(weights: Sequence[WeightRow], layer: int, gates: Gates) -> Selection:
                 continue
         best[key] = w
     entries = dict(entry_of(w) for w in best.values())
-    return Selection(layer, entries, len(weights), rejected, duplicates)
+    kernel = weights[0].kernel if weights else None
+    return Selection(layer, entries, len(weights), rejected, duplicates, kernel)
 
 
-async def selection(store: Store, layer: int, gates: Gates) -> Selection:
+def one_kernel(layer: int, weights: Sequence[WeightRow], spec: KernelSpec | None) -> None:
+    """InputError when the layer's stored weights (of ``spec``) belong to several kernels:
+    a seed only reproduces with its own kernel, so a layer goes live for one kernel."""
+    kernels: dict[Kernel, int] = {}
+    for w in weights:
+        kernels[w.kernel] = kernels.get(w.kernel, 0) + 1
+    if len(kernels) > 1:
+        held = ", ".join(f"{k.label} ({n})" for k, n in kernels.items())
+        within = f" of kernel {spec.label}" if spec is not None else ""
+        raise InputError(
+            "kernel",
+            f"layer {layer} holds weights{within} of {len(kernels)} kernels: {held}; "
+            "a layer never mixes kernels: choose one with --kernel, --run or --job",
+        )
+
+
+async def selection(
+    store: Store, layer: int, gates: Gates, kernel: KernelSpec | None = None
+) -> Selection:
+    """The layer's entries for one kernel (``kernel``; needed when it holds several)."""
     if layer < 0:
         raise InputError("layer", f"{layer} is negative")
-    chosen = select(await store.weights(layer=layer), layer, gates)
+    weights = await store.weights(layer=layer)
+    mine = [w for w in weights if kernel is None or kernel.matches(w.kernel)]
+    if weights and not mine:
+        held = ", ".join(sorted({w.kernel.label for w in weights}))
+        raise DeployError(
+            f"layer {layer}: no weights of kernel {kernel.label if kernel else '-'} "
+            f"(it holds {held}); nothing deployed"
+        )
+    one_kernel(layer, mine, kernel)
+    chosen = select(mine, layer, gates)
     if not chosen.entries:
         why = ", ".join(f"{n} {r}" for r, n in sorted(chosen.rejected.items())) or "none stored"
         raise DeployError(
@@ -122,6 +153,7 @@ def _report(
         "layer": sel.layer,
         "count": len(sel.entries),
         "checksum": checksum(sel.entries).hex(),
+        "kernel": sel.kernel.to_json() if sel.kernel else None,
         **diff.__dict__,
         "previous": previous.to_json() if previous else None,
         "selection": sel.to_json(),
@@ -161,9 +193,11 @@ async def deploy(
     dry_run: bool = False,
     fault: Fault | None = None,
     metrics: DeployMetrics | None = None,
+    kernel: KernelSpec | None = None,
 ) -> dict[str, Any]:
-    """Make ``layer`` live (or, with ``dry_run``, say what that would change)."""
-    sel = await selection(store, layer, gates)
+    """Make ``layer`` live (or, with ``dry_run``, say what that would change) for one
+    kernel: ``kernel`` picks it when the layer holds several (InputError otherwise)."""
+    sel = await selection(store, layer, gates, kernel)
     if dry_run:
         live = await _thread(engine.read_live, s)
         previous = LayerInfo.of(live.meta) if live.meta and live.map_id is not None else None
@@ -182,7 +216,7 @@ async def deploy(
         swap = await _with_retries(
             s,
             f"flash layer {layer}",
-            lambda deadline: engine.flash(s, layer, sel.entries, deadline, fault),
+            lambda deadline: engine.flash(s, layer, sel.entries, deadline, fault, sel.kernel),
             tries,
         )
     except Exception as exc:
@@ -279,6 +313,7 @@ async def status(s: Settings, metrics: DeployMetrics | None = None) -> dict[str,
             "map_id": live.map_id,
             "entries": len(live.entries),
             "intact": intact,
+            "kernel": live.meta.kernel.to_json() if live.meta.kernel else None,
         }
     if metrics is not None:
         metrics.observe(info)

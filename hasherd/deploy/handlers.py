@@ -20,6 +20,7 @@ from hasherd.deploy import flash
 from hasherd.deploy.engine import Settings
 from hasherd.deploy.metrics import DeployMetrics
 from hasherd.storage import Store
+from hasherd.storage.selection import kernel_choice
 
 
 def gates_of(req: DeployLayer, default_mode: str) -> flash.Gates:
@@ -43,9 +44,16 @@ def register(
 
     async def deploy(req: DeployLayer) -> dict[str, Any]:
         gates = gates_of(req, config_getter().deployment.validation_mode)
+        kernel = await kernel_choice(store, req.kernel, req.run, req.job)
         async with busy:
             return await flash.deploy(
-                store, settings(), req.layer, gates, dry_run=req.dry_run, metrics=counts
+                store,
+                settings(),
+                req.layer,
+                gates,
+                dry_run=req.dry_run,
+                metrics=counts,
+                kernel=kernel,
             )
 
     async def status(_: NoParams) -> dict[str, Any]:

@@ -22,12 +22,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from hasherd.deploy import bpf
-from hasherd.deploy.abi import KEY_SIZE, META_SIZE, VALUE_SIZE, Meta
+from hasherd.deploy.abi import KEY_SIZE, META_SIZE, META_V1_SIZE, VALUE_SIZE, Meta
 from hasherd.deploy.errors import BpfError, DeployError
 
 SLOT = struct.pack("<I", 0)
 OUTER_SHAPE = (bpf.MAP_ARRAY_OF_MAPS, 4, 4, 1)
 META_SHAPE = (bpf.MAP_ARRAY, 4, META_SIZE, 1)
+META_V1_SHAPE = (bpf.MAP_ARRAY, 4, META_V1_SIZE, 1)  # ABI 1: read, and replaced on a write
 INNER_TYPE = bpf.MAP_HASH
 
 
@@ -102,9 +103,12 @@ def open_outer(path: str, *, read_only: bool = False) -> bpf.Map | None:
 
 
 def open_meta(path: str, *, read_only: bool = False) -> bpf.Map | None:
-    """The meta map pinned at ``path`` (None when nothing is pinned there)."""
+    """The meta map pinned at ``path`` (None when nothing is pinned there), of ABI 2 or,
+    pinned by an older hasherd, of ABI 1 (``ensure_meta`` replaces that one)."""
     m = open_pinned(path, read_only=read_only)
-    return None if m is None else _expect(m, META_SHAPE, "meta map", path)
+    if m is None or _shape(m) == META_V1_SHAPE:
+        return m
+    return _expect(m, META_SHAPE, "meta map", path)
 
 
 def ensure_outer(path: str) -> bpf.Map:
@@ -118,11 +122,23 @@ def ensure_outer(path: str) -> bpf.Map:
 
 
 def ensure_meta(path: str) -> bpf.Map:
-    """The meta map at ``path``, created and pinned (all zero) when missing."""
+    """The meta map at ``path``, created and pinned (all zero) when missing. A meta of
+    ABI 1 (48 bytes, no kernel) is replaced by one of ABI 2 holding the same layer, count,
+    time and checksum, its kernel unknown: one rename, so readers never miss it."""
     m = open_meta(path)
-    if m is not None:
+    if m is not None and _shape(m) == META_SHAPE:
         return m
-    return _pin_new(bpf.Map.create(bpf.MAP_ARRAY, 4, META_SIZE, 1, "hasher_meta"), path)
+    new = bpf.Map.create(bpf.MAP_ARRAY, 4, META_SIZE, 1, "hasher_meta")
+    if m is None:
+        return _pin_new(new, path)
+    try:
+        with m:
+            new.update(SLOT, read_meta(m).to_bytes())
+        pin_replacing(new, path)
+    except BaseException:
+        new.close()
+        raise
+    return new
 
 
 def _pin_new(m: bpf.Map, path: str) -> bpf.Map:

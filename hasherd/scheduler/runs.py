@@ -22,7 +22,7 @@ from hasherd.config import Config
 from hasherd.data import Dataset
 from hasherd.kernel import spec
 from hasherd.storage import Store
-from hasherd.storage.rows import RecordRow, RunRow
+from hasherd.storage.rows import Kernel, RecordRow, RunRow
 from hasherd.training.search import SEARCH_VERSION
 
 LOGGER = logging.getLogger(__name__)
@@ -44,6 +44,13 @@ def config_digest(cfg: Config, ds: Dataset) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
+def kernel_of(cfg: Config, ds: Dataset) -> Kernel:
+    """The kernel this training's weights belong to: a run only competes with the stored
+    weights of its own kernel."""
+    t = cfg.training
+    return Kernel(t.passes, t.zero_bits, ds.token_bits, ds.memory_id)
+
+
 @dataclass(frozen=True)
 class OpenRun:
     """A run ready to train: its row, whether it was resumed, its dataset's records, and
@@ -61,7 +68,8 @@ async def open_run(store: Store, ds: Dataset, cfg: Config) -> OpenRun:
     resume its unfinished run with this configuration, or create a new run."""
     dataset_id, records = await _store_dataset(store, ds)
     run, resumed = await _resume_or_create(store, ds, cfg, dataset_id)
-    best = {w.record_id: (w.prefix_bits, w.fitness) for w in await store.weights(dataset_id)}
+    stored = await store.weights(dataset_id, kernel=kernel_of(cfg, ds))
+    best = {w.record_id: (w.prefix_bits, w.fitness) for w in stored}
     return OpenRun(run, resumed, dataset_id, records, best)
 
 

@@ -421,6 +421,9 @@ class Trainer:
             epoch=epoch,
             memory_id=self.ds.memory_id,
             layer=rec.token_id // self.cfg.storage.layer_size,
+            passes=self.cfg.training.passes,
+            zero_bits=self.cfg.training.zero_bits,
+            token_bits=self.ds.token_bits,
         )
 
     # -- the end ------------------------------------------------------------------------------

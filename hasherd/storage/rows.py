@@ -68,8 +68,35 @@ class Checkpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class Kernel:
+    """The kernel settings a seed is only meaningful with (docs/kernel.md): its passes,
+    zero bits, token bits and jitter memory. Part of a weight's identity: a record keeps
+    one best weight per kernel, and a layer is deployed for one kernel."""
+
+    passes: int
+    zero_bits: int
+    token_bits: int
+    memory_id: str
+
+    @property
+    def label(self) -> str:
+        """The kernel as people read and ``--kernel`` takes it: ``zb=4/p=21/tb=17/mem=<12 hex>``."""
+        return f"zb={self.zero_bits}/p={self.passes}/tb={self.token_bits}/mem={self.memory_id[:12]}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "passes": self.passes,
+            "zero_bits": self.zero_bits,
+            "token_bits": self.token_bits,
+            "memory_id": self.memory_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class WeightRow:
-    """The best seed found for a record. ``id``, ``created_at`` are set by the store."""
+    """The best seed found for a record under one kernel. ``id``, ``created_at`` are set
+    by the store. ``passes``, ``zero_bits`` and ``token_bits`` (with ``memory_id``) are
+    the kernel it was found with; their defaults are the kernel's own (docs/kernel.md)."""
 
     record_id: int
     run_id: int
@@ -89,6 +116,13 @@ class WeightRow:
     validation: Validation = "unvalidated"
     id: int | None = None
     created_at: float | None = None
+    passes: int = 21
+    zero_bits: int = 0
+    token_bits: int = 17
+
+    @property
+    def kernel(self) -> Kernel:
+        return Kernel(self.passes, self.zero_bits, self.token_bits, self.memory_id)
 
 
 @dataclass(frozen=True, slots=True)

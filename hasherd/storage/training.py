@@ -21,7 +21,7 @@ from hasherd.errors import InputError
 from hasherd.storage.catalog import EVENT_INSERT, event_params
 from hasherd.storage.core import StoreCore, where
 from hasherd.storage.errors import from_sqlite
-from hasherd.storage.rows import Checkpoint, Event, WeightRow
+from hasherd.storage.rows import Checkpoint, Event, Kernel, WeightRow
 
 _U64 = 1 << 64
 _RECLAIM_PAGES = 256  # pages freed per transaction: 1 MiB at 4 KiB pages
@@ -40,18 +40,25 @@ ON CONFLICT (run_id, record_id) DO UPDATE SET
     best_prefix = excluded.best_prefix, updated_at = excluded.updated_at
 """
 
+_KERNEL_COLS = "passes, zero_bits, token_bits, memory_id"
 _WEIGHT_VALUES = (
     "record_id, run_id, token_id, context_key, slots, seed, output, golden_nonce, prefix_bits,"
-    " difficulty_bits, fitness, generation, epoch, memory_id, layer, validation, created_at"
+    " difficulty_bits, fitness, generation, epoch, memory_id, layer, validation, created_at,"
+    " passes, zero_bits, token_bits"
 )
-_WEIGHT_COLS = _WEIGHT_VALUES.replace("created_at", "id, created_at")  # WeightRow's order
+# WeightRow's order
+_WEIGHT_COLS = _WEIGHT_VALUES.replace("created_at", "id, created_at")
 _WEIGHT_REPLACED = ", ".join(
-    f"{col} = excluded.{col}" for col in _WEIGHT_VALUES.split(", ") if col != "record_id"
+    f"{col} = excluded.{col}"
+    for col in _WEIGHT_VALUES.split(", ")
+    if col not in ("record_id", *_KERNEL_COLS.split(", "))
 )
-# Only a better seed replaces the stored one: more prefix bits, then a higher fitness.
+# A record keeps one weight per kernel (its identity: record and kernel settings), and
+# only a better seed for the same kernel replaces it: more prefix bits, then a higher
+# fitness. Seeds for different kernels never replace each other.
 _WEIGHT_UPSERT = f"""
-INSERT INTO weights ({_WEIGHT_VALUES}) VALUES ({", ".join("?" * 17)})
-ON CONFLICT (record_id) DO UPDATE SET {_WEIGHT_REPLACED}
+INSERT INTO weights ({_WEIGHT_VALUES}) VALUES ({", ".join("?" * 20)})
+ON CONFLICT (record_id, {_KERNEL_COLS}) DO UPDATE SET {_WEIGHT_REPLACED}
 WHERE excluded.prefix_bits > weights.prefix_bits
    OR (excluded.prefix_bits = weights.prefix_bits AND excluded.fitness > weights.fitness)
 """
@@ -70,6 +77,7 @@ def _weight_params(w: WeightRow, now: float) -> tuple[Any, ...]:
         *(w.record_id, w.run_id, w.token_id, w.context_key, bytes(w.slots), bytes(w.seed)),
         *(w.output, w.golden_nonce, w.prefix_bits, w.difficulty_bits, float(w.fitness)),
         *(w.generation, w.epoch, w.memory_id, w.layer, w.validation, now),
+        *(w.passes, w.zero_bits, w.token_bits),
     )
 
 
@@ -220,25 +228,51 @@ class TrainingMixin(StoreCore):
                 raise from_sqlite(self.path, exc, "reclaiming free pages: ") from exc
 
     async def weights(
-        self, dataset_id: int | None = None, layer: int | None = None
+        self,
+        dataset_id: int | None = None,
+        layer: int | None = None,
+        *,
+        run_id: int | None = None,
+        kernel: Kernel | None = None,
     ) -> list[WeightRow]:
-        """The best seed per record, in record order, optionally of a dataset and/or layer."""
-        clause, params = where(r__dataset_id=dataset_id, w__layer=layer)
+        """The best seed per record and kernel, in record order (then kernel), optionally
+        of a dataset, a layer, the run that found it and/or one kernel."""
+        k = kernel
+        clause, params = where(
+            r__dataset_id=dataset_id,
+            w__layer=layer,
+            w__run_id=run_id,
+            w__passes=None if k is None else k.passes,
+            w__zero_bits=None if k is None else k.zero_bits,
+            w__token_bits=None if k is None else k.token_bits,
+            w__memory_id=None if k is None else k.memory_id,
+        )
         cols = ", ".join(f"w.{c}" for c in _WEIGHT_COLS.split(", "))
         sql = (
             f"SELECT {cols} FROM weights w JOIN records r ON r.id = w.record_id{clause}"
-            " ORDER BY r.dataset_id, r.idx"
+            f" ORDER BY r.dataset_id, r.idx, w.zero_bits, w.passes, w.token_bits, w.memory_id"
         )
         return [WeightRow(*row) for row in await self._fetchall(sql, params)]
 
-    async def best_prefix_by_record(self, dataset_id: int) -> dict[int, int]:
-        """prefix_bits of the stored weight of each record of the dataset that has one."""
-        rows = await self._fetchall(
-            "SELECT w.record_id, w.prefix_bits FROM weights w"
-            " JOIN records r ON r.id = w.record_id WHERE r.dataset_id = ?",
-            (dataset_id,),
-        )
-        return {int(rec): int(bits) for rec, bits in rows}
+    async def kernels(
+        self, dataset_id: int | None = None, layer: int | None = None, run_id: int | None = None
+    ) -> dict[Kernel, int]:
+        """The kernels of the stored weights (filtered as ``weights``), each with its
+        number of weights, in ``weights``' order of first appearance."""
+        counts: dict[Kernel, int] = {}
+        for w in await self.weights(dataset_id, layer, run_id=run_id):
+            counts[w.kernel] = counts.get(w.kernel, 0) + 1
+        return counts
+
+    async def best_prefix_by_record(
+        self, dataset_id: int, kernel: Kernel | None = None
+    ) -> dict[int, int]:
+        """prefix_bits of the stored weight of each record of the dataset that has one
+        for ``kernel`` (None: the most of any kernel)."""
+        best: dict[int, int] = {}
+        for w in await self.weights(dataset_id, kernel=kernel):
+            best[w.record_id] = max(w.prefix_bits, best.get(w.record_id, -1))
+        return best
 
 
 def _place(event: Event, run_id: int, record_id: int) -> Event:

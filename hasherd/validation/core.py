@@ -33,6 +33,7 @@ from hasherd.kernel.evaluators.base import Evaluator
 from hasherd.kernel.memory import JitterMemory
 from hasherd.storage import Store
 from hasherd.storage.rows import WeightRow
+from hasherd.storage.selection import KernelSpec, WeightFilter, require
 from hasherd.storage.validations import ValidationRow, outputs_agree, store_validation
 
 LOGGER = logging.getLogger(__name__)
@@ -290,24 +291,10 @@ def choose(weights: list[WeightRow], sample: float, seed: int) -> list[WeightRow
     return draw(weights, math.ceil(sample * len(weights) - 1e-9), seed)
 
 
-async def _select(
-    store: Store, run_id: int | None, job_id: int | None, dataset_id: int | None
-) -> list[WeightRow]:
-    if job_id is not None:
-        job = await store.job(job_id)
-        if job.run_id is None:
-            raise InputError("job", f"job {job_id} has no run yet")
-        if run_id is not None and run_id != job.run_id:
-            raise InputError("run", f"job {job_id} trains run {job.run_id}, not run {run_id}")
-        run_id = job.run_id
-    weights = await store.weights(dataset_id=dataset_id)
-    return [w for w in weights if w.id is not None and (run_id is None or w.run_id == run_id)]
-
-
 class StoredInputs:
     """What re-evaluating stored weights needs, read from the store once: each dataset's
     jitter memory, rebuilt from its records in record order, and each run's training
-    options (its passes and zero bits)."""
+    options (the passes and zero bits of a weight are its own, stored with it)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -327,9 +314,9 @@ class StoredInputs:
             self.training[run_id] = json.loads(run.config_json)["training"]
 
     def task(self, w: WeightRow) -> Task:
+        """The weight's task, with its own kernel (passes and zero bits stored with it)."""
         memory = self.memories[self.record_ds[w.record_id]]
-        t = self.training[w.run_id]
-        return task_for(w, memory, int(t["passes"]), int(t["zero_bits"]))
+        return task_for(w, memory, w.passes, w.zero_bits)
 
 
 # -- ``hasherd validate`` and the daemon's validations ----------------------------------------
@@ -419,11 +406,13 @@ async def validate(
     run_id: int | None = None,
     job_id: int | None = None,
     dataset_id: int | None = None,
+    kernel: KernelSpec | None = None,
     labels: tuple[str, str] | None = None,
     on_check: Callable[[str], None] | None = None,
 ) -> Report:
     """Validate the stored weights that match the filters (a ``sample`` share of them,
-    drawn with ``seed``; a fresh seed, reported, when None) on both evaluators,
+    drawn with ``seed``; a fresh seed, reported, when None) on both evaluators, each with
+    its own kernel; ``NoWeights`` (saying why) when the filters match none.
     ``config.max_concurrency`` weights at once; store every check and return the report.
     ``labels`` name the evaluators in the database and the report (default: their
     kinds). ``on_check(kind)`` is called after each weight (``agree``, ``disagree`` or
@@ -431,7 +420,7 @@ async def validate(
     if seed is None:
         seed = secrets.randbits(63)
     label_a, label_b = labels or (_label(evaluator_a), _label(evaluator_b))
-    selected = await _select(store, run_id, job_id, dataset_id)
+    selected = await require(store, WeightFilter(run_id, job_id, dataset_id, kernel=kernel))
     chosen = choose(selected, sample, seed)
     inputs = StoredInputs(store)
     datasets = [d.id for d in await store.datasets()]

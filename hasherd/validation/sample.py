@@ -33,15 +33,14 @@ async def check_sample(
 ) -> tuple[int, int]:
     """Check the sample of ``run`` (its weights drawn with the run's RNG seed) against
     ``memory``, the run's dataset memory; (validated, non-deterministic)."""
-    mine = [w for w in await store.weights() if w.run_id == run.id and w.id is not None]
+    mine = [w for w in await store.weights(run_id=run.id) if w.id is not None]
     picked = draw(mine, round(cfg.training.validation_split * len(mine)), run.rng_seed)
     if not picked:
         return 0, 0
     counts = {"validated": 0, "non-deterministic": 0}
-    t = cfg.training
 
     def task_of(w: WeightRow) -> Task:
-        return task_for(w, memory, t.passes, t.zero_bits)
+        return task_for(w, memory, w.passes, w.zero_bits)
 
     async def record(c: Check) -> None:
         w, state = c.weight, c.row.state

@@ -29,6 +29,7 @@ from hasherd.control.params import StartValidation
 from hasherd.errors import HasherError, InputError
 from hasherd.kernel.evaluators.base import make_request
 from hasherd.storage import Store
+from hasherd.storage.selection import KernelSpec
 from hasherd.validation.core import (
     EvaluatorLane,
     Lane,
@@ -153,6 +154,8 @@ class ValidationService:
         busy = self.running
         if busy is not None:
             raise InputError("validation", f"validation {busy.id} is still running")
+        if req.kernel:
+            KernelSpec.parse(req.kernel, "kernel")  # refused now, not in the task
         default_a, default_b = default_evaluators(self.config())
         name_a, name_b = req.evaluator or default_a, req.against or default_b
         lane_a = self._lane(name_a)
@@ -195,6 +198,7 @@ class ValidationService:
                 seed=req.seed,
                 run_id=run_id,
                 job_id=job_id,
+                kernel=KernelSpec.parse(req.kernel, "kernel") if req.kernel else None,
                 labels=run.evaluators,
                 on_check=on_check,
             )

@@ -248,7 +248,8 @@ class StandInDaemon:
 
     @staticmethod
     def _weights(params: dict[str, Any]) -> dict[str, Any]:
-        assert set(params) <= {"dataset", "layer", "limit"}  # as strict as the daemon
+        # as strict as the daemon
+        assert set(params) <= {"dataset", "layer", "limit", "run", "job", "kernel"}
         dataset = params.get("dataset")
         rows = [w for ds, ws in WEIGHTS.items() if dataset in (None, ds) for w in ws]
         rows = [w for w in rows if params.get("layer") in (None, w.layer)]
@@ -983,3 +984,17 @@ def test_rate(value: float, text: str) -> None:
 )
 def test_duration(seconds: float, text: str) -> None:
     assert ctl_views.duration(seconds) == text
+
+
+def test_weights_list_and_export_send_the_kernel_selection(
+    capsys: pytest.CaptureFixture[str], daemon: StandInDaemon, tmp_path: Path
+) -> None:
+    args = ("weights", "list", "--job", "1", "--run", "2", "--kernel", "zb=4/p=21")
+    assert ctl_run(capsys, daemon, *args)[0] == 0
+    assert daemon.params("weights.list") == [{"job": 1, "run": 2, "kernel": "zb=4/p=21"}]
+    out = tmp_path / "l.csv"
+    args = ("weights", "export", "--format", "csv", "--layer", "1", "--kernel", "zb=0")
+    assert ctl_run(capsys, daemon, *args, "--out", str(out))[0] == 0
+    assert daemon.params("weights.list")[1] == {"layer": 1, "kernel": "zb=0"}
+    header = out.read_text().splitlines()[0].split(",")
+    assert header[-4:] == ["validation", "passes", "zero_bits", "token_bits"]

@@ -59,7 +59,7 @@ def test_key_value_and_meta_layouts() -> None:
         "09000000",
         "0807060504030201",
     )
-    assert meta[16:] == b"\xaa" * 32
+    assert meta[16:48] == b"\xaa" * 32
     assert abi.Meta.from_bytes(meta) == abi.Meta(7, 9, 0x0102030405060708, b"\xaa" * 32)
 
 
@@ -100,10 +100,10 @@ def test_backup_round_trip_and_damage(tmp_path: Path) -> None:
     path = backups.write(tmp_path, "hasher_weights", meta, entries)
     assert path.name.startswith("hasher_weights.") and path.name.endswith(".layer1.bak")
     data = path.read_bytes()
-    assert data[:8] == b"HSHRBAK1" and len(data) == 64 + 5 * 64
+    assert data[:8] == b"HSHRBAK1" and len(data) == abi.BACKUP_HEADER.size + 5 * 64
     assert backups.read(path) == (meta, entries)
     flipped = bytearray(data)
-    flipped[100] ^= 1
+    flipped[abi.BACKUP_HEADER.size + 36] ^= 1  # inside the first entry
     path.write_bytes(bytes(flipped))
     with pytest.raises(DeployError, match="checksum mismatch"):
         backups.read(path)

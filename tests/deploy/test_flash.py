@@ -49,7 +49,7 @@ def events(db: Path) -> list[tuple[str, str]]:
 
 def meta_of(h: Any, tool: str, s: Settings, suffix: str = "_meta") -> tuple[Any, ...]:
     (entry,) = h.bpftool_json(tool, "map", "dump", "pinned", s.map_path + suffix)
-    return struct.unpack("<IIQ32s", h.hex_bytes(entry["value"]))
+    return struct.unpack_from("<IIQ32s", h.hex_bytes(entry["value"]))
 
 
 def checksum_of(layer: dict[tuple[int, int], tuple[Any, ...]]) -> bytes:
