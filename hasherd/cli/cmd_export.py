@@ -20,13 +20,14 @@ from typing import Any
 import anyio
 
 from hasherd import config as config_mod
+from hasherd.cli import export_frames
 from hasherd.cli.common import add_config_args
 from hasherd.cli.writer import command_line
 from hasherd.fileio import write_atomic
 from hasherd.storage import Store
 from hasherd.storage.rows import WeightRow
 
-FORMATS = ("csv", "parquet", "json")
+FORMATS = ("csv", "parquet", "json", export_frames.FORMAT)
 COLUMNS = (
     "token_id",
     "best_seed",
@@ -63,6 +64,7 @@ def register(sub: Any) -> None:
         "without it every layer is written into the --out directory",
     )
     p.add_argument("--out", required=True, metavar="PATH", help="output file or directory")
+    export_frames.add_arguments(p)
     add_config_args(p)
     p.set_defaults(handler=run_export)
 
@@ -119,6 +121,8 @@ def run_export(args: argparse.Namespace) -> int:
     cfg = config_mod.load(args.config)
     size = cfg.storage.layer_size
     weights = anyio.run(_weights, Path(args.db), command_line(args))
+    if args.format == export_frames.FORMAT:
+        return export_frames.run(args, cfg, weights)
     layers: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for w in sorted(weights, key=lambda w: (w.token_id, w.context_key, w.record_id)):
         layers[w.token_id // size].append(row_of(w, size))
