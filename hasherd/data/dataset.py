@@ -182,9 +182,12 @@ def _given_seeds(
         for error in side.errors:
             collector.reject(error.file, error.location, error.reason)
     seeds = dict(collector.seeds)
-    for i, record in enumerate(
-        zip(collector.slots, collector.targets, collector.keys, strict=True)
-    ):
-        if i not in seeds and record in by_record:
-            seeds[i] = by_record[record]
+    used = set()
+    records = zip(collector.slots, collector.targets, collector.keys, strict=True)
+    for i, record in enumerate(records):
+        if record in by_record:
+            seeds.setdefault(i, by_record[record])
+            used.add(record)
+    if len(used) < len(by_record) and not collector.is_full():
+        LOGGER.warning("%d given seeds match no loaded record", len(by_record) - len(used))
     return seeds

@@ -147,7 +147,7 @@ class RecordSearch:
         and stored by that generation. Call it on a fresh search only (no generation run,
         no history); a seed the population already holds changes nothing."""
         if self.generation or self.count:
-            raise ValueError("plant: the search has already run")
+            raise ValueError("plant: only a fresh search (no generation run, no history)")
         row = np.frombuffer(spec.check_seed(seed), dtype=np.uint8)
         if not (self.seeds == row).all(axis=1).any():
             self.seeds[0] = row

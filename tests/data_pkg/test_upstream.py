@@ -195,3 +195,16 @@ def test_a_file_named_frames_is_not_the_upstream_layout(tmp_path: Path) -> None:
     assert len(load_dataset(tmp_path)) == 6
     with pytest.raises(DataError, match="no such file or directory"):
         load_dataset(tmp_path / "missing" / "frames")
+
+
+def test_seeds_for_no_loaded_record_are_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    frames = _upstream_folder(tmp_path) / "frames"
+    path = _with_seeds(frames, {0: SEED})
+    extra = json.loads(path.read_text())
+    extra.append({**extra[0], "target_token_id": 99, "best_seed": extra[0]["best_seed"]})
+    path.write_text(json.dumps(extra))
+    ds = load_dataset(frames)
+    assert len(ds) == 6 and dict(ds.init_seeds) == {0: SEED}
+    assert "1 given seeds match no loaded record" in caplog.text
