@@ -16,6 +16,7 @@ import json
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from hasherd.data import upstream
@@ -154,7 +155,9 @@ def map_columns(file: str, names: Sequence[str], allow_list: bool = True) -> Col
         )
     target = next((n for n in TABLE_TARGET_FIELDS if n in present), None)
     if target is None:
-        raise DataError(file, "no target column (target_token, target_token_id or target)")
+        raise DataError(
+            file, "no target column (target_token, target_token_id, TargetTokenID or target)"
+        )
     return Columns(slots, target, CONTEXT_FIELD if CONTEXT_FIELD in present else None)
 
 
@@ -165,6 +168,10 @@ def _unsigned(column: Any) -> Any:
     return column.view(pa.uint32()) if column.type == pa.int32() else column
 
 
+def _row_meta(batch: Any, names: Sequence[str], i: int) -> dict[str, Any]:
+    return {name: _unsigned(batch.column(name))[i].as_py() for name in names}
+
+
 def _table_rows(file: str, table: Any) -> Iterator[RawRow]:
     cols = map_columns(file, table.column_names)
     seed_col = next((n for n in upstream.SEED_FIELDS if n in table.column_names), None)
@@ -173,7 +180,6 @@ def _table_rows(file: str, table: Any) -> Iterator[RawRow]:
     row_no = 0
     for batch in table.select(list(dict.fromkeys([*names, *meta]))).to_batches():
         data = {name: _unsigned(batch.column(name)).to_pylist() for name in names}
-        extra = {name: batch.column(name).to_pylist() for name in meta}
         for i in range(batch.num_rows):
             if len(cols.slots) == 1:
                 slots = data[cols.slots[0]][i]
@@ -181,7 +187,8 @@ def _table_rows(file: str, table: Any) -> Iterator[RawRow]:
                 slots = [data[c][i] for c in cols.slots]
             ctx = data[cols.context][i] if cols.context else None
             seed = data[seed_col][i] if seed_col else None
-            info = {name: extra[name][i] for name in meta}
+            # The metadata is read only when a caller keeps it (Collector.keep_meta).
+            info = partial(_row_meta, batch, meta, i)
             yield RawRow(f"row {row_no}", slots, data[cols.target][i], ctx, seed=seed, meta=info)
             row_no += 1
 

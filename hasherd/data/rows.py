@@ -18,8 +18,8 @@ from hasherd.kernel import spec
 @dataclass(frozen=True, slots=True)
 class RawRow:
     """A row before validation. ``problem`` is set when it could not even be parsed;
-    ``seed`` is the frame's ``best_seed`` as found, ``meta`` the object (or table row) the
-    metadata fields are taken from, when asked (``upstream.meta_of``)."""
+    ``seed`` is the frame's ``best_seed`` as found, ``meta`` the object the metadata fields
+    are taken from when asked (``upstream.meta_of``), or a function that reads them."""
 
     location: str
     slots: Any = None
@@ -109,7 +109,8 @@ class Collector:
         if seed is not None:
             self.seeds[len(self.targets)] = seed
         if self.keep_meta:
-            self.meta.append(upstream.meta_of(meta) if isinstance(meta, dict) else None)
+            found = meta() if callable(meta) else meta
+            self.meta.append(upstream.meta_of(found) if isinstance(found, dict) else None)
         self.slots.append(slots)
         self.targets.append(target)
         self.keys.append(key)

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import pytest
 from hasherd.cli.main import main
 from hasherd.data import load_dataset
 from hasherd.kernel.evaluators.base import Evaluator
-from tests.helpers import HASHERD, db_rows
+from tests.helpers import db_rows
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "upstream"
 POPULATION = 64
@@ -108,6 +109,8 @@ def test_export_frames_needs_the_data(tmp_path: Path, numba_eval: Evaluator, cap
     assert "--data" in capsys.readouterr().err
     data = FIXTURES / "training_frames.parquet"
     args = ["export", "--db", str(db), "--format", "frames", "--data", str(data)]
+    assert main([*args, "--layer", "0", "--out", str(out)]) == 2
+    assert "--layer" in capsys.readouterr().err
     assert main([*args, "--out", str(out)]) == 0
     frames = json.loads(out.read_text())
     assert len(frames) == 6 and all(len(base64.b64decode(f["best_seed"])) == 32 for f in frames)
@@ -135,14 +138,21 @@ def test_an_unreadable_data_directory_is_exit_2_naming_it() -> None:
         probe = _unprivileged(["ls", str(locked)])
         if probe.returncode == 0:
             pytest.skip("dropping capabilities does not restrict this process")
-        for data, named in ((locked, locked), (d / "DATA", folder)):
-            done = _unprivileged([*HASHERD, "train", "--data", str(data), "--db", str(d / "h.db")])
-            assert done.returncode == 2, done.stderr
-            assert "Traceback" not in done.stderr
-            last = done.stderr.strip().splitlines()[-1]
-            assert last == f"hasherd train: error: {named}: cannot list the directory " + (
-                "(Permission denied)"
-            )
+        # One interpreter for both cases: each ``hasherd train`` as ``main`` returns it.
+        script = (
+            "import sys\nfrom hasherd.cli.main import main\n"
+            "for data in sys.argv[2:]:\n"
+            "    print(main(['train', '--data', data, '--db', sys.argv[1]]), flush=True)\n"
+        )
+        cases = (locked, d / "DATA")
+        done = _unprivileged([sys.executable, "-c", script, str(d / "h.db"), *map(str, cases)])
+        assert done.stdout.split() == ["2", "2"], done.stderr
+        assert "Traceback" not in done.stderr
+        errors = [line for line in done.stderr.splitlines() if "error:" in line]
+        assert errors == [
+            f"hasherd train: error: {named}: cannot list the directory (Permission denied)"
+            for named in (locked, folder)
+        ]
     finally:
         for p in (d / "locked", d / "DATA" / "frames"):
             if p.exists():
