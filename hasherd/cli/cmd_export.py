@@ -27,7 +27,7 @@ from hasherd.fileio import write_atomic
 from hasherd.storage import Store
 from hasherd.storage.rows import WeightRow
 
-FORMATS = ("csv", "parquet", "json", export_frames.FORMAT)
+FORMATS = ("csv", "parquet", "json")
 COLUMNS = (
     "token_id",
     "best_seed",
@@ -55,7 +55,9 @@ def register(sub: Any) -> None:
         description=__doc__.splitlines()[0] if __doc__ else None,
     )
     p.add_argument("--db", required=True, metavar="PATH", help="the training database")
-    p.add_argument("--format", required=True, choices=FORMATS, help="file format")
+    p.add_argument(
+        "--format", required=True, choices=(*FORMATS, export_frames.FORMAT), help="file format"
+    )
     p.add_argument(
         "--layer",
         type=int,
