@@ -15,7 +15,7 @@ import numpy as np
 from hasherd.data import frames, text
 from hasherd.data.layout import Entry, Plan, path_plan, sample_plan
 from hasherd.data.report import DataError, IngestReport
-from hasherd.data.rows import Collector, RawRow
+from hasherd.data.rows import Collector, Mark, RawRow
 from hasherd.errors import InputError
 from hasherd.kernel.memory import JitterMemory
 from hasherd.kernel.spec import check_token_bits
@@ -148,23 +148,24 @@ def _collect(
 ) -> tuple[tuple[str, str], ...]:
     """Read ``entries`` into ``collector``; a copy of an earlier file (same stem, same
     records) is compared and dropped. Returns the (copy, original) pairs dropped."""
-    marks: dict[str, Any] = {}
+    spans: dict[str, tuple[Mark, Mark]] = {}
     copies = []
     for entry in entries:
         if collector.is_full():
             break
         start = collector.mark()
-        marks[entry.file] = start
         collector.take(entry.file, _rows(entry, context))
-        first = marks.get(entry.copy_of or "")
-        if first is None:
+        spans[entry.file] = (start, collector.mark())
+        original = entry.copy_of or ""
+        if original not in spans:
             continue
-        if collector.same_as(first, start):
+        first, end = spans[original]
+        if collector.same_as(first, end, start):
             collector.drop_since(first, start)
-            copies.append((entry.file, entry.copy_of or ""))
-            LOGGER.info("%s: the same records as %s, not loaded again", entry.file, entry.copy_of)
+            copies.append((entry.file, original))
+            LOGGER.info("%s: the same records as %s, not loaded again", entry.file, original)
         else:
-            LOGGER.warning("%s: records differ from %s; both are loaded", entry.file, entry.copy_of)
+            LOGGER.warning("%s: records differ from %s; both are loaded", entry.file, original)
     return tuple(copies)
 
 

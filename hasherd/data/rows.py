@@ -123,12 +123,12 @@ class Collector:
     def mark(self) -> Mark:
         return Mark(len(self.targets), len(self.errors), self.rows_read)
 
-    def same_as(self, first: Mark, start: Mark) -> bool:
+    def same_as(self, first: Mark, end: Mark, start: Mark) -> bool:
         """Whether the records kept since ``start`` repeat those kept from ``first`` to
-        ``start`` (the same frames written in another format; a copy cut short by
+        ``end`` (the same frames written in another format; a copy cut short by
         ``max_records`` is compared over its length)."""
         n = len(self.targets) - start.records
-        if n != start.records - first.records and not self.is_full():
+        if n != end.records - first.records and not self.is_full():
             return False
         a, b = slice(first.records, first.records + n), slice(start.records, None)
         return (

@@ -187,6 +187,12 @@ def test_a_same_stem_file_with_other_records_is_loaded(
     shutil.copy(FIXTURES / FILES[3], tmp_path / "x.parquet")
     assert len(load_dataset(tmp_path)) == 6
     assert len(load_dataset(tmp_path, max_records=8)) == 6  # a copy cut short is a copy
+    # A file between the two in name order (x.md) does not hide the copy.
+    words = " ".join(f"word{i}" for i in range(40))
+    (tmp_path / "x.md").write_text(f"# Title\n\n{words}\n")
+    text = len(load_dataset(tmp_path / "x.md"))
+    ds = load_dataset(tmp_path)
+    assert len(ds) == 6 + text and ds.report.copies[0][0] == str(tmp_path / "x.parquet")
 
 
 def test_a_file_named_frames_is_not_the_upstream_layout(tmp_path: Path) -> None:
