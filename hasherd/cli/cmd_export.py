@@ -25,6 +25,7 @@ from typing import Any
 import anyio
 
 from hasherd import config as config_mod
+from hasherd.cli import export_frames
 from hasherd.cli.common import add_config_args, add_db_arg, add_selection_args, db_path
 from hasherd.cli.writer import command_line
 from hasherd.errors import InputError
@@ -64,7 +65,9 @@ def register(sub: Any) -> None:
         description=__doc__.splitlines()[0] if __doc__ else None,
     )
     add_db_arg(p)
-    p.add_argument("--format", required=True, choices=FORMATS, help="file format")
+    p.add_argument(
+        "--format", required=True, choices=(*FORMATS, export_frames.FORMAT), help="file format"
+    )
     p.add_argument(
         "--layer",
         type=int,
@@ -78,6 +81,7 @@ def register(sub: Any) -> None:
         run_help="only weights of the kernel this run trains",
         job_help="only weights of the kernel this job trains",
     )
+    export_frames.add_arguments(p)
     add_config_args(p)
     p.set_defaults(handler=run_export)
 
@@ -163,6 +167,9 @@ def run_export(args: argparse.Namespace) -> int:
     cfg = config_mod.load(args.config)
     size = cfg.storage.layer_size
     out = Path(args.out)
+    if args.format == export_frames.FORMAT:
+        weights = anyio.run(_weights, db_path(args, cfg), command_line(args), args)
+        return export_frames.run(args, cfg, weights)
     check_out(out, args.layer)
     weights = anyio.run(_weights, db_path(args, cfg), command_line(args), args)
     by_layer: dict[int, list[WeightRow]] = defaultdict(list)

@@ -71,6 +71,13 @@ def register(sub: Any) -> None:
         "--evaluator", metavar="NAME", help="evaluator (default from simulator.device_type: numba)"
     )
     p.add_argument("--strict", action="store_true", help="abort on the first invalid row")
+    p.add_argument(
+        "--init-seeds",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="start each record's first generation with the seed its frame carries "
+        "(best_seed, or a *_with_seeds file beside the data; default: on)",
+    )
     p.add_argument("--verbose", "-v", action="store_true", help="log every epoch and winner")
     p.set_defaults(handler=run_train)
 
@@ -100,7 +107,12 @@ def db_path(args: argparse.Namespace, cfg: Config) -> Path:
 def run_train(args: argparse.Namespace) -> int:
     cfg = effective_config(args)
     setup_logging(cfg, verbose=args.verbose)
-    ds = load_dataset(args.data, token_bits=cfg.training.token_bits, strict=args.strict)
+    ds = load_dataset(
+        args.data,
+        token_bits=cfg.training.token_bits,
+        strict=args.strict,
+        init_seeds=args.init_seeds,
+    )
     print(ds.report.summary(), file=sys.stderr)
     evaluator = evaluator_for(cfg, args.evaluator)
     path = db_path(args, cfg)

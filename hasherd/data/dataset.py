@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from functools import cached_property
-from importlib import resources
-from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 
 from hasherd.data import frames, text
+from hasherd.data.layout import Entry, Plan, path_plan, sample_plan
 from hasherd.data.report import DataError, IngestReport
-from hasherd.data.rows import Collector, RawRow
+from hasherd.data.rows import Collector, Mark, RawRow
 from hasherd.errors import InputError
 from hasherd.kernel.memory import JitterMemory
 from hasherd.kernel.spec import check_token_bits
@@ -44,7 +45,10 @@ SUPPORTED = frozenset(FRAME_READERS) | frozenset(TEXT_READERS)
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """Training records in dataset order; their slots are also the jitter memory."""
+    """Training records in dataset order; their slots are also the jitter memory.
+    ``init_seeds`` maps a record's index to the seed its first generation starts with (a
+    frame's ``best_seed``); ``meta`` holds each record's upstream metadata, only when the
+    load was asked for it (a dict per record costs more than the record itself)."""
 
     name: str
     source: str
@@ -53,6 +57,8 @@ class Dataset:
     context_keys: np.ndarray  # (N,) uint32
     token_bits: int
     report: IngestReport
+    init_seeds: Mapping[int, bytes] = field(default_factory=lambda: MappingProxyType({}))
+    meta: tuple[Mapping[str, Any] | None, ...] | None = None
 
     @cached_property
     def memory(self) -> JitterMemory:
@@ -75,16 +81,7 @@ class Dataset:
         return f"Dataset({self.name!r}, {len(self)} records, source={self.source!r})"
 
 
-@dataclass(frozen=True)
-class _Entry:
-    """One file to read: its name for messages, its extension and how to get its bytes."""
-
-    file: str
-    suffix: str
-    read: Callable[[], bytes]
-
-
-def _rows(entry: _Entry, context: int) -> Iterator[RawRow]:
+def _rows(entry: Entry, context: int) -> Iterator[RawRow]:
     try:
         data = entry.read()
     except OSError as exc:
@@ -92,41 +89,6 @@ def _rows(entry: _Entry, context: int) -> Iterator[RawRow]:
     if entry.suffix in TEXT_READERS:
         return TEXT_READERS[entry.suffix](entry.file, data, context)
     return FRAME_READERS[entry.suffix](entry.file, data)
-
-
-def _sample_entries() -> list[_Entry]:
-    root = resources.files("hasherd.data").joinpath("sample")
-    items = sorted((t for t in root.iterdir() if t.is_file()), key=lambda t: t.name)
-    return [
-        _Entry(f"sample:{t.name}", Path(t.name).suffix.lower(), t.read_bytes)
-        for t in items
-        if Path(t.name).suffix.lower() in SUPPORTED
-    ]
-
-
-def _path_entries(given: str) -> tuple[str, list[_Entry]]:
-    """The dataset's name and its files, for a file or a directory path."""
-    path = Path(given)
-    name = path.name or path.resolve().name
-    if path.is_dir():
-        entries = []
-        for child in sorted(path.iterdir(), key=lambda p: p.name):
-            suffix = child.suffix.lower()
-            if child.name.startswith(".") or not child.is_file():
-                continue
-            if suffix not in SUPPORTED:
-                LOGGER.info("%s: skipped, not a supported format", child.name)
-                continue
-            entries.append(_Entry(os.path.join(given, child.name), suffix, child.read_bytes))
-        if not entries:
-            raise DataError(given, f"no supported files ({', '.join(sorted(SUPPORTED))})")
-        return name, entries
-    if not path.exists():
-        raise DataError(given, "no such file or directory")
-    suffix = path.suffix.lower()
-    if suffix not in SUPPORTED:
-        raise DataError(given, f"unsupported format {suffix or '(no extension)'!r}")
-    return name, [_Entry(given, suffix, path.read_bytes)]
 
 
 def _check_params(context: object, max_records: object) -> None:
@@ -145,28 +107,88 @@ def load_dataset(
     strict: bool = False,
     context: int = 8,
     max_records: int | None = None,
+    init_seeds: bool = True,
+    keep_meta: bool = False,
 ) -> Dataset:
     """Load a file, every supported file of a directory, or (``None``) the sample.
 
     Invalid rows are recorded in ``report`` and skipped, or with ``strict`` raise DataError
-    at the first one. A load that keeps no record raises DataError.
+    at the first one. A load that keeps no record raises DataError. With ``init_seeds``
+    the frames' ``best_seed`` (and those of ``*_with_seeds`` files beside them) become
+    ``Dataset.init_seeds``; ``keep_meta`` keeps the upstream metadata of each record.
     """
     bits = check_token_bits(token_bits)
     _check_params(context, max_records)
     if path is None:
-        name, source, entries = SAMPLE_NAME, SAMPLE_SOURCE, _sample_entries()
+        source, plan = SAMPLE_SOURCE, sample_plan(SAMPLE_NAME, SUPPORTED)
     else:
         source = os.fspath(path)
-        name, entries = _path_entries(source)
-    collector = Collector(bits, strict, max_records)
-    for entry in entries:
-        if collector.is_full():
-            break
-        collector.take(entry.file, _rows(entry, context))
-    report = collector.report()
+        plan = path_plan(source, SUPPORTED, FRAME_READERS)
+    collector = Collector(bits, strict, max_records, keep_meta)
+    copies = _collect(collector, plan.entries, context)
+    seeds = _given_seeds(collector, plan, context, bits, strict) if init_seeds else {}
+    report = collector.report(copies=copies, seed_files=_names(plan.seeds), seeds=len(seeds))
     if report.rows_loaded == 0:
         first = f"; first error: {report.errors[0]}" if report.errors else ""
         raise DataError(source, f"no valid records ({report.rows_read} rows read){first}")
     slots, targets, keys = collector.arrays()
     LOGGER.info("%s: %d records loaded, %d skipped", source, len(targets), report.rows_skipped)
-    return Dataset(name, source, slots, targets, keys, bits, report)
+    meta = tuple(collector.meta) if keep_meta else None
+    return Dataset(
+        plan.name, source, slots, targets, keys, bits, report, MappingProxyType(seeds), meta
+    )
+
+
+def _names(entries: list[Entry]) -> tuple[str, ...]:
+    return tuple(e.file for e in entries)
+
+
+def _collect(
+    collector: Collector, entries: list[Entry], context: int
+) -> tuple[tuple[str, str], ...]:
+    """Read ``entries`` into ``collector``; a copy of an earlier file (same stem, same
+    records) is compared and dropped. Returns the (copy, original) pairs dropped."""
+    spans: dict[str, tuple[Mark, Mark]] = {}
+    copies = []
+    for entry in entries:
+        if collector.is_full():
+            break
+        start = collector.mark()
+        collector.take(entry.file, _rows(entry, context))
+        spans[entry.file] = (start, collector.mark())
+        original = entry.copy_of or ""
+        if original not in spans:
+            continue
+        first, end = spans[original]
+        if collector.same_as(first, end, start):
+            collector.drop_since(first, start)
+            copies.append((entry.file, original))
+            LOGGER.info("%s: the same records as %s, not loaded again", entry.file, original)
+        else:
+            LOGGER.warning("%s: records differ from %s; both are loaded", entry.file, original)
+    return tuple(copies)
+
+
+def _given_seeds(
+    collector: Collector, plan: Plan, context: int, bits: int, strict: bool
+) -> dict[int, bytes]:
+    """The initial seed of each record: its own ``best_seed``, else the seed a
+    ``*_with_seeds`` file gives the same record (same slots, target and context key)."""
+    by_record: dict[tuple[tuple[int, ...], int, int], bytes] = {}
+    for entry in plan.seeds:
+        side = Collector(bits, strict, None)
+        side.take(entry.file, _rows(entry, context))
+        for index, seed in side.seeds.items():
+            by_record.setdefault((side.slots[index], side.targets[index], side.keys[index]), seed)
+        for error in side.errors:
+            collector.reject(error.file, error.location, error.reason)
+    seeds = dict(collector.seeds)
+    used = set()
+    records = zip(collector.slots, collector.targets, collector.keys, strict=True)
+    for i, record in enumerate(records):
+        if record in by_record:
+            seeds.setdefault(i, by_record[record])
+            used.add(record)
+    if len(used) < len(by_record) and not collector.is_full():
+        LOGGER.warning("%d given seeds match no loaded record", len(by_record) - len(used))
+    return seeds

@@ -4,7 +4,8 @@ Each reader takes the file's name (for messages) and its bytes, and yields ``Raw
 file order. A file that cannot be read at all raises DataError; a row that cannot be
 parsed is yielded with its ``problem`` set, so the collector can record it and go on.
 Locations: ``frame i`` (JSON array index, from 0), ``line n`` (JSON Lines and CSV, from 1),
-``row i`` (Arrow and Parquet table row, from 0).
+``row i`` (Arrow and Parquet table row, from 0). The upstream encoder's spellings and its
+int32 words are described in ``hasherd.data.upstream``.
 """
 
 from __future__ import annotations
@@ -15,19 +16,22 @@ import json
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
+from hasherd.data import upstream
 from hasherd.data.report import DataError
 from hasherd.data.rows import RawRow
 from hasherd.kernel import spec
 
 SLOT_LIST_FIELDS = ("feature_vector", "asic_slots")
-TARGET_FIELDS = ("target_token", "target_token_id")
+TARGET_FIELDS = ("target_token", *upstream.TARGET_SPELLINGS)
 TABLE_TARGET_FIELDS = (*TARGET_FIELDS, "target")
 CONTEXT_FIELD = "context_hash"
 SLOT_COLUMN_SETS = (
     tuple(f"slot_{i}" for i in range(spec.N_SLOTS)),
     tuple(f"s{i}" for i in range(spec.N_SLOTS)),
+    *upstream.SLOT_SPELLINGS,
 )
 _INT = re.compile(r"[+-]?[0-9]{1,30}")
 
@@ -48,18 +52,26 @@ def _first(obj: dict[str, Any], names: Sequence[str]) -> Any:
 
 
 def row_from_object(obj: Any, location: str) -> RawRow:
-    """A frame object (``feature_vector``/``asic_slots``, ``target_token[_id]``)."""
+    """A frame object: ``feature_vector``/``asic_slots``, or the encoder's 12 int32 fields
+    ``asic_slot_N``/``AsicSlotsN`` (read as unsigned, with the target); the target as
+    ``target_token``, ``target_token_id`` or ``TargetTokenID``; ``best_seed`` when set."""
     if not isinstance(obj, dict):
         return RawRow(location, problem=f"expected an object, got {_json_type(obj)}")
     slots = _first(obj, SLOT_LIST_FIELDS)
+    names = None if slots is not None else upstream.slot_fields(obj)
+    if names is not None:
+        slots = [upstream.as_u32(obj[n]) for n in names]
     if slots is None:
-        return RawRow(location, problem="missing feature_vector / asic_slots")
+        return RawRow(location, problem="missing feature_vector / asic_slots / asic_slot_0..11")
     if not isinstance(slots, list):
         return RawRow(location, problem=f"slots: expected an array, got {_json_type(slots)}")
     target = _first(obj, TARGET_FIELDS)
     if target is None:
         return RawRow(location, problem="missing target_token / target_token_id")
-    return RawRow(location, slots, target, obj.get(CONTEXT_FIELD))
+    if names is not None:
+        target = upstream.as_u32(target)
+    seed = _first(obj, upstream.SEED_FIELDS)
+    return RawRow(location, slots, target, obj.get(CONTEXT_FIELD), seed=seed, meta=obj)
 
 
 def _decode(file: str, data: bytes) -> str:
@@ -138,25 +150,46 @@ def map_columns(file: str, names: Sequence[str], allow_list: bool = True) -> Col
         slots = next((s for s in SLOT_COLUMN_SETS if present.issuperset(s)), None)
     if slots is None:
         wanted = "feature_vector / asic_slots, or " if allow_list else ""
-        raise DataError(file, f"no slot columns ({wanted}slot_0..slot_11 or s0..s11)")
+        raise DataError(
+            file, f"no slot columns ({wanted}slot_0..slot_11, s0..s11 or asic_slot_0..11)"
+        )
     target = next((n for n in TABLE_TARGET_FIELDS if n in present), None)
     if target is None:
-        raise DataError(file, "no target column (target_token, target_token_id or target)")
+        raise DataError(
+            file, "no target column (target_token, target_token_id, TargetTokenID or target)"
+        )
     return Columns(slots, target, CONTEXT_FIELD if CONTEXT_FIELD in present else None)
+
+
+def _unsigned(column: Any) -> Any:
+    """An int32 column viewed as uint32 (the encoder's words, same bits); others as is."""
+    import pyarrow as pa
+
+    return column.view(pa.uint32()) if column.type == pa.int32() else column
+
+
+def _row_meta(batch: Any, names: Sequence[str], i: int) -> dict[str, Any]:
+    return {name: _unsigned(batch.column(name))[i].as_py() for name in names}
 
 
 def _table_rows(file: str, table: Any) -> Iterator[RawRow]:
     cols = map_columns(file, table.column_names)
+    seed_col = next((n for n in upstream.SEED_FIELDS if n in table.column_names), None)
+    names = [*cols.names(), *([seed_col] if seed_col else [])]
+    meta = [n for n in (*upstream.META_FIELDS, *upstream.EXTRA_FIELDS) if n in table.column_names]
     row_no = 0
-    for batch in table.select(list(cols.names())).to_batches():
-        data = {name: batch.column(name).to_pylist() for name in cols.names()}
+    for batch in table.select(list(dict.fromkeys([*names, *meta]))).to_batches():
+        data = {name: _unsigned(batch.column(name)).to_pylist() for name in names}
         for i in range(batch.num_rows):
             if len(cols.slots) == 1:
                 slots = data[cols.slots[0]][i]
             else:
                 slots = [data[c][i] for c in cols.slots]
             ctx = data[cols.context][i] if cols.context else None
-            yield RawRow(f"row {row_no}", slots, data[cols.target][i], ctx)
+            seed = data[seed_col][i] if seed_col else None
+            # The metadata is read only when a caller keeps it (Collector.keep_meta).
+            info = partial(_row_meta, batch, meta, i)
+            yield RawRow(f"row {row_no}", slots, data[cols.target][i], ctx, seed=seed, meta=info)
             row_no += 1
 
 

@@ -38,12 +38,18 @@ class RowError:
 
 @dataclass(frozen=True)
 class IngestReport:
-    """The files a load read, its row counts and every invalid row."""
+    """The files a load read, its row counts and every invalid row. ``copies`` are the
+    files that held the same records as an earlier one (read, compared, not loaded
+    again), as (copy, original); ``seed_files`` the ``*_with_seeds`` files read for their
+    seeds only, and ``seeds`` the records that start with a given seed."""
 
     files: tuple[str, ...]
     rows_read: int
     rows_loaded: int
     errors: tuple[RowError, ...]
+    copies: tuple[tuple[str, str], ...] = ()
+    seed_files: tuple[str, ...] = ()
+    seeds: int = 0
 
     @property
     def rows_skipped(self) -> int:
@@ -53,6 +59,14 @@ class IngestReport:
         """A multi-line summary; lists the first 20 errors."""
         lines = [f"files: {len(self.files)}"]
         lines += [f"  {f}" for f in self.files]
+        lines += [
+            f"  {copy}: the same records as {original}, not loaded again"
+            for copy, original in self.copies
+        ]
+        lines += [
+            f"  {f}: its original's records with seeds, not loaded as records"
+            for f in self.seed_files
+        ]
         lines.append(
             f"rows: {self.rows_read} read, {self.rows_loaded} loaded, {self.rows_skipped} skipped"
         )
@@ -61,4 +75,6 @@ class IngestReport:
             lines += [f"  {e}" for e in self.errors[:SUMMARY_ERRORS]]
             if len(self.errors) > SUMMARY_ERRORS:
                 lines.append(f"  ... and {len(self.errors) - SUMMARY_ERRORS} more")
+        if self.seeds:
+            lines.append(f"initial seeds: {self.seeds} records start with a given seed")
         return "\n".join(lines)

@@ -36,11 +36,20 @@ def records_digest(ds: Dataset) -> str:
     return h.hexdigest()
 
 
+def init_seeds_digest(ds: Dataset) -> str:
+    h = hashlib.sha256()
+    for index in sorted(ds.init_seeds):
+        h.update(index.to_bytes(8, "little") + ds.init_seeds[index])
+    return h.hexdigest()
+
+
 def config_digest(cfg: Config, ds: Dataset) -> str:
     """What makes two invocations the same run (the RNG seed only when one is given)."""
     t = cfg.training
     key = {k: v for k, v in cfg.to_dict()["training"].items() if k not in ("seed", "epochs")}
     key.update(seed=t.seed, memory_id=ds.memory_id, spec=spec.SPEC, search=SEARCH_VERSION)
+    if ds.init_seeds:  # they change the first generations: another run
+        key["init_seeds"] = init_seeds_digest(ds)
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 

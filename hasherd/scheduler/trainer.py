@@ -120,10 +120,13 @@ class _Begin:
     ck: Checkpoint | None
     seen: np.ndarray | None
     epoch_start: int | None  # the epoch's first generation, when continuing within it
+    init_seed: bytes | None = None  # the dataset's seed for a fresh search (docs/data.md)
 
     def build(self, params: SearchParams) -> _EpochRecord:
         """The record's search (runs compiled steps: call it off the event loop)."""
         search = RecordSearch(self.slots, self.rec.token_id, params, self.key, self.seen)
+        if self.ck is None and self.init_seed is not None:
+            search.plant(self.init_seed)
         if self.ck is not None:
             search.restore(self.ck.population, self.ck.results, self.ck.rng_state)
             if self.seen is None:
@@ -360,7 +363,8 @@ class Trainer:
             if ck.generation - epoch_start >= self.cfg.training.max_generations:
                 return None
             seen = await self.store.seen_hashes(run.id, rec.id, after=epoch_start)
-        return _Begin(rec, slots, record_key(run.rng_seed, rec.idx), ck, seen, epoch_start)
+        init = self.ds.init_seeds.get(rec.idx) if ck is None else None
+        return _Begin(rec, slots, record_key(run.rng_seed, rec.idx), ck, seen, epoch_start, init)
 
     async def _evaluate(
         self, slots: list[np.ndarray], seeds: list[np.ndarray], post: Post

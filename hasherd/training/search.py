@@ -141,6 +141,17 @@ class RecordSearch:
         )
         steps.fresh_population(_words(self.seeds), self.table, self._local, self.key, 0)
 
+    def plant(self, seed: bytes) -> None:
+        """Make a given seed (a frame's ``best_seed``) the first member of the first
+        generation, in place of a random one, so that a seed which already wins is found
+        and stored by that generation. Call it on a fresh search only (no generation run,
+        no history); a seed the population already holds changes nothing."""
+        if self.generation or self.count:
+            raise ValueError("plant: only a fresh search (no generation run, no history)")
+        row = np.frombuffer(spec.check_seed(seed), dtype=np.uint8)
+        if not (self.seeds == row).all(axis=1).any():
+            self.seeds[0] = row
+
     @property
     def seen(self) -> set[int]:
         """The hashes of every seed evaluated for this record (a 0 hash reads as 1)."""
