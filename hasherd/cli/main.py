@@ -28,6 +28,7 @@ from hasherd.cli import (
     cmd_verify,
 )
 from hasherd.errors import HasherError, first_hasher_error
+from hasherd.logs import set_levels
 
 COMMANDS = (
     cmd_daemon,
@@ -45,6 +46,7 @@ COMMANDS = (
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,14 +56,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hasherd {__version__}")
     parser.add_argument(
         "--log-level",
-        default="WARNING",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="log level for messages on stderr (default WARNING)",
+        type=log_level,
+        choices=LOG_LEVELS,
+        help="debug, info, warning or error, in any case: the level of messages on stderr "
+        "(default WARNING); for train it replaces logging.level",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMANDS:
         module.register(sub)
     return parser
+
+
+def log_level(text: str) -> str:
+    """``--log-level`` in any case, as the config file's ``logging.level`` is written."""
+    level = text.upper()
+    return "WARNING" if level == "WARN" else level
 
 
 def limit_malloc_arenas(arenas: int = 2) -> bool:
@@ -87,9 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(words)
     args.command_line = "hasherd " + shlex.join(words)  # what a writer's lock file names
-    logging.basicConfig(
-        level=args.log_level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    if args.log_level is not None:  # else the root logger's default, WARNING
+        set_levels(args.log_level)
     try:
         status: int = args.handler(args)
     except KeyboardInterrupt:
