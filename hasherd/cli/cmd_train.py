@@ -18,13 +18,14 @@ import logging
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import anyio
 
 from hasherd import config as config_mod
-from hasherd.cli.common import add_config_args, evaluator_for, setup_command_logging
+from hasherd.cli.common import add_config_args, evaluator_for, setup_logging
 from hasherd.cli.writer import hold_writer_lock
 from hasherd.config import Config
 from hasherd.data import load_dataset
@@ -71,14 +72,14 @@ def register(sub: Any) -> None:
         "--evaluator", metavar="NAME", help="evaluator (default from simulator.device_type: numba)"
     )
     p.add_argument("--strict", action="store_true", help="abort on the first invalid row")
-    p.add_argument(
-        "--verbose", "-v", action="store_true", help="also log a line per winner (hasherd's debug)"
-    )
+    p.add_argument("--verbose", "-v", action="store_true", help="log every epoch and winner")
     p.set_defaults(handler=run_train)
 
 
 def effective_config(args: argparse.Namespace) -> Config:
     cfg = config_mod.load(args.config)
+    if getattr(args, "log_level", None):  # hasherd --log-level, in place of logging.level
+        cfg = replace(cfg, logging=replace(cfg.logging, level=args.log_level.lower()))
     changes = {
         key: value
         for key, value in (
@@ -101,7 +102,7 @@ def db_path(args: argparse.Namespace, cfg: Config) -> Path:
 
 def run_train(args: argparse.Namespace) -> int:
     cfg = effective_config(args)
-    setup_command_logging(cfg, args)
+    setup_logging(cfg, verbose=args.verbose)
     ds = load_dataset(args.data, token_bits=cfg.training.token_bits, strict=args.strict)
     print(ds.report.summary(), file=sys.stderr)
     evaluator = evaluator_for(cfg, args.evaluator)

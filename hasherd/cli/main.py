@@ -28,7 +28,6 @@ from hasherd.cli import (
     cmd_verify,
 )
 from hasherd.errors import HasherError, first_hasher_error
-from hasherd.logs import set_levels
 
 COMMANDS = (
     cmd_daemon,
@@ -96,9 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(words)
     args.command_line = "hasherd " + shlex.join(words)  # what a writer's lock file names
-    logging.basicConfig(stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    if args.log_level is not None:  # else the root logger's default, WARNING
-        set_levels(args.log_level)
+    logging.basicConfig(
+        level=args.log_level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         status: int = args.handler(args)
     except KeyboardInterrupt:

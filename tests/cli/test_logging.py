@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hasherd.cli.main import main
+from hasherd.cli.main import build_parser, main
 from hasherd.kernel.evaluators.base import Evaluator
 from tests.helpers import db_rows, frame_rows
 
@@ -83,3 +83,11 @@ def test_an_unknown_log_level_is_refused(capsys: pytest.CaptureFixture[str]) -> 
     with pytest.raises(SystemExit) as exit_:
         main(["--log-level", "loud", "check-config"])
     assert exit_.value.code == 2 and "--log-level" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("given", "level"), [("info", "INFO"), ("Warn", "WARNING"), ("ERROR", "ERROR")]
+)
+def test_log_level_is_parsed_in_any_case(given: str, level: str) -> None:
+    assert build_parser().parse_args(["--log-level", given, "check-config"]).log_level == level
+    assert build_parser().parse_args(["check-config"]).log_level is None  # the root's WARNING
