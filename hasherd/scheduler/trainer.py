@@ -404,14 +404,6 @@ class Trainer:
             if best.prefix_bits >= d:
                 found = {"prefix_bits": best.prefix_bits, "difficulty": d, "generation": gen.number}
                 events.append(Event("winner", found, run.id, rec.id))
-                LOGGER.debug(
-                    "winner: record %d (token %d), %d prefix bits at D=%d, generation %d",
-                    rec.idx,
-                    rec.token_id,
-                    best.prefix_bits,
-                    d,
-                    gen.number,
-                )
         return GenerationWrite(
             run.id, rec.id, ck, gen.new_hashes, weight, events, ends_epoch=a.done
         )
@@ -427,6 +419,17 @@ class Trainer:
     def _weight(
         self, run: RunRow, rec: RecordRow, best: Any, gen: Generation, epoch: int, d: int
     ) -> WeightRow:
+        """The weight stored for a better ``best``; a winner at ``d`` (its winner event goes
+        with this weight) is also logged, for ``--verbose``."""
+        if best.prefix_bits >= d:
+            LOGGER.debug(
+                "winner: record %d (token %d), %d prefix bits at D=%d, generation %d",
+                rec.idx,
+                rec.token_id,
+                best.prefix_bits,
+                d,
+                gen.number,
+            )
         return WeightRow(
             record_id=rec.id,
             run_id=run.id,
