@@ -33,7 +33,7 @@ class JsonFormatter(logging.Formatter):
 def setup_logging(cfg: Config, verbose: bool = False) -> None:
     """Apply the ``logging`` section: level, format, output, rotation and retention."""
     lc = cfg.logging
-    level = "DEBUG" if verbose and lc.level.lower() != "debug" else lc.level.upper()
+    level = lc.level.upper()
     level = {"WARN": "WARNING"}.get(level, level)
     handler: logging.Handler
     if lc.output in ("stdout", "stderr"):
@@ -54,7 +54,18 @@ def setup_logging(cfg: Config, verbose: bool = False) -> None:
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(level)
+    set_levels(level, verbose)
+
+
+def set_levels(level: str, verbose: bool = False) -> None:
+    """hasherd's own loggers at ``level`` (DEBUG with ``verbose``), the libraries' at
+    ``level`` but never below INFO: their DEBUG output (aiosqlite's trace of every SQL
+    statement, numba's compiler, asyncio's selector) would bury the epoch and winner
+    lines. Above DEBUG, hasherd's loggers simply follow the root's level."""
+    number = logging.getLevelNamesMapping()[level]
+    debug = verbose or number <= logging.DEBUG
+    logging.getLogger("hasherd").setLevel(logging.DEBUG if debug else logging.NOTSET)
+    logging.getLogger().setLevel(max(number, logging.INFO))
 
 
 def _expire_backups(path: Path, max_age_days: int) -> None:

@@ -18,6 +18,7 @@ import logging
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,8 @@ def register(sub: Any) -> None:
 
 def effective_config(args: argparse.Namespace) -> Config:
     cfg = config_mod.load(args.config)
+    if getattr(args, "log_level", None):  # hasherd --log-level, in place of logging.level
+        cfg = replace(cfg, logging=replace(cfg.logging, level=args.log_level.lower()))
     changes = {
         key: value
         for key, value in (

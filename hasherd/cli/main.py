@@ -45,6 +45,7 @@ COMMANDS = (
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,14 +55,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hasherd {__version__}")
     parser.add_argument(
         "--log-level",
-        default="WARNING",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="log level for messages on stderr (default WARNING)",
+        type=log_level,
+        choices=LOG_LEVELS,
+        help="debug, info, warning or error, in any case: the level of messages on stderr "
+        "(default WARNING); for train it replaces logging.level",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMANDS:
         module.register(sub)
     return parser
+
+
+def log_level(text: str) -> str:
+    """``--log-level`` in any case, as the config file's ``logging.level`` is written."""
+    level = text.upper()
+    return "WARNING" if level == "WARN" else level
 
 
 def limit_malloc_arenas(arenas: int = 2) -> bool:

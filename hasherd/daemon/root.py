@@ -10,10 +10,11 @@ loop never waits for numba's compiler), and the scheduler resumes unfinished job
 
 Signals: SIGTERM and SIGINT stop dispatch, let the generations in flight be persisted
 (bounded by ``daemon.shutdown_timeout``), send STOPPING=1 and exit 0. SIGHUP reloads the
-config file: ``logging.*`` at once, and ``training.*``, ``validation.*``,
-``simulator.timeout``, ``daemon.batch`` and ``daemon.max_jobs`` for the jobs that start
-after it; the other keys (database, sockets, metrics address, devices) need a restart,
-and ``reload`` says which ones changed.
+config file: ``logging.*`` at once, ``deployment.*`` for the next deployment, and
+``training.*``, ``validation.*``, ``simulator.timeout``, ``daemon.batch`` and
+``daemon.max_jobs`` for the jobs that start after it; the other keys (database, sockets,
+metrics address, devices, the rest of ``simulator``) keep their running value until a
+restart, and ``reload`` says which ones changed.
 """
 
 from __future__ import annotations
@@ -55,10 +56,10 @@ from hasherd.validation.service import ValidationService
 
 LOGGER = logging.getLogger(__name__)
 DB_NAME = "hasherd.db"
-RESTART_SECTIONS = ("daemon", "control", "metrics", "devices", "storage", "jitter")
-# Keys a SIGHUP applies (the rest are read once, at start).
+# Keys a SIGHUP applies (the rest keep their running value until a restart).
 RELOADABLE = (
     "logging",
+    "deployment",
     "training",
     "validation",
     "simulator.timeout",
@@ -286,8 +287,7 @@ class Daemon:
             changed = _changed_keys(old, new)
             applied = [k for k in changed if _reloadable(k)]
             restart = [k for k in changed if not _reloadable(k)]
-            kept = {name: getattr(old, name) for name in RESTART_SECTIONS}
-            merged = _merge(new, kept, applied)
+            merged = _merge(old, new, applied)
             self.config = merged
             for actor in self.pool.actors.values():
                 if actor.zero_bits is None:  # a simulator (chips keep their own timeout)
@@ -388,16 +388,17 @@ def _reloadable(key: str) -> bool:
     return any(key == r or key.startswith(r + ".") for r in RELOADABLE)
 
 
-def _merge(new: Config, kept: dict[str, Any], applied: list[str]) -> Config:
-    """``new`` with the sections that need a restart taken from the running config, except
-    the reloadable keys among them."""
+def _merge(old: Config, new: Config, applied: list[str]) -> Config:
+    """The running config with exactly the ``applied`` keys taken from ``new``: a changed
+    key that needs a restart keeps its running value until then, so what ``reload``
+    reports is what the daemon uses."""
     sections: dict[str, Any] = {}
-    for name, old_section in kept.items():
-        new_section = getattr(new, name)
+    for name in old.to_dict():
         take = {
-            k.split(".", 1)[1]: getattr(new_section, k.split(".", 1)[1])
+            k.split(".", 1)[1]: getattr(getattr(new, name), k.split(".", 1)[1])
             for k in applied
             if k.startswith(name + ".")
         }
-        sections[name] = replace(old_section, **take)
-    return replace(new, **sections)
+        if take:
+            sections[name] = replace(getattr(old, name), **take)
+    return replace(old, **sections)

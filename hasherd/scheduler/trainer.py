@@ -205,6 +205,7 @@ class Trainer:
             await self._train_epoch(run, epoch, d, todo)
             await self.store.reclaim_space()  # the pages of the histories the epoch dropped
             self._check_hash_rate(self.progress.dsha - dsha0, time.monotonic() - t_epoch)
+            self._end_epoch(epoch, d, records, time.monotonic() - t_epoch)
             if self.stop.is_set():
                 break
         return await self._finish(run, resumed, records, epoch, t0)
@@ -223,6 +224,19 @@ class Trainer:
             len(records),
         )
         self.on_progress(p)
+
+    def _end_epoch(self, epoch: int, d: int, records: list[RecordRow], seconds: float) -> None:
+        """The epoch's outcome in one line (``--verbose`` adds one per winner before it)."""
+        won = sum(1 for r in records if self.best.get(r.id, (-1, 0.0))[0] >= d)
+        LOGGER.info(
+            "epoch %d %s: %d of %d records hold a winner at %d bits (%.1f s)",
+            epoch,
+            "stopped" if self.stop.is_set() else "done",
+            won,
+            len(records),
+            d,
+            seconds,
+        )
 
     def _check_hash_rate(self, dsha: int, seconds: float) -> None:
         """Warn when an epoch that did hash ran below ``simulator.target_hash_rate``."""
@@ -409,6 +423,17 @@ class Trainer:
     def _weight(
         self, run: RunRow, rec: RecordRow, best: Any, gen: Generation, epoch: int, d: int
     ) -> WeightRow:
+        """The weight stored for a better ``best``; a winner at ``d`` (its winner event goes
+        with this weight) is also logged, for ``--verbose``."""
+        if best.prefix_bits >= d:
+            LOGGER.debug(
+                "winner: record %d (token %d), %d prefix bits at D=%d, generation %d",
+                rec.idx,
+                rec.token_id,
+                best.prefix_bits,
+                d,
+                gen.number,
+            )
         return WeightRow(
             record_id=rec.id,
             run_id=run.id,
