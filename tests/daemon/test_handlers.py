@@ -146,7 +146,9 @@ async def test_submit_pause_resume_cancel_and_the_status_counts(
     assert (status["state"], status["uptime_s"], status["active_job"]) == ("running", 12.3, None)
     listed = await methods.call("jobs.list", status="cancelled")
     assert [j["id"] for j in listed["jobs"]] == [job["id"]]
-    assert await methods.call("jobs.list", status="done") == {"jobs": []}
+    assert await methods.call("jobs.list", status="failed") == {"jobs": []}
+    err = await methods.refused("jobs.list", status="done")  # not a status: refused, not []
+    assert str(err).startswith("status: 'done' is not a job status (queued, running,")
 
 
 @pytest.mark.anyio
