@@ -107,13 +107,13 @@ def _walk(path: str, peer: PeerCredentials | None) -> Iterator[tuple[int, os.sta
     parts = PurePosixPath(path).parts
     if not parts or parts[0] != "/":
         raise InputError(KEY, f"{path!r} must be an absolute path")
+    if ".." in parts:
+        raise InputError(KEY, f"{path} must not contain '..'")
     fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         st = os.fstat(fd)
         where = "/"
         for name in parts[1:]:
-            if name == "..":
-                raise InputError(KEY, f"{path} must not contain '..'")
             if peer is not None and not permits(st, peer, SEARCH):
                 raise InputError(KEY, _refused(where, peer, "search"))
             where = os.path.join(where, name)

@@ -204,9 +204,9 @@ def _option(params: Mapping[str, Any], key: str) -> int | bool | None:
     """One job option: ``strict`` a boolean, the rest integers within ``JOB_BOUNDS``."""
     if key == "strict":
         return opt_bool(params, key)
-    value = opt_integer(params, key)
-    if value is None or key not in JOB_BOUNDS:
-        return value
+    if key not in JOB_BOUNDS or params.get(key) is None:
+        return opt_integer(params, key)
+    value = _int_of(key, params[key], "an integer")
     low, high, config_key = JOB_BOUNDS[key]
     if not low <= value <= high:
         raise InputError(key, f"must be in {low}..{high} ({config_key})")

@@ -162,6 +162,12 @@ async def test_messages_name_the_param(methods: Methods, tmp_path: Path) -> None
     assert str(err) == "name: no actor 'cuda9' (actors: ref0)"
     err = await methods.refused("validate.start", evaluator="nope")
     assert err.field == "evaluator" and "'nope'" in str(err)
+    for bare in ("asic", "rpc"):  # a kind that opens what it is told: not from the socket
+        err = await methods.refused("validate.start", against=bare)
+        assert str(err).startswith(
+            f"evaluator: '{bare}' is not a device (none configured); the control socket "
+            "takes a configured device's name or an in-process evaluator"
+        )
     err = await methods.refused("validate.show")
     assert str(err) == "id: no validation has run since the daemon started"
     assert str(await methods.refused("status", verbose=True)) == "verbose: unknown parameter"
