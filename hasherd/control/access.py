@@ -16,8 +16,9 @@ on what the kernel returns for that very inode (``fstat``):
 - a path the daemon itself cannot see under ``/home``, ``/root`` or ``/run/user`` is
   named as hidden by the unit's ``ProtectHome=``.
 
-``check_path`` is the same walk without a peer (links and ``..`` only): the scheduler
-repeats it when it loads a job, so that a file swapped for a link after the submission is
+When the job starts, the scheduler walks the path again without a peer (links and
+``..`` only) and loads the dataset through ``pinned``: through the descriptors that walk
+opened, so that a file swapped for a link after the submission, or during the load, is
 not followed. docs/control-protocol.md gives the threat model and its limits.
 """
 
@@ -27,9 +28,12 @@ import errno
 import os
 import stat
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from pathlib import PurePosixPath
+from tempfile import TemporaryDirectory
 
+from hasherd.data import DataError, Dataset
 from hasherd.data.dataset import SUPPORTED
 from hasherd.errors import InputError
 from hasherd.transport.peers import PeerCredentials
@@ -66,6 +70,53 @@ def check_readable(path: str, peer: PeerCredentials | None) -> None:
     _check(path, who)
 
 
+@contextmanager
+def pinned(path: str) -> Iterator[str]:
+    """A path to load the dataset at ``path`` from that names exactly the inodes checked
+    (as ``check_path`` does), whatever happens to ``path`` meanwhile.
+
+    It lies in a private temporary directory: ``NAME`` (the path's last component) is a
+    link to ``/proc/self/fd/N``, the descriptor the walk opened for the file, or, for a
+    directory, a directory of such links, one for each file the loader would read. The
+    kernel resolves ``/proc/self/fd/N`` to the inode itself, so a file that its owner
+    swaps for a link after the check is never followed. ``restore`` gives the loaded
+    dataset (and ``restore_error`` a data error) back the names under ``path``."""
+    name = PurePosixPath(path).name
+    with ExitStack() as stack:
+        fd, st = stack.enter_context(_walk(path, None))
+        if not name or not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+            raise InputError(KEY, f"{path} is not a regular file or a directory")
+        view = os.path.join(stack.enter_context(TemporaryDirectory(prefix="hasherd-")), name)
+        if stat.S_ISREG(st.st_mode):
+            os.symlink(_proc(fd), view)
+        else:
+            os.mkdir(view, 0o700)
+            for child, cfd, _ in _files(path, fd, stack):
+                os.symlink(_proc(cfd), os.path.join(view, PurePosixPath(child).name))
+        yield view
+
+
+def restore(ds: Dataset, view: str, path: str) -> Dataset:
+    """``ds`` loaded from ``pinned(path)``'s ``view``, with the names under ``path``."""
+    report = ds.report
+    errors = tuple(replace(e, file=_renamed(e.file, view, path)) for e in report.errors)
+    files = tuple(_renamed(f, view, path) for f in report.files)
+    return replace(ds, source=path, report=replace(report, files=files, errors=errors))
+
+
+def restore_error(exc: DataError, view: str, path: str) -> DataError:
+    """``exc`` raised loading ``pinned(path)``'s ``view``, naming the file under ``path``."""
+    return DataError(_renamed(exc.file, view, path), exc.problem, exc.location)
+
+
+def _renamed(file: str, view: str, path: str) -> str:
+    return path + file[len(view) :] if file.startswith(view) else file
+
+
+def _proc(fd: int) -> str:
+    return f"/proc/self/fd/{fd}"
+
+
 def check_path(path: str) -> None:
     """InputError (``data``) if ``path`` has a symbolic link or a ``..`` on its way."""
     _check(path, None)
@@ -74,30 +125,35 @@ def check_path(path: str) -> None:
 def _check(path: str, peer: PeerCredentials | None) -> None:
     with _walk(path, peer) as (fd, st):
         if stat.S_ISDIR(st.st_mode):
-            _check_directory(path, fd, st, peer)
+            if peer is not None and not permits(st, peer, READ | SEARCH):
+                raise InputError(KEY, _refused(path, peer, "list"))
+            with ExitStack() as stack:
+                for child, _, cst in _files(path, fd, stack):
+                    if peer is not None and not permits(cst, peer, READ):
+                        raise InputError(KEY, _refused(child, peer, "read"))
         elif not stat.S_ISREG(st.st_mode):
             raise InputError(KEY, f"{path} is not a regular file or a directory")
         elif peer is not None and not permits(st, peer, READ):
             raise InputError(KEY, _refused(path, peer, "read"))
 
 
-def _check_directory(path: str, fd: int, st: os.stat_result, peer: PeerCredentials | None) -> None:
-    """The directory readable and searchable; each file the loader reads (not hidden, a
-    supported extension) a regular file, not a link, readable."""
-    if peer is not None and not permits(st, peer, READ | SEARCH):
-        raise InputError(KEY, _refused(path, peer, "list"))
+def _files(path: str, fd: int, stack: ExitStack) -> Iterator[tuple[str, int, os.stat_result]]:
+    """The path, ``O_PATH`` descriptor (closed with ``stack``) and status of each regular
+    file in the directory ``fd`` that the loader reads (not hidden, a supported
+    extension); InputError for such a name that is a link."""
     with _opened(".", fd, path, os.O_RDONLY | os.O_DIRECTORY) as listing:
         names = sorted(os.listdir(listing))
     for name in names:
         if name.startswith(".") or PurePosixPath(name).suffix.lower() not in SUPPORTED:
             continue
         child = os.path.join(path, name)
-        with _opened(name, fd, child, os.O_PATH | os.O_NOFOLLOW) as cfd:
-            cst = os.fstat(cfd)
+        cfd = _open(name, fd, child, os.O_PATH | os.O_NOFOLLOW)
+        stack.callback(os.close, cfd)
+        cst = os.fstat(cfd)
         if stat.S_ISLNK(cst.st_mode):
             raise InputError(KEY, _link(child))
-        if stat.S_ISREG(cst.st_mode) and peer is not None and not permits(cst, peer, READ):
-            raise InputError(KEY, _refused(child, peer, "read"))
+        if stat.S_ISREG(cst.st_mode):
+            yield child, cfd, cst
 
 
 @contextmanager

@@ -34,9 +34,9 @@ from hasherd.actors.base import JobWithdrawn
 from hasherd.actors.lease import JobLease
 from hasherd.actors.pool import ActorPool
 from hasherd.config import Config, TrainingConfig
-from hasherd.control.access import check_path
+from hasherd.control import access
 from hasherd.control.params import JobOptions
-from hasherd.data import Dataset, load_dataset
+from hasherd.data import DataError, Dataset, load_dataset
 from hasherd.errors import HasherError, InputError, first_hasher_error, leaves
 from hasherd.scheduler.progress import ProgressSnapshot
 from hasherd.scheduler.runs import config_digest, records_digest
@@ -111,10 +111,15 @@ def job_error(exc: BaseException) -> str:
 
 
 def _load_checked(path: str, *, token_bits: int, strict: bool) -> Dataset:
-    """The job's dataset, once its path is checked again for links: a file the submitter
-    swapped for a link since ``jobs.submit`` is not followed (``control/access.py``)."""
-    check_path(path)
-    return load_dataset(path, token_bits=token_bits, strict=strict)
+    """The job's dataset, read through the inodes of a walk that follows no link: a file
+    the submitter swapped for a link since ``jobs.submit`` is not followed
+    (``control/access.py``)."""
+    with access.pinned(path) as view:
+        try:
+            ds = load_dataset(view, token_bits=token_bits, strict=strict)
+        except DataError as exc:
+            raise access.restore_error(exc, view, path) from None
+        return access.restore(ds, view, path)
 
 
 @dataclass

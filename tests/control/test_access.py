@@ -13,9 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from hasherd.control.access import check_path, check_readable, permits
+from hasherd.control.access import (
+    check_path,
+    check_readable,
+    permits,
+    pinned,
+    restore,
+    restore_error,
+)
+from hasherd.data import DataError, load_dataset
 from hasherd.errors import InputError
 from hasherd.transport.peers import PeerCredentials
+from tests.helpers import write_frames
 
 NOBODY = PeerCredentials(1, 65534, 65534)
 MEMBER = PeerCredentials(1, 65534, 65534, frozenset({4242}))
@@ -124,3 +133,48 @@ def test_what_the_daemon_cannot_see(tree: Path) -> None:
         in message
     )
     assert "hides /home, /root, /run/user from the service" in message
+
+
+def test_a_pinned_file_is_the_one_checked_even_once_swapped_for_a_link(tree: Path) -> None:
+    data = write_frames(tree / "frames.json", 3, seed=1)
+    secret = write_frames(tree / "secret.json", 5, seed=2)
+    with pinned(str(data)) as view:
+        data.unlink()
+        data.symlink_to(secret)  # the owner's swap, after the check and before the read
+        ds = restore(load_dataset(view), view, str(data))
+    assert (len(ds), ds.name, ds.source, ds.report.files) == (
+        3,
+        "frames.json",
+        str(data),
+        (str(data),),
+    )
+    with pytest.raises(InputError, match="frames.json is a symbolic link"), pinned(str(data)):
+        pass
+
+
+def test_a_pinned_directory_reads_its_files_as_checked(tree: Path) -> None:
+    corpus = tree / "corpus"
+    corpus.mkdir()
+    write_frames(corpus / "a.json", 2, seed=1)
+    write_frames(corpus / "b.json", 4, seed=3)
+    secret = write_frames(tree / "secret.json", 7, seed=2)
+    (corpus / "notes.bin").write_text("never read")
+    with pinned(str(corpus)) as view:
+        (corpus / "b.json").unlink()
+        (corpus / "b.json").symlink_to(secret)
+        ds = restore(load_dataset(view), view, str(corpus))
+    assert (len(ds), ds.name, ds.source) == (6, "corpus", str(corpus))
+    assert ds.report.files == (str(corpus / "a.json"), str(corpus / "b.json"))
+    assert not os.path.exists(os.path.dirname(view))  # the private links are gone
+
+
+def test_a_data_error_of_a_pinned_load_names_the_submitted_path(tree: Path) -> None:
+    corpus = tree / "corpus"
+    corpus.mkdir()
+    (corpus / "bad.json").write_text("{not json")
+    with pinned(str(corpus)) as view:
+        with pytest.raises(DataError) as err:
+            load_dataset(view)
+        restored = restore_error(err.value, view, str(corpus))
+    assert restored.file.startswith(str(corpus / "bad.json"))
+    assert str(restored).startswith(f"{corpus}/bad.json")
