@@ -148,7 +148,7 @@ def test_a_pinned_file_is_the_one_checked_even_once_swapped_for_a_link(tree: Pat
         str(data),
         (str(data),),
     )
-    with pytest.raises(InputError, match="frames.json is a symbolic link"), pinned(str(data)):
+    with pytest.raises(InputError, match=r"frames\.json is a symbolic link"), pinned(str(data)):
         pass
 
 
