@@ -84,7 +84,7 @@ def pinned(path: str) -> Iterator[str]:
     name = PurePosixPath(path).name
     with ExitStack() as stack:
         fd, st = stack.enter_context(_walk(path, None))
-        if not name or not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+        if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
             raise InputError(KEY, f"{path} is not a regular file or a directory")
         view = os.path.join(stack.enter_context(TemporaryDirectory(prefix="hasherd-")), name)
         if stat.S_ISREG(st.st_mode):
@@ -163,6 +163,8 @@ def _walk(path: str, peer: PeerCredentials | None) -> Iterator[tuple[int, os.sta
     parts = PurePosixPath(path).parts
     if not parts or parts[0] != "/":
         raise InputError(KEY, f"{path!r} must be an absolute path")
+    if len(parts) == 1:
+        raise InputError(KEY, "the root directory is not a dataset")
     if ".." in parts:
         raise InputError(KEY, f"{path} must not contain '..'")
     fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -126,6 +126,7 @@ def test_what_the_daemon_cannot_see(tree: Path) -> None:
     fifo = tree / "fifo.txt"
     os.mkfifo(fifo)
     assert _refused(fifo) == f"data: {fifo} is not a regular file or a directory"
+    assert _refused("/") == "data: the root directory is not a dataset"
     hidden = "/root/definitely-not-here-hasherd/data.txt"
     message = _refused(hidden, None)  # the daemon itself (root here) finds nothing there
     assert (
