@@ -72,8 +72,9 @@ def check_readable(path: str, peer: PeerCredentials | None) -> None:
 
 @contextmanager
 def pinned(path: str) -> Iterator[str]:
-    """A path to load the dataset at ``path`` from that names exactly the inodes checked
-    (as ``check_path`` does), whatever happens to ``path`` meanwhile.
+    """A path to load the dataset at ``path`` from that names exactly the inodes of a walk
+    that follows no link (InputError at a link or a ``..``, as in ``check_readable``),
+    whatever happens to ``path`` meanwhile.
 
     It lies in a private temporary directory: ``NAME`` (the path's last component) is a
     link to ``/proc/self/fd/N``, the descriptor the walk opened for the file, or, for a
@@ -115,11 +116,6 @@ def _renamed(file: str, view: str, path: str) -> str:
 
 def _proc(fd: int) -> str:
     return f"/proc/self/fd/{fd}"
-
-
-def check_path(path: str) -> None:
-    """InputError (``data``) if ``path`` has a symbolic link or a ``..`` on its way."""
-    _check(path, None)
 
 
 def _check(path: str, peer: PeerCredentials | None) -> None:
