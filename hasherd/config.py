@@ -8,7 +8,10 @@ an unknown or malformed key is a ``ConfigError`` naming ``section.key`` and the 
 
 from __future__ import annotations
 
+import grp
 import json
+import math
+import posixpath
 import re
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -36,12 +39,37 @@ _ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):(\d{1,5})$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _MODE = re.compile(r"0?[0-7]{3}")
 _NAME = re.compile(r"[A-Za-z0-9_.-]{0,64}")
+MAX_DURATION = 7 * 24 * 3600.0  # the longest wait any key may ask for: a week
+INT64_MAX = 2**63 - 1  # every integer key must fit SQLite's INTEGER and a C int64
 
 
 def _failed(*checks: tuple[bool, str, str]) -> list[Problem]:
     """The ``(key, problem)`` of every ``(ok, key, problem)`` that is not ok, in order
     (the first is the one reported)."""
     return [(key, problem) for ok, key, problem in checks if not ok]
+
+
+def _group_problem(group: str) -> tuple[bool, str, str]:
+    """A socket's group must exist when the file is read, not only when the daemon binds
+    (``check-config`` catches it; the daemon never starts and dies on it)."""
+    try:
+        exists = not group or grp.getgrnam(group) is not None
+    except KeyError:
+        exists = False
+    return exists, "group", f"{group!r} is not a group on this system (getent group {group})"
+
+
+def bpf_path_problem(path: str) -> str | None:
+    """Why ``path`` cannot be a BPF pin, or None: an absolute path to a file, without
+    ``.`` or ``..`` components, whose name has no ``.`` (bpffs refuses any name with a
+    dot, EPERM: kernel/bpf/inode.c ``bpf_lookup``)."""
+    if not path or not posixpath.isabs(path) or path.endswith("/"):
+        return "expected an absolute path to a pin (such as /sys/fs/bpf/hasher_weights)"
+    if any(part in ("", ".", "..") for part in path.split("/")[1:]):
+        return "must not contain '.', '..' or empty components"
+    if "." in posixpath.basename(path):
+        return "bpffs does not allow '.' in names"
+    return None
 
 
 def _mode_problem(mode: str) -> tuple[bool, str, str]:
@@ -62,8 +90,12 @@ def parse_duration(value: Any, key: str) -> float:
         seconds = float(m.group(1)) * _UNITS[m.group(2)]
     else:
         raise ConfigError(key, f'{value!r} is not a duration such as 30 or "30s"')
+    if not math.isfinite(seconds):
+        raise ConfigError(key, f"{value!r} is not a finite duration")
     if seconds < 0:
         raise ConfigError(key, "must not be negative")
+    if seconds > MAX_DURATION:
+        raise ConfigError(key, f"must be at most {MAX_DURATION:g} s (a week)")
     return seconds
 
 
@@ -83,10 +115,14 @@ class SimulatorConfig:
                 "device_type",
                 f"{self.device_type!r} is not one of {', '.join(DEVICE_TYPES)}",
             ),
-            (self.max_concurrency >= 0, "max_concurrency", "must be >= 0 (0 = every core)"),
+            (
+                0 <= self.max_concurrency <= 4096,
+                "max_concurrency",
+                "must be in 0..4096 (0 = every core)",
+            ),
             (self.target_hash_rate >= 0, "target_hash_rate", "must be >= 0"),
-            (self.cache_size >= 1, "cache_size", "must be >= 1"),
-            (self.gpu_device >= 0, "gpu_device", "must be >= 0"),
+            (1 <= self.cache_size <= 100_000_000, "cache_size", "must be in 1..100000000"),
+            (0 <= self.gpu_device <= 255, "gpu_device", "must be in 0..255"),
             (self.timeout > 0, "timeout", "must be > 0"),
         )
 
@@ -98,7 +134,7 @@ class StorageConfig:
 
     def check(self) -> list[Problem]:
         return _failed(
-            (self.layer_size >= 1, "layer_size", "must be >= 1"),
+            (1 <= self.layer_size <= 2**32, "layer_size", "must be in 1..2^32"),
             (bool(self.base_path), "base_path", "must not be empty"),
         )
 
@@ -121,12 +157,16 @@ class TrainingConfig:
     def check(self) -> list[Problem]:
         return _failed(
             (1 <= self.population_size <= 4096, "population_size", "must be in 1..4096"),
-            (self.max_generations >= 1, "max_generations", "must be >= 1"),
+            (
+                1 <= self.max_generations <= 1_000_000_000,
+                "max_generations",
+                "must be in 1..1000000000",
+            ),
             (0 < self.elite_ratio < 1, "elite_ratio", "must be in (0, 1)"),
             (0 <= self.mutation_rate < 1, "mutation_rate", "must be in [0, 1)"),
             (0 <= self.target_fitness <= 1, "target_fitness", "must be in [0, 1]"),
             (0 <= self.validation_split <= 1, "validation_split", "must be in [0, 1]"),
-            (self.epochs >= 1, "epochs", "must be >= 1"),
+            (1 <= self.epochs <= 1000, "epochs", "must be in 1..1000"),
             (1 <= self.difficulty_bits <= 32, "difficulty_bits", "must be in 1..32"),
             (1 <= self.token_bits <= 32, "token_bits", "must be in 1..32"),
             (1 <= self.passes <= 65536, "passes", "must be in 1..65536"),
@@ -154,7 +194,13 @@ class DeploymentConfig:
                 "validation_mode",
                 "must be strict or lenient",
             ),
-            (self.max_retries >= 0, "max_retries", "must be >= 0"),
+            (0 <= self.max_retries <= 100, "max_retries", "must be in 0..100"),
+            (self.deployment_timeout > 0, "deployment_timeout", "must be > 0"),
+            (
+                (problem := bpf_path_problem(self.bpf_map_path)) is None,
+                "bpf_map_path",
+                f"{self.bpf_map_path!r}: {problem}",
+            ),
         )
 
 
@@ -168,8 +214,9 @@ class ValidationConfig:
 
     def check(self) -> list[Problem]:
         return _failed(
-            (self.max_concurrency >= 1, "max_concurrency", "must be >= 1"),
-            (self.retry_attempts >= 0, "retry_attempts", "must be >= 0"),
+            (self.timeout > 0, "timeout", "must be > 0"),
+            (1 <= self.max_concurrency <= 1024, "max_concurrency", "must be in 1..1024"),
+            (0 <= self.retry_attempts <= 100, "retry_attempts", "must be in 0..100"),
             (0 <= self.tolerance_threshold <= 1, "tolerance_threshold", "must be in [0, 1]"),
         )
 
@@ -191,9 +238,9 @@ class LoggingConfig:
                 "must be debug, info, warning or error",
             ),
             (self.format in ("text", "json"), "format", "must be text or json"),
-            (self.max_size >= 1, "max_size", "must be >= 1 (MiB)"),
-            (self.max_backups >= 0, "max_backups", "must be >= 0"),
-            (self.max_age >= 0, "max_age", "must be >= 0 (days)"),
+            (1 <= self.max_size <= 1_048_576, "max_size", "must be in 1..1048576 (MiB)"),
+            (0 <= self.max_backups <= 1000, "max_backups", "must be in 0..1000"),
+            (0 <= self.max_age <= 36500, "max_age", "must be in 0..36500 (days)"),
         )
 
 
@@ -224,9 +271,10 @@ class ControlConfig:
 
     def check(self) -> list[Problem]:
         return _failed(
+            _group_problem(self.group),
             _mode_problem(self.mode),
             (self.read_timeout > 0, "read_timeout", "must be > 0"),
-            (self.max_connections >= 1, "max_connections", "must be >= 1"),
+            (1 <= self.max_connections <= 65536, "max_connections", "must be in 1..65536"),
         )
 
 
@@ -244,9 +292,10 @@ class JitterConfig:
 
     def check(self) -> list[Problem]:
         return _failed(
+            _group_problem(self.group),
             _mode_problem(self.mode),
             (self.read_timeout > 0, "read_timeout", "must be > 0"),
-            (self.max_connections >= 1, "max_connections", "must be >= 1"),
+            (1 <= self.max_connections <= 65536, "max_connections", "must be in 1..65536"),
             (1 <= self.max_uploads <= 1024, "max_uploads", "must be in 1..1024"),
         )
 
@@ -305,6 +354,7 @@ class ChipDeviceConfig:
             *(registry.driver(self.driver).check(self) if known else []),
             *_failed(
                 (0 <= self.nonces_per_chip <= 2**32, "nonces_per_chip", "must be in 0..2^32"),
+                (self.sweep_time > 0, "sweep_time", "must be > 0"),
                 (self.quiet > 0, "quiet", "must be > 0"),
                 (self.timeout > 0, "timeout", "must be > 0"),
             ),
@@ -414,10 +464,14 @@ def _typed(value: Any, default: Any, key: str, annotation: str) -> Any:
     if annotation.startswith("int"):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(key, f"expected an integer, got {value!r}")
+        if abs(value) > INT64_MAX:
+            raise ConfigError(key, f"{value} is beyond a 64-bit integer")
         return value
     if annotation == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(key, f"expected a number, got {value!r}")
+        if (isinstance(value, int) and abs(value) > INT64_MAX) or not math.isfinite(value):
+            raise ConfigError(key, f"expected a finite number, got {value!r}")
         return float(value)
     if not isinstance(value, str):
         raise ConfigError(key, f"expected a string, got {value!r}")

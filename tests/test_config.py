@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from hasherd import config
 from hasherd.cli.common import evaluator_for, setup_logging
 from hasherd.errors import ConfigError
+from tests.helpers import HASHERD
 
 PROTOTYPE = {
     "simulator": {
@@ -158,3 +160,78 @@ def test_fuzzed_configs_load_or_name_the_key(raw: object) -> None:
         config.from_mapping(raw, "fuzz.json")
     except ConfigError as err:
         assert isinstance(err.key, str) and str(err).startswith("fuzz.json: ")
+
+
+@pytest.mark.parametrize(
+    ("toml", "key", "problem"),
+    [
+        ("[simulator]\ntimeout = inf", "simulator.timeout", "inf is not a finite duration"),
+        ("[simulator]\ntimeout = nan", "simulator.timeout", "nan is not a finite duration"),
+        ("[validation]\ntimeout = 0", "validation.timeout", "must be > 0"),
+        ('[validation]\ntimeout = "0s"', "validation.timeout", "must be > 0"),
+        ("[deployment]\ndeployment_timeout = 0", "deployment.deployment_timeout", "must be > 0"),
+        ('[daemon]\nshutdown_timeout = "8d"', "daemon.shutdown_timeout", "'8d' is not a dur"),
+        ('[daemon]\nshutdown_timeout = "169h"', "daemon.shutdown_timeout", "must be at most"),
+        ("[training]\ntarget_fitness = inf", "training.target_fitness", "expected a finite"),
+        ("[simulator]\ntarget_hash_rate = 1e400", "simulator.target_hash_rate", "expected a fin"),
+        ("[training]\nepochs = 9223372036854775807", "training.epochs", "must be in 1..1000"),
+        ("[simulator]\ncache_size = 1000000000000", "simulator.cache_size", "must be in 1..1"),
+        ("[logging]\nmax_age = 99999999", "logging.max_age", "must be in 0..36500 (days)"),
+        ("[control]\nmax_connections = 100000", "control.max_connections", "must be in 1..65536"),
+        (
+            '[deployment]\nbpf_map_path = "/sys/fs/bpf/hasher.weights"',
+            "deployment.bpf_map_path",
+            "'/sys/fs/bpf/hasher.weights': bpffs does not allow '.' in names",
+        ),
+        (
+            '[deployment]\nbpf_map_path = "/sys/fs/bpf/../../etc/w"',
+            "deployment.bpf_map_path",
+            "must not contain '.', '..' or empty components",
+        ),
+        (
+            '[deployment]\nbpf_map_path = "/sys/fs/bpf/./w"',
+            "deployment.bpf_map_path",
+            "must not contain '.', '..' or empty components",
+        ),
+        (
+            '[deployment]\nbpf_map_path = "hasher_weights"',
+            "deployment.bpf_map_path",
+            "expected an absolute path to a pin",
+        ),
+        (
+            '[control]\ngroup = "no-such-group-hasherd"',
+            "control.group",
+            "'no-such-group-hasherd' is not a group on this system",
+        ),
+        ('[jitter]\ngroup = "no-such-group-hasherd"', "jitter.group", "is not a group on this"),
+    ],
+)
+def test_values_out_of_bounds_are_named(tmp_path: Path, toml: str, key: str, problem: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(toml + "\n")
+    with pytest.raises(ConfigError) as err:
+        config.load(path)
+    assert err.value.key == key and problem in err.value.problem
+
+
+def test_an_existing_group_and_a_json_infinity(tmp_path: Path) -> None:
+    path = tmp_path / "ok.toml"
+    path.write_text('[control]\ngroup = "root"\n[jitter]\ngroup = "root"\n')
+    assert config.load(path).control.group == "root"
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"simulator": {"timeout": Infinity}}')  # Python's json reads it
+    with pytest.raises(ConfigError, match=r"simulator\.timeout: inf is not a finite duration"):
+        config.load(bad)
+
+
+def test_check_config_refuses_an_unknown_group_without_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "hasherd.toml"
+    path.write_text('[control]\ngroup = "no-such-group-hasherd"\n')
+    got = subprocess.run(
+        [*HASHERD, "check-config", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert got.returncode == 2 and "Traceback" not in got.stderr
+    assert (
+        f"{path}: control.group: 'no-such-group-hasherd' is not a group on this system"
+        in got.stderr
+    )

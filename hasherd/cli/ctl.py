@@ -133,8 +133,9 @@ def cmd_health(client: ControlClient, args: argparse.Namespace) -> int:
 
 
 def submit_request(args: argparse.Namespace) -> SubmitJob:
-    # the daemon runs in another directory: a relative path would name another file there
-    data = os.path.abspath(os.path.expanduser(args.data))
+    # the daemon runs in another directory: a relative path would name another file there;
+    # and it follows no link (control/access.py): resolve the user's own links here
+    data = os.path.realpath(os.path.expanduser(args.data))
     options = JobOptions(
         epochs=args.epochs,
         population=args.population,
@@ -424,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def error(message: object) -> None:
-    print(f"hasherctl: error: {message}", file=sys.stderr, flush=True)
+    print(f"hasherctl: error: {views.safe(str(message))}", file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -449,6 +450,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # `hasherctl ... | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+    except OSError as exc:  # a permission or connection problem is one line, never a traceback
+        error(exc)
         return EXIT_FAILED
     return status
 

@@ -45,6 +45,17 @@ Section = Line | Pairs | Table
 # -- values --------------------------------------------------------------------------------
 
 
+def safe(text: str) -> str:
+    """``text`` with every unprintable character (newlines, ANSI escapes, other control
+    characters) shown as its Python escape: a name or a message from the daemon can
+    never move the cursor, recolour the terminal or forge a line."""
+    if text.isprintable():
+        return text
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )
+
+
 def cell(value: Any) -> str:
     if value is None or value == "":
         return "-"
@@ -383,14 +394,14 @@ def plain(sections: Iterable[Section]) -> str:
     out: list[str] = []
     for section in sections:
         if isinstance(section, Line):
-            out.append(section.text)
+            out.append(safe(section.text))
         elif isinstance(section, Pairs):
             width = max((len(k) for k, _ in section.rows), default=0)
-            out.extend(f"{k:<{width}}  {v}" for k, v in section.rows)
+            out.extend(f"{k:<{width}}  {safe(v)}" for k, v in section.rows)
         else:
             if section.title:
                 out.append(f"{section.title}:")
-            out.extend(_aligned([section.headers, *section.rows]))
+            out.extend(_aligned([section.headers, *[[safe(c) for c in r] for r in section.rows]]))
     return "\n".join(out)
 
 
@@ -408,17 +419,17 @@ def rich(sections: Iterable[Section]) -> RenderableType:
     parts: list[RenderableType] = []
     for section in sections:
         if isinstance(section, Line):
-            parts.append(Text(section.text))
+            parts.append(Text(safe(section.text)))
         elif isinstance(section, Pairs):
             grid = RichTable.grid(padding=(0, 2))
             grid.add_column(style="bold")
             grid.add_column()
             for k, v in section.rows:
-                grid.add_row(k, v)
+                grid.add_row(k, Text(safe(v)))  # Text: a value's "[...]" is not markup
             parts.append(grid)
         else:
             table = RichTable(*section.headers, title=section.title, title_justify="left")
             for row in section.rows:
-                table.add_row(*row)
+                table.add_row(*(Text(safe(c)) for c in row))
             parts.append(table)
     return Group(*parts)

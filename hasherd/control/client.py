@@ -65,9 +65,21 @@ def discover_socket_path(environ: Mapping[str, str] | None = None, uid: int | No
     """The socket a client should use: the user's default if it exists, else the system
     daemon's (an administrator in the hasherd group runs hasherctl as themselves)."""
     own = default_socket_path(environ, uid)
-    if not own.exists() and SYSTEM_SOCKET.exists():
+    if not _present(own) and _present(SYSTEM_SOCKET) is not False:
         return SYSTEM_SOCKET
     return own
+
+
+def _present(path: Path) -> bool | None:
+    """Whether ``path`` exists; None when a directory on the way may not be searched (a
+    user outside the daemon's group: connecting then says so as ``forbidden``)."""
+    try:
+        path.lstat()
+    except PermissionError:
+        return None
+    except OSError:
+        return False
+    return True
 
 
 class ControlClient:

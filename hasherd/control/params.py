@@ -12,16 +12,28 @@ Pure: no I/O, no event loop. docs/control-protocol.md lists the methods and thei
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import Field, dataclass, field, fields
 from pathlib import PurePath
 from typing import Any, ClassVar, Protocol, Self, TypeVar
 
 from hasherd.errors import InputError
+from hasherd.storage.status import JobStatus
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # SQLite's INTEGER
 MAX_LIST = 100_000  # weights.list: the most weights one reply may be asked for
 MIN_PRIORITY, MAX_PRIORITY = 1, 1000  # a job's share weight (jobs.submit, jobs.set_priority)
+MAX_NAME = 64  # a job's name: shown in one table cell of ``hasherctl jobs list``
+MAX_DIFFICULTY = 256  # flash.deploy min_difficulty: a digest has 256 bits
+MAX_PATH = 4096  # PATH_MAX: a longer dataset path cannot be opened anyway
+# The evaluators a control client may name in validate.start, besides the devices of the
+# config: those that run in the daemon's process. asic:PATH, asic:socket://HOST:PORT and
+# rpc:SOCKET open a file, a TCP connection or a Unix socket of the client's choosing, so
+# they are for the command line and the config file only.
+LOCAL_EVALUATORS = ("reference", "numba", "cuda")
+_LOCAL_ARGUMENT = {"reference": None, "numba": r"[1-9][0-9]{0,3}", "cuda": r"[0-9]{1,3}"}
+_DEVICE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # config.py's [[devices.chips]] names
 
 # jobs.submit's options: (low, high, the config key the option overrides). The config
 # checks its own ranges too; these are what a job may ask for. Epochs: the difficulty
@@ -98,6 +110,17 @@ def opt_number(params: Mapping[str, Any], key: str, expected: str = "a number") 
         raise InputError(key, f"expected {expected}, got {value!r}")
     number: float = value
     return number
+
+
+def printable(key: str, value: str, limit: int) -> str:
+    """``value`` if it is at most ``limit`` characters, all printable (no newline, tab,
+    ANSI escape or other control character), else InputError naming ``key``."""
+    if len(value) > limit:
+        raise InputError(key, f"is {len(value)} characters long; at most {limit}")
+    if not value.isprintable():
+        bad = next(c for c in value if not c.isprintable())
+        raise InputError(key, f"must be printable; it contains {bad!r}")
+    return value
 
 
 def opt_bool(params: Mapping[str, Any], key: str) -> bool | None:
@@ -181,9 +204,9 @@ def _option(params: Mapping[str, Any], key: str) -> int | bool | None:
     """One job option: ``strict`` a boolean, the rest integers within ``JOB_BOUNDS``."""
     if key == "strict":
         return opt_bool(params, key)
-    value = opt_integer(params, key)
-    if value is None or key not in JOB_BOUNDS:
-        return value
+    if key not in JOB_BOUNDS or params.get(key) is None:
+        return opt_integer(params, key)
+    value = _int_of(key, params[key], "an integer")
     low, high, config_key = JOB_BOUNDS[key]
     if not low <= value <= high:
         raise InputError(key, f"must be in {low}..{high} ({config_key})")
@@ -205,12 +228,15 @@ class SubmitJob(Params):
         data = params.get("data")
         if not isinstance(data, str) or not data:
             raise InputError("data", "expected the path of a dataset file or directory")
+        printable("data", data, MAX_PATH)
         if not PurePath(data).is_absolute():
             raise InputError(
                 "data",
                 f"{data!r} must be an absolute path (the daemon's working directory is not yours)",
             )
         name = opt_text(params, "name") or None
+        if name is not None:
+            printable("name", name, MAX_NAME)
         rest = {k: v for k, v in params.items() if k not in ("data", "name", "priority")}
         priority = opt_integer(params, "priority", low=MIN_PRIORITY, high=MAX_PRIORITY)
         return cls(data, name, JobOptions.parse(rest), priority)
@@ -225,7 +251,11 @@ class ListJobs(Params):
     @classmethod
     def parse(cls, params: Mapping[str, Any]) -> Self:
         only(params, "status")
-        return cls(opt_text(params, "status"))
+        status = opt_text(params, "status")
+        if status is not None and status not in set(JobStatus):
+            known = ", ".join(JobStatus)
+            raise InputError("status", f"{status[:MAX_NAME]!r} is not a job status ({known})")
+        return cls(status)
 
 
 @dataclass(frozen=True)
@@ -325,7 +355,25 @@ class StartValidation(Params):
 
 
 def _evaluator(params: Mapping[str, Any], key: str) -> str | None:
-    return opt_text(params, key, _EVALUATOR.format(params.get(key)), empty=False)
+    """A configured device's name (the daemon checks that it is one) or an in-process
+    evaluator (``LOCAL_EVALUATORS``, with a thread count or a GPU index)."""
+    spec = opt_text(params, key, _EVALUATOR.format(params.get(key)), empty=False)
+    if spec is None:
+        return None
+    kind, colon, arg = spec.partition(":")
+    if not colon and _DEVICE_NAME.fullmatch(spec):
+        return spec
+    pattern = _LOCAL_ARGUMENT.get(kind, "")
+    if kind in LOCAL_EVALUATORS and pattern is not None and re.fullmatch(pattern, arg):
+        return spec
+    raise InputError(key, f"{spec[:MAX_NAME]!r}: {LOCAL_ONLY}")
+
+
+LOCAL_ONLY = (
+    "the control socket takes a configured device's name or an in-process evaluator "
+    "(reference, numba[:THREADS], cuda[:GPU]); asic:, rpc: and socket:// evaluators are "
+    "for the command line and the config file"
+)
 
 
 @dataclass(frozen=True)
@@ -366,11 +414,17 @@ class DeployLayer(Params):
             "run",
             "job",
         )
+        fitness = opt_number(params, "target_fitness", "a number in [0, 1]")
+        if fitness is not None and not 0 <= fitness <= 1:
+            raise InputError("target_fitness", f"{fitness} is outside [0, 1]")
+        difficulty = opt_natural(params, "min_difficulty")
+        if difficulty is not None and difficulty > MAX_DIFFICULTY:
+            raise InputError("min_difficulty", f"must be in 0..{MAX_DIFFICULTY}")
         return cls(
             natural(params, "layer"),
             bool(opt_bool(params, "dry_run")),
-            opt_number(params, "target_fitness"),
-            opt_natural(params, "min_difficulty"),
+            fitness,
+            difficulty,
             opt_text(params, "validation_mode", "expected strict or lenient"),
             opt_text(params, "kernel", "expected zb=K/p=P/tb=B/mem=HEX", empty=False),
             opt_natural(params, "run"),

@@ -15,9 +15,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+import anyio.to_thread
+
 from hasherd import __version__
 from hasherd.actors.pool import ActorPool
+from hasherd.control import access
 from hasherd.control.params import (
+    MAX_NAME,
     JobRef,
     ListJobs,
     ListWeights,
@@ -37,6 +41,7 @@ from hasherd.storage.jobs import JobRow
 from hasherd.storage.rows import WeightRow
 from hasherd.storage.selection import KernelSpec, WeightFilter, require
 from hasherd.storage.status import JobStatus
+from hasherd.transport.peers import CURRENT_PEER
 from hasherd.validation.service import ValidationService
 
 Reply = dict[str, Any]
@@ -127,9 +132,9 @@ def register_jobs(server: Registry, store: Store, sched: JobScheduler) -> None:
     scheduler withdraws its batches in flight."""
 
     async def submit(req: SubmitJob) -> Reply:
-        if not Path(req.data).exists():
-            raise InputError("data", f"{req.data} does not exist (as seen by the daemon)")
-        name = req.name or Path(req.data).name
+        # only what the peer could read itself, through no link (control/access.py)
+        await anyio.to_thread.run_sync(access.check_readable, req.data, CURRENT_PEER.get())
+        name = req.name or Path(req.data).name[:MAX_NAME]
         job = await sched.submit(name, req.data, req.options, req.priority)
         return {"job": await sched.job_json(job)}
 

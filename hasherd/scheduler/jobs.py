@@ -34,8 +34,9 @@ from hasherd.actors.base import JobWithdrawn
 from hasherd.actors.lease import JobLease
 from hasherd.actors.pool import ActorPool
 from hasherd.config import Config, TrainingConfig
+from hasherd.control import access
 from hasherd.control.params import JobOptions
-from hasherd.data import Dataset, load_dataset
+from hasherd.data import DataError, Dataset, load_dataset
 from hasherd.errors import HasherError, InputError, first_hasher_error, leaves
 from hasherd.scheduler.progress import ProgressSnapshot
 from hasherd.scheduler.runs import config_digest, records_digest
@@ -107,6 +108,18 @@ def job_error(exc: BaseException) -> str:
     if isinstance(cause, HasherError):
         return str(cause)
     return f"{type(cause).__name__}: {cause}"
+
+
+def _load_checked(path: str, *, token_bits: int, strict: bool) -> Dataset:
+    """The job's dataset, read through the inodes of a walk that follows no link: a file
+    the submitter swapped for a link since ``jobs.submit`` is not followed
+    (``control/access.py``)."""
+    with access.pinned(path) as view:
+        try:
+            ds = load_dataset(view, token_bits=token_bits, strict=strict)
+        except DataError as exc:
+            raise access.restore_error(exc, view, path) from None
+        return access.restore(ds, view, path)
 
 
 @dataclass
@@ -347,7 +360,7 @@ class JobScheduler:
     async def _load(self, job: JobRow, cfg: Config) -> Dataset:
         strict = bool(job.options.get("strict", False))
         load = functools.partial(
-            load_dataset, job.data_path, token_bits=cfg.training.token_bits, strict=strict
+            _load_checked, job.data_path, token_bits=cfg.training.token_bits, strict=strict
         )
         # abandoned when the job is stopped meanwhile: reading a file has no side effects
         ds = await anyio.to_thread.run_sync(load, abandon_on_cancel=True)

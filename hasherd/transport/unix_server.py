@@ -210,7 +210,9 @@ class UnixServer:
             LOGGER.exception("%s connection failed", self.label)
 
     async def _admitted(self, conn: socket.socket) -> None:
-        if peers.admit(conn, own_uid=self._own_uid, group_gid=self._group_gid, label=self.label):
+        peer = peers.admit(conn, own_uid=self._own_uid, group_gid=self._group_gid, label=self.label)
+        if peer is not None:
+            peers.CURRENT_PEER.set(peer)  # this connection's task (and its handlers) only
             await self.converse(conn)
             return
         self.note(ServerEvent.FORBIDDEN)

@@ -25,7 +25,7 @@ import anyio.abc
 from hasherd.actors.pool import ActorPool
 from hasherd.backends.choice import evaluator_named
 from hasherd.config import Config
-from hasherd.control.params import StartValidation
+from hasherd.control.params import LOCAL_EVALUATORS, LOCAL_ONLY, StartValidation
 from hasherd.errors import HasherError, InputError
 from hasherd.kernel.evaluators.base import make_request
 from hasherd.storage import Store
@@ -143,6 +143,10 @@ class ValidationService:
         pool = self.pool
         if name in pool.actors and pool.actors[name].zero_bits is not None:
             return ActorLane(pool, name)  # a chip: only its actor may open the port
+        chips = [c.name for c in self.config().devices.chips]
+        if name not in chips and name.partition(":")[0] not in LOCAL_EVALUATORS:
+            devices = ", ".join(chips) or "none configured"
+            raise InputError("evaluator", f"{name!r} is not a device ({devices}); {LOCAL_ONLY}")
         try:
             return EvaluatorLane(name, evaluator_named(name, self.config()))
         except HasherError as exc:

@@ -998,3 +998,34 @@ def test_weights_list_and_export_send_the_kernel_selection(
     assert daemon.params("weights.list")[1] == {"layer": 1, "kernel": "zb=0"}
     header = out.read_text().splitlines()[0].split(",")
     assert header[-4:] == ["validation", "passes", "zero_bits", "token_bits"]
+
+
+def test_names_from_the_daemon_are_printed_escaped() -> None:
+    """A name with an ANSI escape, a newline or rich markup cannot recolour the terminal,
+    forge a line or style the table: it is printed as its escapes, as written."""
+    import io
+
+    from rich.console import Console
+
+    job = {**FAILED_JOB, "name": "a\x1b[31mred\nb[bold]x", "data": "/srv/\x07bell.md"}
+    sections = ctl_views.jobs_view({"jobs": [job]})
+    text = ctl_views.plain(sections)
+    assert "\x1b" not in text and "\x07" not in text and len(text.splitlines()) == 2
+    assert "a\\x1b[31mred\\nb[bold]x" in text and "/srv/\\x07bell.md" in text
+    out = io.StringIO()
+    Console(file=out, width=400, force_terminal=True, color_system=None).print(
+        ctl_views.rich(sections)
+    )
+    assert "\x1b" not in out.getvalue() and "\x07" not in out.getvalue()
+    assert "a\\x1b[31mred\\nb[bold]x" in out.getvalue()  # [bold] shown, not taken as markup
+    assert ctl_views.safe("plain name") == "plain name"
+
+
+def test_an_unreachable_socket_is_one_line_not_a_traceback(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    assert main(["--socket", str(not_a_dir / "control.sock"), "status"]) == ctl.EXIT_UNAVAILABLE
+    err = capsys.readouterr().err
+    assert err.startswith(f"hasherctl: error: cannot reach hasherd at {not_a_dir}/control.sock")

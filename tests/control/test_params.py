@@ -124,7 +124,50 @@ BAD: list[tuple[type[Params], dict[str, Any], str]] = [
     (DeployLayer, {"layer": 1, "target_fitness": "0.5"}, "target_fitness: expected a number"),
     (DeployLayer, {"layer": 1, "min_difficulty": -2}, "min_difficulty: expected an integer >= 0"),
     (DeployLayer, {"layer": 1, "validation_mode": 1}, "validation_mode: expected strict or"),
+    # bounds: every integer, the enum values, names printable and short
+    (SubmitJob, {"data": "/d", "epochs": 10**20}, "epochs: must be in 1..100 (training.epochs)"),
+    (SubmitJob, {"data": "/d", "seed": 2**63}, f"seed: must be in {INT64_MIN}..{INT64_MAX}"),
+    (SubmitJob, {"data": "/d", "name": "n" * 65}, "name: is 65 characters long; at most 64"),
+    (
+        SubmitJob,
+        {"data": "/d", "name": "job\x1b[2J"},
+        "name: must be printable; it contains '\\x1b'",
+    ),
+    (SubmitJob, {"data": "/d", "name": "a\nb"}, "name: must be printable; it contains '\\n'"),
+    (SubmitJob, {"data": "/d\nx.txt"}, "data: must be printable; it contains '\\n'"),
+    (SubmitJob, {"data": "/" + "d" * 4096}, "data: is 4097 characters long; at most 4096"),
+    (JobRef, {"id": 2**63}, f"id: must be in {INT64_MIN}..{INT64_MAX}"),
+    (JobRef, {"id": -(2**63) - 1}, f"id: must be in {INT64_MIN}..{INT64_MAX}"),
+    (ListWeights, {"dataset": 2**64}, f"dataset: must be in {INT64_MIN}..{INT64_MAX}"),
+    (ListJobs, {"status": "bogus"}, "status: 'bogus' is not a job status (queued, running,"),
+    (ListJobs, {"status": "done"}, "status: 'done' is not a job status"),
+    (DeployLayer, {"layer": 1, "target_fitness": 1.5}, "target_fitness: 1.5 is outside [0, 1]"),
+    (DeployLayer, {"layer": 1, "min_difficulty": 257}, "min_difficulty: must be in 0..256"),
+    # evaluator specs: configured devices and in-process evaluators only
+    (StartValidation, {"evaluator": "asic:socket://127.0.0.1:4028,32"}, "evaluator: 'asic:socket:"),
+    (StartValidation, {"evaluator": "asic:/etc/shadow"}, "evaluator: 'asic:/etc/shadow': the"),
+    (StartValidation, {"against": "rpc:/run/other.sock"}, "against: 'rpc:/run/other.sock': the"),
+    (StartValidation, {"against": "socket://10.0.0.1:1"}, "against: 'socket://10.0.0.1:1': the"),
+    (StartValidation, {"evaluator": "numba:0"}, "evaluator: 'numba:0': the control socket"),
+    (StartValidation, {"evaluator": "numba:99999"}, "evaluator: 'numba:99999': the control"),
+    (StartValidation, {"evaluator": "reference:1"}, "evaluator: 'reference:1': the control"),
+    (StartValidation, {"evaluator": "../dev/ttyS0"}, "evaluator: '../dev/ttyS0': the control"),
 ]
+
+
+@pytest.mark.parametrize("spec", ["reference", "numba", "numba:4", "cuda", "cuda:1", "chain0"])
+def test_in_process_evaluators_and_device_names_are_accepted(spec: str) -> None:
+    assert StartValidation.parse({"evaluator": spec, "against": spec}).evaluator == spec
+
+
+def test_the_refused_evaluator_message_says_where_such_specs_belong() -> None:
+    with pytest.raises(InputError) as err:
+        StartValidation.parse({"evaluator": "asic:socket://127.0.0.1:4028,32"})
+    assert str(err.value) == (
+        "evaluator: 'asic:socket://127.0.0.1:4028,32': the control socket takes a configured "
+        "device's name or an in-process evaluator (reference, numba[:THREADS], cuda[:GPU]); "
+        "asic:, rpc: and socket:// evaluators are for the command line and the config file"
+    )
 
 
 @pytest.mark.parametrize(("kind", "params", "message"), BAD, ids=lambda v: repr(v)[:40])

@@ -146,7 +146,9 @@ async def test_submit_pause_resume_cancel_and_the_status_counts(
     assert (status["state"], status["uptime_s"], status["active_job"]) == ("running", 12.3, None)
     listed = await methods.call("jobs.list", status="cancelled")
     assert [j["id"] for j in listed["jobs"]] == [job["id"]]
-    assert await methods.call("jobs.list", status="done") == {"jobs": []}
+    assert await methods.call("jobs.list", status="failed") == {"jobs": []}
+    err = await methods.refused("jobs.list", status="done")  # not a status: refused, not []
+    assert str(err).startswith("status: 'done' is not a job status (queued, running,")
 
 
 @pytest.mark.anyio
@@ -160,6 +162,12 @@ async def test_messages_name_the_param(methods: Methods, tmp_path: Path) -> None
     assert str(err) == "name: no actor 'cuda9' (actors: ref0)"
     err = await methods.refused("validate.start", evaluator="nope")
     assert err.field == "evaluator" and "'nope'" in str(err)
+    for bare in ("asic", "rpc"):  # a kind that opens what it is told: not from the socket
+        err = await methods.refused("validate.start", against=bare)
+        assert str(err).startswith(
+            f"evaluator: '{bare}' is not a device (none configured); the control socket "
+            "takes a configured device's name or an in-process evaluator"
+        )
     err = await methods.refused("validate.show")
     assert str(err) == "id: no validation has run since the daemon started"
     assert str(await methods.refused("status", verbose=True)) == "verbose: unknown parameter"
