@@ -19,6 +19,7 @@ import anyio
 
 from hasherd.actors.thread import CallThread
 from hasherd.kernel.evaluators.base import EvalRequest, EvalResult, Evaluator
+from hasherd.scheduler.phases import PhaseClock
 
 # ``post(results)``, run on the evaluator's thread; its value comes back with the results.
 Post = Callable[[list[EvalResult]], Any]
@@ -50,9 +51,12 @@ class EvaluatorDispatch:
 
     lanes = 2
 
-    def __init__(self, evaluator: Evaluator, timeout: float) -> None:
+    def __init__(
+        self, evaluator: Evaluator, timeout: float, clock: PhaseClock | None = None
+    ) -> None:
         self.evaluator = evaluator
         self.timeout = timeout
+        self.clock = clock or PhaseClock()
         self.thread = CallThread("hasherd-kernel")
 
     async def warm_up(self) -> None:
@@ -62,8 +66,12 @@ class EvaluatorDispatch:
         self, reqs: list[EvalRequest], post: Post
     ) -> tuple[list[EvalResult], Any]:
         with anyio.fail_after(self.timeout):
-            results = await self.thread.call(self.evaluator.evaluate_many, reqs)
+            results = await self.thread.call(self._evaluate, reqs)
         return results, await self.thread.call(post, results)
+
+    def _evaluate(self, reqs: list[EvalRequest]) -> list[EvalResult]:
+        with self.clock.time("kernel"):
+            return self.evaluator.evaluate_many(reqs)
 
     def close(self) -> None:
         self.thread.close()
