@@ -76,7 +76,9 @@ def thread_role(name: str) -> str:
     if name == "MainThread":
         return "event loop"
     if name.startswith("hasherd-kernel"):
-        return "kernel caller (kernel, step)"
+        return "kernel caller"
+    if name.startswith("hasherd-score"):
+        return "scoring and breeding (step)"
     if "connection_worker" in name:
         return "database"
     if name.startswith("hasherd-search"):

@@ -27,23 +27,27 @@ PHASES = {
 
 
 class PhaseClock:
-    """Seconds and calls per phase; safe to add to from several threads."""
+    """Wall seconds, CPU seconds of the thread that ran them, and calls per phase; safe to
+    add to from several threads. The CPU seconds of a phase whose work runs on other
+    threads as well (the kernel's parallel workers) count only the calling thread's."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.seconds: dict[str, float] = dict.fromkeys(PHASES, 0.0)
+        self.cpu: dict[str, float] = dict.fromkeys(PHASES, 0.0)
         self.calls: dict[str, int] = dict.fromkeys(PHASES, 0)
 
-    def add(self, phase: str, seconds: float) -> None:
+    def add(self, phase: str, seconds: float, cpu: float = 0.0) -> None:
         with self._lock:
             self.seconds[phase] = self.seconds.get(phase, 0.0) + seconds
+            self.cpu[phase] = self.cpu.get(phase, 0.0) + cpu
             self.calls[phase] = self.calls.get(phase, 0) + 1
 
     @contextmanager
     def time(self, phase: str) -> Iterator[None]:
-        """Add the ``with`` block's duration to ``phase``."""
-        t0 = time.perf_counter()
+        """Add the ``with`` block's duration (and its thread's CPU time) to ``phase``."""
+        t0, c0 = time.perf_counter(), time.thread_time()
         try:
             yield
         finally:
-            self.add(phase, time.perf_counter() - t0)
+            self.add(phase, time.perf_counter() - t0, time.thread_time() - c0)

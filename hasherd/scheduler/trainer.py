@@ -276,8 +276,7 @@ class Trainer:
             searches = [a.search for a in active]
 
             def score(results: list[EvalResult]) -> list[Generation]:
-                # On the evaluator's thread, right after its kernel: the group's scoring
-                # and breeding then never compete with a kernel for the cores.
+                # Off the event loop, where the dispatch runs it (scheduler/dispatch.py).
                 with self.clock.time("step"):
                     return absorb_many(searches, results, d, self.token_set)
 

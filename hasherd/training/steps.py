@@ -194,7 +194,7 @@ def _unique(
 ) -> None:
     """Make seed ``i`` of ``words`` ((N, 4)) one neither evaluated before (``table``) nor
     already drawn for this generation (``local``): further one-bit mutants, then fresh
-    seeds."""
+    seeds. The seed is added to ``local``."""
     tries = 0
     h = _row_hash(words, i)
     while _has(table, h) or _has(local, h):
@@ -318,7 +318,7 @@ def step(
     out_golden: np.ndarray,
     out_roll: np.ndarray,
     table: np.ndarray,
-    local: np.ndarray,
+    pending_seen: bool,
     target: np.uint32,
     token_bits: int,
     difficulty: int,
@@ -339,13 +339,18 @@ def step(
     little-endian words). ``out_*`` (M,) hold output, last key, golden nonce and ntime
     roll of the M members not carried, in member order (the evaluator's result). The next
     population goes to ``next_*``: the elite first (carried, with their results), then the
-    children, then fresh seeds. ``new_hashes`` (M,) receives the hashes of the seeds just evaluated.
+    children, then fresh seeds. ``new_hashes`` (M,) receives the hashes of the seeds just
+    evaluated. ``pending_seen``: those seeds are in ``table`` already (they were bred by the
+    last step, which adds every child to the table as it draws it: one probe of a large,
+    uncached table per child instead of two); otherwise (a fresh or restored population)
+    they are added here. The table then holds every seed evaluated, plus the next
+    population's children.
 
     Returns (best member, its prefix bits, its reward, the mean reward, winners, new
     seeds in the table)."""
     n = seeds.shape[0]
     m = _take(seeds, results, carried, out_output, out_last_key, out_golden, out_roll, new_hashes)
-    inserted = table_insert(table, new_hashes[:m])
+    inserted = 0 if pending_seen else table_insert(table, new_hashes[:m])
     reward = np.empty(n)
     prefix = np.empty(n, dtype=np.int64)
     winners = rewards(
@@ -371,9 +376,10 @@ def step(
         for q in range(next_results.shape[1]):
             next_results[j, q] = results[elite[j], q]
         next_carried[j] = True
-    _breed(seeds, elite, adv, table, local, stream(key, generation + 1), n_fresh, next_seeds)
+    _breed(seeds, elite, adv, table, stream(key, generation + 1), n_fresh, next_seeds)
     next_carried[n_elite:] = False
     next_results[n_elite:] = 0
+    inserted += n - n_elite
     return best, prefix[best], reward[best], reward.sum() / n, winners, inserted
 
 
@@ -434,31 +440,82 @@ def _breed(
     elite: np.ndarray,
     adv: np.ndarray,
     table: np.ndarray,
-    local: np.ndarray,
     st: np.ndarray,
     n_fresh: int,
     next_seeds: np.ndarray,
 ) -> None:
     """The children (mutants of the elite, fewer flips the larger the parent's |advantage|)
-    and fresh seeds after the elite in ``next_seeds``, none evaluated before nor twice."""
+    and fresh seeds after the elite in ``next_seeds``, none evaluated before nor twice;
+    each is added to ``table``.
+
+    Exactly as if each were drawn, then checked against the table (and replaced while a
+    duplicate), then added, one after the other; but done in two passes: every member is
+    drawn first as if none were a duplicate (the random stream's position after each is
+    kept), then all are checked and added in order. The table is large and seldom in
+    the cache; the second pass's lookups do not wait for one another, where the one-by-one
+    order waits for each. At the first duplicate the stream goes back to where that
+    member's draws ended, and the rest is done one by one."""
     n, n_elite = seeds.shape[0], elite.shape[0]
-    local[:] = _ZERO
     drawn = np.empty(MAX_FLIPS, dtype=np.int64)
-    n_child = n - n_elite - n_fresh
-    for j in range(n_elite, n_elite + n_child):
-        parent = elite[_below(st, n_elite)]
-        flips = int(min(max(MAX_FLIPS / (abs(adv[parent]) + 1.0), 1.0), float(MAX_FLIPS)))
-        for q in range(4):
-            next_seeds[j, q] = seeds[parent, q]
-        for f in range(flips):
-            b = _flip_bit(st)
-            again = False  # a bit drawn twice flips once
-            for q in range(f):
-                again |= drawn[q] == b
-            drawn[f] = b
-            if not again:
-                next_seeds[j, b >> 6] ^= _bit_mask(b)
-        _unique(next_seeds, j, table, local, st)
-    for j in range(n_elite + n_child, n):
+    hashes = np.empty(n, dtype=np.uint64)
+    after = np.empty(n, dtype=np.uint64)
+    for j in range(n_elite, n):
+        _draw(seeds, elite, adv, st, n_fresh, drawn, j, next_seeds)
+        hashes[j] = _row_hash(next_seeds, j)
+        after[j] = st[0]
+    for j in range(n_elite, n):
+        if not _add(table, hashes[j]):  # a duplicate: from here on, one by one
+            st[0] = after[j]
+            _unique_seen(next_seeds, j, table, st)
+            for k in range(j + 1, n):
+                _draw(seeds, elite, adv, st, n_fresh, drawn, k, next_seeds)
+                _unique_seen(next_seeds, k, table, st)
+            return
+
+
+@njit(cache=True, nogil=True)
+def _draw(
+    seeds: np.ndarray,
+    elite: np.ndarray,
+    adv: np.ndarray,
+    st: np.ndarray,
+    n_fresh: int,
+    drawn: np.ndarray,
+    j: int,
+    next_seeds: np.ndarray,
+) -> None:
+    """Member ``j`` of the next population before its duplicate check: a mutant of an
+    elite parent, or a fresh seed for the last ``n_fresh``."""
+    n, n_elite = seeds.shape[0], elite.shape[0]
+    if j >= n - n_fresh:
         _random_row(next_seeds, j, st)
-        _unique(next_seeds, j, table, local, st)
+        return
+    parent = elite[_below(st, n_elite)]
+    flips = int(min(max(MAX_FLIPS / (abs(adv[parent]) + 1.0), 1.0), float(MAX_FLIPS)))
+    for q in range(4):
+        next_seeds[j, q] = seeds[parent, q]
+    for f in range(flips):
+        b = _flip_bit(st)
+        again = False  # a bit drawn twice flips once
+        for q in range(f):
+            again |= drawn[q] == b
+        drawn[f] = b
+        if not again:
+            next_seeds[j, b >> 6] ^= _bit_mask(b)
+
+
+@njit(cache=True, nogil=True)
+def _unique_seen(words: np.ndarray, i: int, table: np.ndarray, st: np.ndarray) -> None:
+    """``_unique`` against ``table`` alone, which holds this generation's earlier draws
+    too; the seed is added to it."""
+    tries = 0
+    h = _row_hash(words, i)
+    while _has(table, h):
+        tries += 1
+        if tries < DEDUP_TRIES:
+            b = _flip_bit(st)
+            words[i, b >> 6] ^= _bit_mask(b)
+        else:
+            _random_row(words, i, st)
+        h = _row_hash(words, i)
+    _add(table, h)
