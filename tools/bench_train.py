@@ -325,13 +325,15 @@ def report(out: dict[str, Any]) -> None:
     report_phases(t["median_run"])
     print()
     print(
-        f"{'D':>3} {'records':>7} {'GRPO tok/h':>11} {'expected':>9} {'GRPO cand/win':>14} "
+        f"{'D':>3} {'records':>7} {'GRPO cand/s':>12} {'GRPO tok/h':>11} {'expected':>9} "
+        f"{'GRPO cand/win':>14} "
         f"{'p10..p90':>19} {'random tok/h':>13} {'random cand/win':>16} {'2^D':>9} {'±':>5}"
     )
     for d, r in out["difficulty"].items():
         sp = r["grpo_spread"]
         print(
-            f"{d:>3} {r['records']:>7} {r['grpo_tokens_per_hour']:>11,.0f} "
+            f"{d:>3} {r['records']:>7} {r['grpo_candidates_per_s']:>12,.0f} "
+            f"{r['grpo_tokens_per_hour']:>11,.0f} "
             f"{r['expected_tokens_per_hour']:>9,.0f} {r['grpo_candidates_per_win']:>14,.0f} "
             f"{sp['p10']:>9,.0f}..{sp['p90']:<9,.0f}"
             f"{r['random_tokens_per_hour']:>13,.0f} {r['random_candidates_per_win']:>16,.0f} "
