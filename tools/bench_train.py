@@ -5,8 +5,8 @@ peak RSS of training 1,000 records.
     .venv/bin/python tools/bench_train.py [--quick] [--json]
 
 Every figure is measured in this run; nothing is compared with a number from elsewhere.
-The full run takes about 3 minutes on 2 cores (``--quick``: about 1 minute, with too few
-records at D = 17 and 20 for a stable tokens/hour). On a machine shared with other work
+The full run takes about 2 to 3 minutes on 2 cores (``--quick``: under a minute, with too few
+wins at D = 17 and 20 for a stable tokens/hour). On a machine shared with other work
 the wall-clock figures move with it; the CPU seconds per candidate move much less.
 """
 
@@ -36,14 +36,18 @@ from hasherd.kernel import spec
 from hasherd.kernel.evaluators.base import Evaluator, make_request
 from hasherd.scheduler.dispatch import EvaluatorDispatch
 from hasherd.scheduler.phases import PHASES, PhaseClock
-from hasherd.scheduler.trainer import Trainer
+from hasherd.scheduler.trainer import Progress, Trainer
 from hasherd.storage import Store
 from hasherd.training.search import SearchParams
 
 POPULATION = 256
 THROUGHPUT_RECORDS, THROUGHPUT_GENERATIONS = 128, 40
-FULL_PLAN = {12: 100, 17: 48, 20: 8}  # records per difficulty
-QUICK_PLAN = {12: 40, 17: 8, 20: 1}
+# Per difficulty: the wins counted, of how many records. The records are more than the
+# wins by the trainer's 64 in flight, so that the count ends while every group is still
+# full: a job's last records, alone in their groups, are not what a user of a large
+# dataset waits on.
+FULL_PLAN = {12: (300, 364), 17: (200, 264), 20: (24, 88)}
+QUICK_PLAN = {12: (40, 104), 17: (8, 72), 20: (1, 65)}
 RANDOM_GROUP = 32  # records per evaluation call in the random search, as the trainer's
 
 
@@ -86,12 +90,24 @@ def thread_role(name: str) -> str:
     return "kernel workers, other"
 
 
-async def _train(ds: Dataset, cfg: Config, ev: Evaluator, db: Path) -> dict[str, Any]:
+async def _train(
+    ds: Dataset, cfg: Config, ev: Evaluator, db: Path, stop_at: int | None
+) -> dict[str, Any]:
     clock = PhaseClock()
+    at_stop: dict[str, float] = {}
     async with await Store.open(db) as store:
         with EvaluatorDispatch(ev, cfg.simulator.timeout, clock) as dispatch:
             cpu0, p0, t0 = thread_cpu(), time.process_time(), time.perf_counter()
-            s = await Trainer(store, ds, cfg, dispatch, clock=clock).run()
+            trainer = Trainer(store, ds, cfg, dispatch, clock=clock)
+
+            def on_progress(p: Progress) -> None:
+                if stop_at is not None and p.tokens >= stop_at and not at_stop:
+                    at_stop.update(seconds=time.perf_counter() - t0, tokens=p.tokens)
+                    at_stop["candidates"] = p.candidates
+                    trainer.stop.set()
+
+            trainer.on_progress = on_progress
+            s = await trainer.run()
             seconds = time.perf_counter() - t0
             process_cpu = time.process_time() - p0
             names = {t.native_id: t.name for t in threading.enumerate()}
@@ -108,16 +124,24 @@ async def _train(ds: Dataset, cfg: Config, ev: Evaluator, db: Path) -> dict[str,
         "records": s.records,
         "phases": dict(clock.seconds),
         "thread_cpu": roles,
+        "at_stop": at_stop,
     }
 
 
-def train(ds: Dataset, ev: Evaluator, db: Path | None = None, **training: Any) -> dict[str, Any]:
-    """One ``hasherd train`` in process (one epoch, seed 1); the database kept at ``db``."""
+def train(
+    ds: Dataset,
+    ev: Evaluator,
+    db: Path | None = None,
+    stop_at: int | None = None,
+    **training: Any,
+) -> dict[str, Any]:
+    """One ``hasherd train`` in process (one epoch, seed 1), stopped once ``stop_at``
+    records have won; the database kept at ``db``."""
     cfg = Config().with_training(epochs=1, seed=1, validation_split=0.0, **training)
     if db is not None:
-        return anyio.run(_train, ds, cfg, ev, db)
+        return anyio.run(_train, ds, cfg, ev, db, stop_at)
     with tempfile.TemporaryDirectory() as tmp:
-        return anyio.run(_train, ds, cfg, ev, Path(tmp) / "b.db")
+        return anyio.run(_train, ds, cfg, ev, Path(tmp) / "b.db", stop_at)
 
 
 def bare_rate(ds: Dataset, ev: Evaluator, population: int, seconds: float) -> tuple[float, float]:
@@ -170,16 +194,19 @@ def throughput(ds: Dataset, ev: Evaluator, rounds: int) -> dict[str, Any]:
     }
 
 
-def random_search(ds: Dataset, ev: Evaluator, d: int) -> dict[str, Any]:
+def random_search(ds: Dataset, ev: Evaluator, d: int, wins: int) -> dict[str, Any]:
     """Fresh random seeds, 256 a record and ``RANDOM_GROUP`` records a call (as the
-    trainer batches), until each record has a winner at D."""
+    trainer batches), a record leaving its group at its first winner, until ``wins``
+    records have won. Candidates per win: all candidates spent (those of the records not
+    yet won included) over the wins, the estimate that stays right when the count stops
+    before every record has won."""
     rng = np.random.default_rng(3)
     targets = [spec.target_word(int(t), 17) for t in ds.targets]
     spent = [0] * len(ds)
-    wins: list[int] = []
+    won: list[int] = []
     todo = list(range(len(ds)))
     t0 = time.perf_counter()
-    while todo:
+    while todo and len(won) < wins:
         group = todo[:RANDOM_GROUP]
         reqs = [
             make_request(
@@ -191,26 +218,47 @@ def random_search(ds: Dataset, ev: Evaluator, d: int) -> dict[str, Any]:
             xor = res.output ^ np.uint32(targets[r])
             hit = np.nonzero((xor >> np.uint32(32 - d)) == 0 if d < 32 else xor == 0)[0]
             if len(hit):
-                wins.append(spent[r] + int(hit[0]) + 1)
+                won.append(spent[r] + int(hit[0]) + 1)
+                spent[r] += int(hit[0]) + 1
                 todo.remove(r)
-            spent[r] += POPULATION
-    return {"seconds": time.perf_counter() - t0, "per_record": wins}
+            else:
+                spent[r] += POPULATION
+    return {
+        "seconds": time.perf_counter() - t0,
+        "wins": len(won),
+        "candidates": sum(spent),
+        "per_record": won,
+    }
 
 
-def grpo(ds: Dataset, ev: Evaluator, d: int) -> dict[str, Any]:
-    """The trainer until every record wins at D; candidates per record from the generation
-    of its winner (the first generation evaluates the whole population, each later one
-    all but the elite)."""
+def grpo(ds: Dataset, ev: Evaluator, d: int, wins: int) -> dict[str, Any]:
+    """The trainer until ``wins`` records have won at D (stopped there); candidates per
+    win as for the random search (all evaluated, over the wins), and each winner's own
+    count from the generation of its winner (the first generation evaluates the whole
+    population, each later one all but the elite)."""
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "g.db"
         out = train(
-            ds, ev, db, population_size=POPULATION, max_generations=100_000, difficulty_bits=d
+            ds,
+            ev,
+            db,
+            stop_at=wins,
+            population_size=POPULATION,
+            max_generations=100_000,
+            difficulty_bits=d,
         )
         with sqlite3.connect(db) as con:
             sql = "SELECT generation FROM weights WHERE prefix_bits >= difficulty_bits"
             gens = [int(g) for (g,) in con.execute(sql)]
     per_gen = POPULATION - SearchParams(population=POPULATION).n_elite
     out["per_record"] = [POPULATION + per_gen * g for g in gens]
+    stop = out["at_stop"] or {
+        "seconds": out["seconds"],
+        "tokens": out["winners"],
+        "candidates": out["candidates"],
+    }
+    out["wins"], out["win_seconds"] = int(stop["tokens"]), stop["seconds"]
+    out["win_candidates"] = int(stop["candidates"])
     return out
 
 
@@ -220,31 +268,32 @@ def spread(per_record: list[int]) -> dict[str, float]:
 
 
 def difficulty_table(
-    ds: Dataset, ev: Evaluator, plan: dict[int, int], rate: float
+    ds: Dataset, ev: Evaluator, plan: dict[int, tuple[int, int]], rate: float
 ) -> dict[int, Any]:
     """Tokens/hour and candidates per win at each D, GRPO and random search on the same
     records, and what ``rate`` (the training throughput) gives at 2^D candidates a win."""
     out: dict[int, Any] = {}
-    for d, n in plan.items():
-        part = subset(ds, list(range(128, 128 + n)))
-        g = grpo(part, ev, d)
-        rnd = random_search(part, ev, d)
-        wins = len(g["per_record"])
+    for d, (wins, n) in plan.items():
+        part = subset(ds, list(range(n)))
+        g = grpo(part, ev, d, wins)
+        rnd = random_search(part, ev, d, wins)
         out[d] = {
             "records": n,
-            "grpo_seconds": g["seconds"],
-            "grpo_tokens_per_hour": g["winners"] / g["seconds"] * 3600,
-            "grpo_candidates_per_s": g["candidates"] / g["seconds"],
-            "grpo_candidates_per_win": g["candidates"] / max(1, g["winners"]),
-            "grpo_spread": spread(g["per_record"]),
+            "wins": g["wins"],
+            "grpo_seconds": g["win_seconds"],
+            "grpo_tokens_per_hour": g["wins"] / g["win_seconds"] * 3600,
+            "grpo_candidates_per_s": g["win_candidates"] / g["win_seconds"],
+            "grpo_candidates_per_win": g["win_candidates"] / max(1, g["wins"]),
+            "grpo_winners_spread": spread(g["per_record"]),
             "random_seconds": rnd["seconds"],
-            "random_tokens_per_hour": len(rnd["per_record"]) / rnd["seconds"] * 3600,
-            "random_candidates_per_win": statistics.mean(rnd["per_record"]),
-            "random_spread": spread(rnd["per_record"]),
+            "random_wins": rnd["wins"],
+            "random_tokens_per_hour": rnd["wins"] / rnd["seconds"] * 3600,
+            "random_candidates_per_win": rnd["candidates"] / max(1, rnd["wins"]),
+            "random_winners_spread": spread(rnd["per_record"]),
             "expected_candidates_per_win": 2**d,
             "expected_tokens_per_hour": rate * 3600 / 2**d,
             # the relative standard error of a count of n geometric waits is about 1/sqrt(n)
-            "relative_error": 1 / np.sqrt(max(1, wins)),
+            "relative_error": 1 / np.sqrt(max(1, g["wins"])),
         }
     return out
 
@@ -325,23 +374,24 @@ def report(out: dict[str, Any]) -> None:
     report_phases(t["median_run"])
     print()
     print(
-        f"{'D':>3} {'records':>7} {'GRPO cand/s':>12} {'GRPO tok/h':>11} {'expected':>9} "
-        f"{'GRPO cand/win':>14} "
-        f"{'p10..p90':>19} {'random tok/h':>13} {'random cand/win':>16} {'2^D':>9} {'±':>5}"
+        f"{'D':>3} {'wins':>9} {'GRPO cand/s':>12} {'GRPO tok/h':>11} {'expected':>9} "
+        f"{'GRPO cand/win':>14} {'winners p10..p90':>21} {'random tok/h':>13} "
+        f"{'random cand/win':>16} {'2^D':>9} {'±':>4}"
     )
     for d, r in out["difficulty"].items():
-        sp = r["grpo_spread"]
+        sp = r["grpo_winners_spread"]
         print(
-            f"{d:>3} {r['records']:>7} {r['grpo_candidates_per_s']:>12,.0f} "
-            f"{r['grpo_tokens_per_hour']:>11,.0f} "
-            f"{r['expected_tokens_per_hour']:>9,.0f} {r['grpo_candidates_per_win']:>14,.0f} "
-            f"{sp['p10']:>9,.0f}..{sp['p90']:<9,.0f}"
+            f"{d:>3} {r['wins']:>4}/{r['records']:<4} {r['grpo_candidates_per_s']:>12,.0f} "
+            f"{r['grpo_tokens_per_hour']:>11,.0f} {r['expected_tokens_per_hour']:>9,.0f} "
+            f"{r['grpo_candidates_per_win']:>14,.0f} {sp['p10']:>10,.0f}..{sp['p90']:<9,.0f} "
             f"{r['random_tokens_per_hour']:>13,.0f} {r['random_candidates_per_win']:>16,.0f} "
-            f"{r['expected_candidates_per_win']:>9,} {100 * r['relative_error']:>4.0f}%"
+            f"{r['expected_candidates_per_win']:>9,} {100 * r['relative_error']:>3.0f}%"
         )
     print(
-        "expected = the throughput above x 3600 / 2^D; ± = 1/sqrt(records), the relative "
-        "standard error of a count of geometric waits"
+        "wins: records won / trained (the count stops while every group is full); "
+        "expected = the throughput above x 3600 / 2^D;\ncand/win = all candidates "
+        "evaluated (records not yet won included) / wins; winners p10..p90 = the winners' "
+        "own counts; ± = 1/sqrt(wins), the relative standard error of the count"
     )
     print(f"peak RSS, hasherd train on 1,000 records: {out['peak_rss_mib_1000_records']:.1f} MiB")
     print(f"benchmark time: {out['seconds']:.0f} s on {out['cpus']} CPUs")
