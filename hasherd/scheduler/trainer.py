@@ -38,6 +38,7 @@ from hasherd.data import Dataset
 from hasherd.kernel.evaluators.base import EvalResult, make_request
 from hasherd.kernel.spec import DifficultySchedule
 from hasherd.scheduler.dispatch import Dispatch, Post
+from hasherd.scheduler.phases import PhaseClock
 from hasherd.scheduler.runs import close_run, open_run
 from hasherd.storage import GenerationWrite, Store
 from hasherd.storage.rows import Checkpoint, Event, RecordRow, RunRow, WeightRow
@@ -52,7 +53,11 @@ from hasherd.training.search import (
 from hasherd.validation.sample import check_sample
 
 LOGGER = logging.getLogger(__name__)
-DEFAULT_BATCH = 64  # records in flight, in ``lanes`` groups: one call, one commit each
+DEFAULT_BATCH = 64  # records in flight, in ``lanes`` groups: one call each
+# A group's generations are committed together at most this often (and at once for a
+# record whose epoch ends, and for every record when the trainer stops): a record's
+# checkpoint is then written once per interval instead of once per generation.
+COMMIT_SECONDS = 1.0
 
 
 @dataclass
@@ -106,6 +111,13 @@ class _EpochRecord:
     search: RecordSearch
     epoch_start: int  # the search's generation when this epoch began for the record
     done: bool = False
+    # What the record's generations since its last write found, for the next write: the
+    # hashes its search remembered, a better weight, events, the last generation's best.
+    hashes: list[np.ndarray] = field(default_factory=list)
+    weight: WeightRow | None = None
+    events: list[Event] = field(default_factory=list)
+    best_prefix: int = -1
+    unsaved: int = 0  # generations since the last write
 
 
 @dataclass(frozen=True)
@@ -148,9 +160,12 @@ class Trainer:
         on_progress: Callable[[Progress], None] | None = None,
         on_step: Callable[[float], None] | None = None,
         batch: int = DEFAULT_BATCH,
+        clock: PhaseClock | None = None,
     ) -> None:
         """``dispatch`` evaluates the batches (the daemon's actor pool, or ``hasherd
-        train``'s evaluator), with ``dispatch.lanes`` groups in flight at once."""
+        train``'s evaluator), with ``dispatch.lanes`` groups in flight at once; ``clock``
+        adds up where the time goes (scheduler/phases.py)."""
+        self.clock = clock or PhaseClock()
         self.store, self.ds, self.cfg = store, dataset, config
         self.dispatch = dispatch
         self.lanes = max(1, dispatch.lanes)
@@ -252,17 +267,21 @@ class Trainer:
     async def _train_epoch(self, run: RunRow, epoch: int, d: int, todo: list[RecordRow]) -> None:
         """Train ``todo`` in lockstep groups: each evaluation call runs one generation of
         every record of a group (``self.batch`` records in all, split in ``self.lanes``
-        groups), and each group's generations are committed in one transaction. Several
-        groups keep the evaluators busy: while one group's batch is in a kernel, another's
-        results are scored, bred and handed to the writer, so the Python and SQLite work
-        overlaps the hashing instead of following it. Commits happen in order, each whole,
-        so a kill at any instant loses at most the generations not yet committed, and the
-        same command resumes from the last committed one. A finished record makes room for
-        the next."""
+        groups). Several groups keep the evaluators busy: while one group's batch is in a
+        kernel, another's results are taken and handed to the writer, so the Python and
+        SQLite work overlaps the hashing instead of following it. A group's generations
+        are committed together, in one transaction, every ``COMMIT_SECONDS``; a record
+        whose epoch ends is committed at once, and every record when the trainer stops.
+        Commits happen in order, each whole (a record's checkpoint with the seen hashes
+        and weight of every generation since its last one), so a kill at any instant
+        loses at most the generations not yet committed (about a second's work), and the
+        same command resumes from the last committed one to the same weights. A finished
+        record makes room for the next."""
         queue = list(reversed(todo))
         size = max(1, -(-self.batch // self.lanes))
         groups: list[list[_EpochRecord]] = [[] for _ in range(self.lanes)]
         started = [0.0] * self.lanes
+        committed = [time.monotonic()] * self.lanes
         done_tx, done_rx = anyio.create_memory_object_stream[
             tuple[int, list[EvalResult], list[Generation]]
         ](self.lanes)
@@ -274,9 +293,9 @@ class Trainer:
             searches = [a.search for a in active]
 
             def score(results: list[EvalResult]) -> list[Generation]:
-                # On the evaluator's thread, right after its kernel: the group's scoring
-                # and breeding then never compete with a kernel for the cores.
-                return absorb_many(searches, results, d, self.token_set)
+                # Off the event loop, where the dispatch runs it (scheduler/dispatch.py).
+                with self.clock.time("step"):
+                    return absorb_many(searches, results, d, self.token_set)
 
             try:
                 res, gens = await self._evaluate(
@@ -306,11 +325,18 @@ class Trainer:
                     while in_flight:
                         g, results, gens = await done_rx.receive()
                         in_flight -= 1
-                        if not gens:  # withdrawn on stop: nothing to commit
+                        with self.clock.time("absorb"):
+                            if gens:  # else withdrawn on stop: only the earlier ones to commit
+                                self._absorb(run, groups[g], results, gens, epoch, d)
+                                self.on_step(time.perf_counter() - started[g])
+                            every = not gens or self.stop.is_set()
+                            if every or time.monotonic() - committed[g] >= COMMIT_SECONDS:
+                                every, committed[g] = True, time.monotonic()
+                            writes = self._writes(run, groups[g], epoch, d, every)
+                        if writes:
+                            await save_tx.send(writes)
+                        if not gens:
                             continue
-                        writes = self._absorb(run, groups[g], results, gens, epoch, d)
-                        self.on_step(time.perf_counter() - started[g])
-                        await save_tx.send(writes)
                         groups[g] = [a for a in groups[g] if not a.done]
                         if self.stop.is_set():
                             continue
@@ -327,10 +353,12 @@ class Trainer:
         one call on the trainer's thread (they run compiled steps, and a cold numba cache
         compiles them first)."""
         while queue and len(group) < size:
+            t0 = time.perf_counter()
             recs = [queue.pop() for _ in range(min(size - len(group), len(queue)))]
             plans = [await self._begin(run, rec, epoch) for rec in recs]
             todo = [plan for plan in plans if plan is not None]
             group.extend(await self.searches.call(_build_all, todo, self.params))
+            self.clock.add("begin", time.perf_counter() - t0)
             if len(todo) < len(plans):
                 self.progress.done += len(plans) - len(todo)  # over before an interruption
                 self.on_progress(self.progress)
@@ -343,25 +371,31 @@ class Trainer:
         gens: list[Generation],
         epoch: int,
         d: int,
-    ) -> list[GenerationWrite]:
-        """Take one group's scored generation; what the writer must commit for it."""
+    ) -> None:
+        """Take one group's scored generation: progress, and what the records' next
+        writes will hold."""
         limit = self.cfg.training.max_generations
         p = self.progress
         p.best_reward = max(g.best.reward for g in gens)
         p.mean_reward = sum(g.mean_reward for g in gens) / len(gens)
-        writes = []
         for a, gen in zip(group, gens, strict=True):
             won = gen.best.prefix_bits >= d
             a.done = won or a.search.generation - a.epoch_start >= limit
-            writes.append(self._generation(run, a, gen, epoch, d))
+            self._note(run, a, gen, epoch, d)
             p.records_won += won
             p.tokens += won
-        self._count(writes, results, sum(a.done for a in group))
-        return writes
+        self._count(gens, results, sum(a.done for a in group))
+
+    def _writes(
+        self, run: RunRow, group: list[_EpochRecord], epoch: int, d: int, every: bool
+    ) -> list[GenerationWrite]:
+        """The writes due: of every record with generations not yet written when
+        ``every``, else only of those whose epoch just ended."""
+        return [self._write(run, a, epoch, d) for a in group if a.unsaved and (every or a.done)]
 
     async def _save(self, writes: list[GenerationWrite]) -> None:
         """Commit one group's generations (shielded: never abandoned half way)."""
-        with anyio.CancelScope(shield=True):
+        with anyio.CancelScope(shield=True), self.clock.time("commit"):
             await self.store.save_generations(writes)
 
     async def _begin(self, run: RunRow, rec: RecordRow, epoch: int) -> _Begin | None:
@@ -387,36 +421,42 @@ class Trainer:
         numba evaluator runs the whole batch as one kernel launch), then ``post`` on the
         same thread."""
         t = self.cfg.training
-        reqs = [
-            make_request(s, b, self.memory, t.passes, t.zero_bits)
-            for s, b in zip(slots, seeds, strict=True)
-        ]
+        with self.clock.time("requests"):
+            reqs = [
+                make_request(s, b, self.memory, t.passes, t.zero_bits)
+                for s, b in zip(slots, seeds, strict=True)
+            ]
         return await self.dispatch.evaluate_then(reqs, post)
 
-    def _generation(
-        self, run: RunRow, a: _EpochRecord, gen: Generation, epoch: int, d: int
-    ) -> GenerationWrite:
-        """What the store keeps of one record's generation (a better weight included)."""
-        rec, search = a.rec, a.search
-        population, results, state = search.state(epoch_start=a.epoch_start)
-        best = gen.best
-        ck = Checkpoint(epoch, search.generation, d, population, results, state, best.prefix_bits)
-        weight, events = None, []
+    def _note(self, run: RunRow, a: _EpochRecord, gen: Generation, epoch: int, d: int) -> None:
+        """Keep what one record's generation found for its next write (a better weight
+        included)."""
+        rec, best = a.rec, gen.best
+        a.hashes.append(gen.new_hashes)
+        a.best_prefix = best.prefix_bits
+        a.unsaved += 1
         if (best.prefix_bits, best.reward) > self.best.get(rec.id, (-1, -1.0)):
             self.best[rec.id] = (best.prefix_bits, best.reward)
-            weight = self._weight(run, rec, best, gen, epoch, d)
+            a.weight = self._weight(run, rec, best, gen, epoch, d)
             if best.prefix_bits >= d:
                 found = {"prefix_bits": best.prefix_bits, "difficulty": d, "generation": gen.number}
-                events.append(Event("winner", found, run.id, rec.id))
-        return GenerationWrite(
-            run.id, rec.id, ck, gen.new_hashes, weight, events, ends_epoch=a.done
-        )
+                a.events.append(Event("winner", found, run.id, rec.id))
 
-    def _count(self, writes: list[GenerationWrite], results: list[EvalResult], done: int) -> None:
+    def _write(self, run: RunRow, a: _EpochRecord, epoch: int, d: int) -> GenerationWrite:
+        """What the store keeps of a record's generations since its last write: its
+        checkpoint now, the hashes they remembered, the best weight they found."""
+        population, results, state = a.search.state(epoch_start=a.epoch_start)
+        ck = Checkpoint(epoch, a.search.generation, d, population, results, state, a.best_prefix)
+        hashes = a.hashes[0] if len(a.hashes) == 1 else np.concatenate(a.hashes)
+        write = GenerationWrite(run.id, a.rec.id, ck, hashes, a.weight, a.events, ends_epoch=a.done)
+        a.hashes, a.weight, a.events, a.unsaved = [], None, [], 0
+        return write
+
+    def _count(self, gens: list[Generation], results: list[EvalResult], done: int) -> None:
         p = self.progress
         p.candidates += sum(len(r) for r in results)
         p.dsha += sum(r.dsha for r in results)
-        p.generations += len(writes)
+        p.generations += len(gens)
         p.done += done
         self.on_progress(p)
 

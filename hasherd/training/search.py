@@ -127,6 +127,7 @@ class RecordSearch:
         self.count = 0
         self._unsaved = np.zeros(0, dtype=np.uint64)  # remembered, not yet handed out
         self._local = np.zeros(_pow2(4 * n), dtype=np.uint64)
+        self._pending_seen = False  # the members not carried are in the table already
         if seen is not None and len(seen):
             self._reserve(len(seen))
             self.count += steps.table_insert(self.table, np.asarray(seen, dtype=np.uint64))
@@ -154,8 +155,12 @@ class RecordSearch:
 
     @property
     def seen(self) -> set[int]:
-        """The hashes of every seed evaluated for this record (a 0 hash reads as 1)."""
-        return set(self.table[self.table != 0].tolist())
+        """The hashes of every seed evaluated for this record (a 0 hash reads as 1). The
+        table also holds the children bred for the next evaluation: they are left out."""
+        held = set(self.table[self.table != 0].tolist())
+        if self._pending_seen:
+            held -= set(seed_hashes(self.pending()).tolist())
+        return held
 
     def remember_carried(self) -> None:
         """Remember the carried members (the elite, evaluated before) as seen: a search
@@ -198,7 +203,7 @@ class RecordSearch:
         m = len(self.carried) - int(np.count_nonzero(self.carried))
         if len(res) != m:
             raise ValueError(f"expected {m} results, got {len(res)}")
-        self._reserve(m)
+        self._reserve(m + len(self.carried))  # evaluated ones, then the children bred
         seeds, results = self.seeds, self.results
         nxt_seeds, nxt_results, nxt_carried = self._spare
         new_hashes = np.empty(m, dtype=np.uint64)
@@ -211,7 +216,7 @@ class RecordSearch:
             _u32(res.golden_nonce),
             _u32(res.ntime_roll),
             self.table,
-            self._local,
+            self._pending_seen,
             self.target,
             p.token_bits,
             difficulty,
@@ -235,6 +240,7 @@ class RecordSearch:
         gen = Generation(self.generation, m, res.dsha, member, winners, mean, new_hashes)
         self._spare = (seeds, results, self.carried)
         self.seeds, self.results, self.carried = nxt_seeds, nxt_results, nxt_carried
+        self._pending_seen = True
         self.generation += 1
         return gen
 
@@ -271,6 +277,7 @@ class RecordSearch:
         self.carried = np.zeros(n, dtype=bool)
         self.results[rows[:, 0]] = rows[:, 1:]
         self.carried[rows[:, 0]] = True
+        self._pending_seen = False
         self.generation = int(state["generation"])
 
 

@@ -89,7 +89,12 @@ def stream(key: np.uint64, generation: int) -> np.ndarray:
 @njit(cache=True, nogil=True)
 def seed_hash(w: np.ndarray) -> np.uint64:
     """The 64-bit hash of one seed given as its 4 little-endian uint64 words."""
-    h: np.uint64 = (w[0] * _H0) ^ (w[1] * _H1) ^ (w[2] * _H2) ^ (w[3] * _H3)
+    return _hash4(w[0], w[1], w[2], w[3])
+
+
+@njit(cache=True, nogil=True)
+def _hash4(a: np.uint64, b: np.uint64, c: np.uint64, d: np.uint64) -> np.uint64:
+    h: np.uint64 = (a * _H0) ^ (b * _H1) ^ (c * _H2) ^ (d * _H3)
     h ^= h >> _S31
     h *= _M1
     h ^= h >> _S29
@@ -97,11 +102,18 @@ def seed_hash(w: np.ndarray) -> np.uint64:
 
 
 @njit(cache=True, nogil=True)
+def _row_hash(words: np.ndarray, i: int) -> np.uint64:
+    """``seed_hash`` of row ``i`` of (N, 4) seed words (scalar reads: no row view made,
+    which costs more than the hash in a loop)."""
+    return _hash4(words[i, 0], words[i, 1], words[i, 2], words[i, 3])
+
+
+@njit(cache=True, nogil=True)
 def seed_hashes(words: np.ndarray) -> np.ndarray:
     """Hashes of (N, 4) seed words (a (N, 32) uint8 seed array viewed as uint64)."""
     out = np.empty(words.shape[0], dtype=np.uint64)
     for i in range(words.shape[0]):
-        out[i] = seed_hash(words[i])
+        out[i] = _row_hash(words, i)
     return out
 
 
@@ -171,25 +183,28 @@ def _bit_mask(b: np.int64) -> np.uint64:
 
 
 @njit(cache=True, nogil=True)
-def _random_row(w: np.ndarray, st: np.ndarray) -> None:
+def _random_row(words: np.ndarray, i: int, st: np.ndarray) -> None:
     for j in range(4):
-        w[j] = _next(st)
+        words[i, j] = _next(st)
 
 
 @njit(cache=True, nogil=True)
-def _unique(w: np.ndarray, table: np.ndarray, local: np.ndarray, st: np.ndarray) -> None:
-    """Make seed ``w`` (4 words) one neither evaluated before (``table``) nor already drawn
-    for this generation (``local``): further one-bit mutants, then fresh seeds."""
+def _unique(
+    words: np.ndarray, i: int, table: np.ndarray, local: np.ndarray, st: np.ndarray
+) -> None:
+    """Make seed ``i`` of ``words`` ((N, 4)) one neither evaluated before (``table``) nor
+    already drawn for this generation (``local``): further one-bit mutants, then fresh
+    seeds. The seed is added to ``local``."""
     tries = 0
-    h = seed_hash(w)
+    h = _row_hash(words, i)
     while _has(table, h) or _has(local, h):
         tries += 1
         if tries < DEDUP_TRIES:
             b = _flip_bit(st)
-            w[b >> 6] ^= _bit_mask(b)
+            words[i, b >> 6] ^= _bit_mask(b)
         else:
-            _random_row(w, st)
-        h = seed_hash(w)
+            _random_row(words, i, st)
+        h = _row_hash(words, i)
     _add(local, h)
 
 
@@ -201,8 +216,8 @@ def fresh_population(
     st = stream(key, generation)
     local[:] = _ZERO
     for i in range(seeds.shape[0]):
-        _random_row(seeds[i], st)
-        _unique(seeds[i], table, local, st)
+        _random_row(seeds, i, st)
+        _unique(seeds, i, table, local, st)
 
 
 @njit(cache=True, nogil=True)
@@ -303,7 +318,7 @@ def step(
     out_golden: np.ndarray,
     out_roll: np.ndarray,
     table: np.ndarray,
-    local: np.ndarray,
+    pending_seen: bool,
     target: np.uint32,
     token_bits: int,
     difficulty: int,
@@ -324,21 +339,18 @@ def step(
     little-endian words). ``out_*`` (M,) hold output, last key, golden nonce and ntime
     roll of the M members not carried, in member order (the evaluator's result). The next
     population goes to ``next_*``: the elite first (carried, with their results), then the
-    children, then fresh seeds. ``new_hashes`` (M,) receives the hashes of the seeds just evaluated.
+    children, then fresh seeds. ``new_hashes`` (M,) receives the hashes of the seeds just
+    evaluated. ``pending_seen``: those seeds are in ``table`` already (they were bred by the
+    last step, which adds every child to the table as it draws it: one probe of a large,
+    uncached table per child instead of two); otherwise (a fresh or restored population)
+    they are added here. The table then holds every seed evaluated, plus the next
+    population's children.
 
     Returns (best member, its prefix bits, its reward, the mean reward, winners, new
     seeds in the table)."""
     n = seeds.shape[0]
-    m = 0
-    for i in range(n):
-        if not carried[i]:
-            results[i, 0] = out_output[m]
-            results[i, 1] = out_last_key[m]
-            results[i, 2] = out_golden[m]
-            results[i, 3] = out_roll[m]
-            new_hashes[m] = seed_hash(seeds[i])
-            m += 1
-    inserted = table_insert(table, new_hashes[:m])
+    m = _take(seeds, results, carried, out_output, out_last_key, out_golden, out_roll, new_hashes)
+    inserted = 0 if pending_seen else table_insert(table, new_hashes[:m])
     reward = np.empty(n)
     prefix = np.empty(n, dtype=np.int64)
     winners = rewards(
@@ -357,34 +369,153 @@ def step(
         if prefix[i] > prefix[best] or (prefix[i] == prefix[best] and reward[i] > reward[best]):
             best = i
     adv = advantages(reward)
-    order = np.argsort(-reward, kind="mergesort")  # stable: ties keep member order
-    st = stream(key, generation + 1)
-    local[:] = _ZERO
+    elite = top_members(reward, n_elite)
     for j in range(n_elite):
-        e = order[j]
-        next_seeds[j] = seeds[e]
-        next_results[j] = results[e]
+        for q in range(4):
+            next_seeds[j, q] = seeds[elite[j], q]
+        for q in range(next_results.shape[1]):
+            next_results[j, q] = results[elite[j], q]
         next_carried[j] = True
-    drawn = np.empty(MAX_FLIPS, dtype=np.int64)
-    n_child = n - n_elite - n_fresh
-    for j in range(n_elite, n_elite + n_child):
-        parent = order[_below(st, n_elite)]
-        flips = int(min(max(MAX_FLIPS / (abs(adv[parent]) + 1.0), 1.0), float(MAX_FLIPS)))
-        w = next_seeds[j]
-        w[:] = seeds[parent]
-        for f in range(flips):
-            b = _flip_bit(st)
-            again = False  # a bit drawn twice flips once
-            for q in range(f):
-                again |= drawn[q] == b
-            drawn[f] = b
-            if not again:
-                w[b >> 6] ^= _bit_mask(b)
-        _unique(w, table, local, st)
-        next_carried[j] = False
-    for j in range(n_elite + n_child, n):
-        _random_row(next_seeds[j], st)
-        _unique(next_seeds[j], table, local, st)
-        next_carried[j] = False
+    _breed(seeds, elite, adv, table, stream(key, generation + 1), n_fresh, next_seeds)
+    next_carried[n_elite:] = False
     next_results[n_elite:] = 0
+    inserted += n - n_elite
     return best, prefix[best], reward[best], reward.sum() / n, winners, inserted
+
+
+@njit(cache=True, nogil=True)
+def _take(
+    seeds: np.ndarray,
+    results: np.ndarray,
+    carried: np.ndarray,
+    out_output: np.ndarray,
+    out_last_key: np.ndarray,
+    out_golden: np.ndarray,
+    out_roll: np.ndarray,
+    new_hashes: np.ndarray,
+) -> int:
+    """The evaluator's results into the members not carried, in member order, and those
+    members' hashes into ``new_hashes``; returns how many."""
+    m = 0
+    for i in range(seeds.shape[0]):
+        if not carried[i]:
+            results[i, 0] = out_output[m]
+            results[i, 1] = out_last_key[m]
+            results[i, 2] = out_golden[m]
+            results[i, 3] = out_roll[m]
+            new_hashes[m] = _row_hash(seeds, i)
+            m += 1
+    return m
+
+
+@njit(cache=True, nogil=True)
+def top_members(reward: np.ndarray, k: int) -> np.ndarray:
+    """The first ``k`` of ``np.argsort(-reward, kind="mergesort")`` (the ``k`` best
+    members, ties in member order), without sorting the whole group: the k-th best value
+    is selected, the members above it and then enough of those equal to it are taken in
+    member order, and only those ``k`` are sorted (stably)."""
+    n = reward.shape[0]
+    neg = -reward
+    if 2 * k >= n:
+        return np.argsort(neg, kind="mergesort")[:k]
+    kth = np.partition(neg, k - 1)[k - 1]
+    picked = np.empty(k, dtype=np.int64)
+    c = 0
+    for i in range(n):
+        if neg[i] < kth:
+            picked[c] = i
+            c += 1
+    for i in range(n):
+        if c == k:
+            break
+        if neg[i] == kth:
+            picked[c] = i
+            c += 1
+    return picked[np.argsort(neg[picked], kind="mergesort")]
+
+
+@njit(cache=True, nogil=True)
+def _breed(
+    seeds: np.ndarray,
+    elite: np.ndarray,
+    adv: np.ndarray,
+    table: np.ndarray,
+    st: np.ndarray,
+    n_fresh: int,
+    next_seeds: np.ndarray,
+) -> None:
+    """The children (mutants of the elite, fewer flips the larger the parent's |advantage|)
+    and fresh seeds after the elite in ``next_seeds``, none evaluated before nor twice;
+    each is added to ``table``.
+
+    Exactly as if each were drawn, then checked against the table (and replaced while a
+    duplicate), then added, one after the other; but done in two passes: every member is
+    drawn first as if none were a duplicate (the random stream's position after each is
+    kept), then all are checked and added in order. The table is large and seldom in
+    the cache; the second pass's lookups do not wait for one another, where the one-by-one
+    order waits for each. At the first duplicate the stream goes back to where that
+    member's draws ended, and the rest is done one by one."""
+    n, n_elite = seeds.shape[0], elite.shape[0]
+    drawn = np.empty(MAX_FLIPS, dtype=np.int64)
+    hashes = np.empty(n, dtype=np.uint64)
+    after = np.empty(n, dtype=np.uint64)
+    for j in range(n_elite, n):
+        _draw(seeds, elite, adv, st, n_fresh, drawn, j, next_seeds)
+        hashes[j] = _row_hash(next_seeds, j)
+        after[j] = st[0]
+    for j in range(n_elite, n):
+        if not _add(table, hashes[j]):  # a duplicate: from here on, one by one
+            st[0] = after[j]
+            _unique_seen(next_seeds, j, table, st)
+            for k in range(j + 1, n):
+                _draw(seeds, elite, adv, st, n_fresh, drawn, k, next_seeds)
+                _unique_seen(next_seeds, k, table, st)
+            return
+
+
+@njit(cache=True, nogil=True)
+def _draw(
+    seeds: np.ndarray,
+    elite: np.ndarray,
+    adv: np.ndarray,
+    st: np.ndarray,
+    n_fresh: int,
+    drawn: np.ndarray,
+    j: int,
+    next_seeds: np.ndarray,
+) -> None:
+    """Member ``j`` of the next population before its duplicate check: a mutant of an
+    elite parent, or a fresh seed for the last ``n_fresh``."""
+    n, n_elite = seeds.shape[0], elite.shape[0]
+    if j >= n - n_fresh:
+        _random_row(next_seeds, j, st)
+        return
+    parent = elite[_below(st, n_elite)]
+    flips = int(min(max(MAX_FLIPS / (abs(adv[parent]) + 1.0), 1.0), float(MAX_FLIPS)))
+    for q in range(4):
+        next_seeds[j, q] = seeds[parent, q]
+    for f in range(flips):
+        b = _flip_bit(st)
+        again = False  # a bit drawn twice flips once
+        for q in range(f):
+            again |= drawn[q] == b
+        drawn[f] = b
+        if not again:
+            next_seeds[j, b >> 6] ^= _bit_mask(b)
+
+
+@njit(cache=True, nogil=True)
+def _unique_seen(words: np.ndarray, i: int, table: np.ndarray, st: np.ndarray) -> None:
+    """``_unique`` against ``table`` alone, which holds this generation's earlier draws
+    too; the seed is added to it."""
+    tries = 0
+    h = _row_hash(words, i)
+    while _has(table, h):
+        tries += 1
+        if tries < DEDUP_TRIES:
+            b = _flip_bit(st)
+            words[i, b >> 6] ^= _bit_mask(b)
+        else:
+            _random_row(words, i, st)
+        h = _row_hash(words, i)
+    _add(table, h)

@@ -1,4 +1,5 @@
-"""The trainer's dispatch of ``hasherd train``: one evaluator on a thread of its own."""
+"""The trainer's dispatch of ``hasherd train``: one evaluator on a thread of its own, the
+scoring of its batches on another."""
 
 from __future__ import annotations
 
@@ -41,9 +42,25 @@ class Stuck(Evaluator):
         return self.inner.evaluate_request(req)
 
 
+class Recording(Evaluator):
+    """The reference evaluator, noting the thread each batch ran on."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.inner = create("reference")
+        self.ran_on: list[str] = []
+
+    def _evaluate(self, req: EvalRequest) -> EvalResult:
+        self.ran_on.append(threading.current_thread().name)
+        return self.inner.evaluate_request(req)
+
+
 @pytest.mark.anyio
-async def test_the_batch_and_its_post_run_on_the_dispatch_thread() -> None:
-    ev = create("reference")
+async def test_the_batch_runs_on_the_kernel_thread_and_its_post_on_the_scoring_thread() -> None:
+    """Both off the event loop, each on a thread of the dispatch's own (the next batch's
+    kernel need not wait for the last one's scoring), and both threads end with it."""
+    ev = Recording()
     reqs = _requests(3)
     seen: list[str] = []
 
@@ -54,13 +71,14 @@ async def test_the_batch_and_its_post_run_on_the_dispatch_thread() -> None:
     with EvaluatorDispatch(ev, timeout=30.0) as dispatch:
         await dispatch.warm_up()
         results, posted = await dispatch.evaluate_then(reqs, post)
-        thread = dispatch.thread
-    assert dispatch.lanes == 2 and posted == 12 and seen == ["hasherd-kernel"]
-    for got, want in zip(results, ev.evaluate_many(reqs), strict=True):
+        threads = (dispatch.thread, dispatch.post_thread)
+    assert dispatch.lanes == 2 and posted == 12 and seen == ["hasherd-score"]
+    assert ev.ran_on == ["hasherd-kernel"] * 3
+    for got, want in zip(results, ev.inner.evaluate_many(reqs), strict=True):
         assert np.array_equal(got.output, want.output)
         assert np.array_equal(got.golden_nonce, want.golden_nonce)
     with anyio.fail_after(5):
-        while thread.alive:  # leaving the block ends the thread
+        while any(t.alive for t in threads):  # leaving the block ends the threads
             await anyio.sleep(0.01)
 
 
