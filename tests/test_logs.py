@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import re
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,10 +15,10 @@ from typing import TextIO
 import pytest
 
 from hasherd import config
+from hasherd.cli.main import failed
+from hasherd.errors import ConfigError
 from hasherd.logs import journal_prefix, journal_stream, setup_logging, syslog_priority
-from tests.helpers import HASHERD
 
-REPO = Path(__file__).resolve().parents[1]
 STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ ")
 
 
@@ -163,36 +162,30 @@ def test_a_closed_stream_is_not_the_journal(
     assert not journal_stream(stream)
 
 
-def check_config_stderr(tmp_path: Path, journal: bool) -> str:
-    """``hasherd check-config`` on a broken file, its stderr a file that journald would
-    be when ``journal``; the file's text."""
-    bad = tmp_path / "bad.toml"
-    bad.write_text("[training]\nepochs = 0\n")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    env.pop("JOURNAL_STREAM", None)
-    with (tmp_path / "stderr").open("w+") as err:
-        if journal:
-            env["JOURNAL_STREAM"] = stream_id(err)
-        done = subprocess.run(
-            [*HASHERD, "check-config", str(bad)],
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            env=env,
-            check=False,
-        )
-        err.seek(0)
-        text = err.read()
-    assert done.returncode == 2, text
-    return text
+def command_error(stream: TextIO) -> str:
+    """What ``hasherd check-config`` prints on a broken file (``main.failed``, as under
+    ``ExecReload=``), with ``stream`` as stderr."""
+    saved, sys.stderr = sys.stderr, stream
+    try:
+        status = failed("check-config", ConfigError("training.epochs", "must be >= 1"))
+    finally:
+        sys.stderr = saved
+    assert status == 2
+    stream.seek(0)
+    return stream.read()
 
 
-def test_a_command_error_under_journald_is_stored_at_priority_err(tmp_path: Path) -> None:
-    """What ``ExecReload=``'s config check prints when the file is broken: found by
-    ``journalctl -p err``."""
-    text = check_config_stderr(tmp_path, journal=True)
-    assert text.startswith("<3>hasherd check-config: error: ") and "training.epochs" in text
+def test_a_command_error_under_journald_is_stored_at_priority_err(
+    stderr_file: TextIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by ``journalctl -p err``: a refused ``systemctl reload`` says why there."""
+    monkeypatch.setenv("JOURNAL_STREAM", stream_id(stderr_file))
+    assert command_error(stderr_file) == (
+        "<3>hasherd check-config: error: training.epochs: must be >= 1\n"
+    )
 
 
-def test_a_command_error_outside_systemd_is_unchanged(tmp_path: Path) -> None:
-    text = check_config_stderr(tmp_path, journal=False)
-    assert text.startswith("hasherd check-config: error: ") and "training.epochs" in text
+def test_a_command_error_outside_systemd_is_unchanged(stderr_file: TextIO) -> None:
+    assert command_error(stderr_file) == (
+        "hasherd check-config: error: training.epochs: must be >= 1\n"
+    )
