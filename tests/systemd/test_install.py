@@ -29,9 +29,13 @@ FILES = {
 }
 CONFIG = "etc/hasherd/hasherd.toml"
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("systemd-sysusers") is None, reason="needs systemd-sysusers (make system-deps)"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        shutil.which("systemd-sysusers") is None,
+        reason="needs systemd-sysusers (make system-deps)",
+    ),
+    pytest.mark.skipif(os.geteuid() != 0, reason="files for the hasherd user need root"),
+]
 
 
 def install(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
