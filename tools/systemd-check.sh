@@ -8,7 +8,7 @@
 # Needs root, debootstrap and systemd-nspawn (apt-get install debootstrap
 # systemd-container), and the network for the Debian mirror (the first run only: the
 # root file system is cached in DIR, default /var/cache/hasherd-systemd-check) and for
-# PyPI (the installer's pip; downloads are cached in DIR/pip).
+# PyPI (the installer's pip, at every run).
 #
 # Each run boots a fresh copy of the cached system, with a BPF file system mounted mode
 # 0700 on /sys/fs/bpf as systemd mounts it on a host, and checks:
@@ -114,7 +114,7 @@ copy_checkout() {
 
 boot() {
     local root=$1
-    mkdir -p "$WORK/bpffs" "$CACHE/pip"
+    mkdir -p "$WORK/bpffs"
     # a BPF file system of its own, as systemd mounts one on a host: mode 0700
     mount -t bpf -o mode=700 bpf "$WORK/bpffs"
     echo hasherd-check >"$root/etc/hostname"
@@ -123,7 +123,6 @@ boot() {
     # them), and the calls nspawn's own seccomp filter refuses without CAP_SYS_ADMIN.
     systemd-nspawn -D "$root" -b --register=no --keep-unit --console=read-only \
         --resolv-conf=copy-host --bind="$WORK/bpffs:/sys/fs/bpf" \
-        --bind="$CACHE/pip:/root/.cache/pip" \
         --capability=CAP_BPF,CAP_PERFMON,CAP_SYS_RESOURCE,CAP_NET_ADMIN \
         --system-call-filter="bpf perf_event_open" \
         >"$WORK/console.log" 2>&1 &
