@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SECONDS ?= 3
 
-.PHONY: bench bench-rig deps system-deps build run test test-coverage test-bench format lint typecheck pre-commit lanes clean
+.PHONY: bench bench-rig deps system-deps build run test test-coverage test-bench format lint typecheck pre-commit lanes clean install uninstall systemd-check
 
 deps: $(STAMP)
 
@@ -64,6 +64,20 @@ pre-commit: lint typecheck test
 
 lanes: deps
 	$(BIN)/python -m hasherd.kernel.lanegen
+
+# As root: hasherd as a systemd service, in a virtual environment in $(PREFIX)
+# (systemd/INSTALL.md). `make uninstall` keeps the config and the data; PURGE=1 drops them.
+PREFIX ?= /opt/hasherd
+install:
+	bash tools/install.sh --prefix $(PREFIX)
+
+uninstall:
+	bash tools/install.sh --uninstall --prefix $(PREFIX) $(if $(filter 1,$(PURGE)),--purge)
+
+# As root, not part of `make test`: boots Debian in systemd-nspawn and checks the
+# installed service there (tools/systemd-check.sh; minutes, needs the network once).
+systemd-check:
+	bash tools/systemd-check.sh
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

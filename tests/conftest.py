@@ -4,6 +4,7 @@ leak check every test runs under."""
 from __future__ import annotations
 
 import json
+import logging
 import random
 import shutil
 import socket
@@ -90,6 +91,24 @@ def sock_dir() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def own_logging() -> Iterator[None]:
+    """Each test starts with the logging it found: a command run in-process (``main()``)
+    installs handlers on the stderr that pytest captured for that test, which is closed
+    when the test ends; a later test logging through them would fail."""
+    root, ours = logging.getLogger(), logging.getLogger("hasherd")
+    saved = (list(root.handlers), root.level, ours.level)
+    try:
+        yield
+    finally:
+        for handler in root.handlers:
+            if handler not in saved[0]:
+                handler.close()
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        ours.setLevel(saved[2])
 
 
 _GIVEN_PORTS: set[int] = set()

@@ -28,6 +28,7 @@ from hasherd.cli import (
     cmd_verify,
 )
 from hasherd.errors import HasherError, first_hasher_error
+from hasherd.logs import journal_prefix, setup_basic_logging
 
 COMMANDS = (
     cmd_daemon,
@@ -95,9 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(words)
     args.command_line = "hasherd " + shlex.join(words)  # what a writer's lock file names
-    logging.basicConfig(
-        level=args.log_level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
-    )
+    setup_basic_logging(args.log_level)
     try:
         status: int = args.handler(args)
     except KeyboardInterrupt:
@@ -116,7 +115,8 @@ def failed(command: str, exc: BaseException) -> int:
     an interrupt (130); anything else is a bug and keeps its traceback."""
     error = first_hasher_error(exc)
     if error is not None:
-        print(f"hasherd {command}: error: {error}", file=sys.stderr)
+        prefix = journal_prefix(logging.ERROR)
+        print(f"{prefix}hasherd {command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     if isinstance(exc, BaseExceptionGroup) and exc.split(KeyboardInterrupt)[1] is None:
         return 130

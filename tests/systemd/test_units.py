@@ -4,6 +4,7 @@ the daemon relies on; sysusers.d and tmpfiles.d files run for real in a scratch 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import stat
 import subprocess
@@ -18,6 +19,11 @@ SYSTEMD = Path(__file__).resolve().parents[2] / "systemd"
 UNIT = SYSTEMD / "hasherd.service"
 SYSUSERS = SYSTEMD / "hasherd.sysusers"
 TMPFILES = SYSTEMD / "hasherd.tmpfiles"
+MODULES = SYSTEMD / "hasherd.modules-load"
+REPO = SYSTEMD.parent
+PREFIX = "/opt/hasherd"  # where tools/install.sh puts the venv by default
+CONFIG = "/etc/hasherd/hasherd.toml"
+CHECK = f"/bin/sh -c 'exec {PREFIX}/bin/hasherd check-config {CONFIG} >/dev/null'"
 
 
 def tool(name: str) -> str:
@@ -87,7 +93,6 @@ def test_unit_has_the_settings_the_daemon_relies_on() -> None:
     expected = {
         "Type": "notify",
         "NotifyAccess": "main",
-        "ExecReload": "/bin/kill -HUP $MAINPID",
         "Restart": "on-failure",
         "RestartSec": "5",
         "WatchdogSec": "30",
@@ -101,9 +106,33 @@ def test_unit_has_the_settings_the_daemon_relies_on() -> None:
         "WorkingDirectory": "/var/lib/hasherd",
     }
     assert {key: one(service, key) for key in expected} == expected
-    assert one(service, "ExecStart").endswith("hasherd run --config /etc/hasherd/hasherd.toml")
+    assert one(service, "ExecStart") == f"{PREFIX}/bin/hasherd run --config {CONFIG}"
+    # the config is checked before the SIGHUP: a broken one fails `systemctl reload`
+    assert service["ExecReload"] == [CHECK, "/bin/kill -HUP $MAINPID"]
     assert SYSTEM_SOCKET.parent == Path("/run") / one(service, "RuntimeDirectory")
     assert one(unit["Install"], "WantedBy") == "multi-user.target"
+    # Unix sockets and loopback only: nothing to wait for on the network at boot
+    assert not {"After", "Wants", "Requires"} & set(unit["Unit"])
+
+
+def reload_check(config: Path) -> subprocess.CompletedProcess[str]:
+    """The unit's first ``ExecReload=`` as systemd runs it, on ``config``, with this
+    checkout's hasherd in place of the installed one."""
+    argv = shlex.split(CHECK)
+    hasherd = shlex.join([sys.executable, "-m", "hasherd.cli.main"])
+    argv[-1] = argv[-1].replace(f"{PREFIX}/bin/hasherd", hasherd).replace(CONFIG, str(config))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+
+
+def test_reload_fails_on_a_broken_config_and_passes_a_good_one(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[training]\nepochs = 0\n")
+    done = reload_check(broken)
+    assert done.returncode == 2 and done.stdout == ""
+    assert "training.epochs" in done.stderr and "check-config: error" in done.stderr
+    done = reload_check(REPO / "etc" / "hasherd" / "hasherd.toml")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
 
 
 def test_unit_is_hardened_but_leaves_bpf_writable() -> None:
@@ -129,11 +158,28 @@ def test_unit_is_hardened_but_leaves_bpf_writable() -> None:
     assert set(one(service, "AmbientCapabilities").split()) == caps
     # ProtectKernelTunables=yes would mount /sys/fs/bpf read-only; its parts are spelled out
     assert one(service, "ProtectKernelTunables") == "no"
-    assert {"/proc/sys", "/sys"} <= set(one(service, "ReadOnlyPaths").split())
+    # /etc/hasherd too: ConfigurationDirectory= alone makes it writable (ProtectSystem=strict)
+    assert {"/proc/sys", "/sys", "/etc/hasherd"} <= set(one(service, "ReadOnlyPaths").split())
     assert one(service, "ReadWritePaths").split() == ["/sys/fs/bpf"]
     assert service.get("MemoryDenyWriteExecute", ["no"]) == ["no"]  # numba JITs
     assert "PrivateDevices" not in service
     assert {"char-ttyUSB rw", "char-ttyACM rw", "char-usb_device rw"} <= set(service["DeviceAllow"])
+    # the system services' calls plus BPF map flashing; the rest fails with EPERM
+    assert one(service, "SystemCallFilter").split() == ["@system-service", "bpf", "perf_event_open"]
+    assert one(service, "SystemCallErrorNumber") == "EPERM"
+
+
+def test_serial_drivers_load_at_boot_for_hot_plugged_adapters() -> None:
+    """DeviceAllow=char-ttyUSB/char-ttyACM resolve to device numbers at start, from the
+    drivers loaded then: modules-load.d loads both drivers before the service starts."""
+    modules = [
+        line.strip()
+        for line in MODULES.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert modules == ["usbserial", "cdc_acm"]
+    allowed = parse_unit(UNIT.read_text())["Service"]["DeviceAllow"]
+    assert {"char-ttyUSB rw", "char-ttyACM rw"} <= set(allowed)
 
 
 def test_groups_agree_between_unit_and_sysusers() -> None:
@@ -184,6 +230,9 @@ def test_sysusers_creates_the_user_and_its_groups(scratch_root: Path) -> None:
 @pytest.mark.skipif(os.geteuid() != 0, reason="creating directories for another user needs root")
 def test_tmpfiles_creates_the_directories(scratch_root: Path) -> None:
     run_tool("systemd-sysusers", scratch_root)
+    bpffs = scratch_root / "sys/fs/bpf"
+    bpffs.mkdir(parents=True)
+    bpffs.chmod(0o1700)  # as systemd mounts the BPF file system on a host
     run_tool("systemd-tmpfiles", scratch_root, "--create")
     uid = int(read_db(scratch_root / "etc/passwd")["hasherd"][2])
     assert uid > 0
@@ -191,6 +240,9 @@ def test_tmpfiles_creates_the_directories(scratch_root: Path) -> None:
         "run/hasherd": (0o750, uid),
         "var/lib/hasherd": (0o750, uid),
         "etc/hasherd": (0o755, 0),
+        # traversable, so that the hasherd user reaches its own directory (CAP_BPF does
+        # not bypass file permissions)
+        "sys/fs/bpf": (0o1711, 0),
         "sys/fs/bpf/hasherd": (0o750, uid),
     }
     found = {}
