@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from hasherd.backends import create
+from hasherd.backends import create, hashcat
 from hasherd.errors import InputError
 from hasherd.kernel import spec
 from hasherd.kernel.evaluators import MAX_BATCH, Evaluator
@@ -66,6 +66,7 @@ class BenchConfig:
     passes: int = spec.DEFAULT_PASSES
     rounds: int = 3
     rng_seed: int = 1
+    against: str | None = None  # "hashcat": run its benchmark in the same run
 
     def validate(self) -> None:
         if not isinstance(self.seconds, (int, float)) or not math.isfinite(self.seconds):
@@ -79,6 +80,8 @@ class BenchConfig:
         spec.check_passes(self.passes)
         if not self.evaluators:
             raise InputError("evaluators", "name at least one evaluator")
+        if self.against not in (None, hashcat.NAME):
+            raise InputError("against", f"unknown reference {self.against!r}; known: hashcat")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -92,6 +95,7 @@ class BenchConfig:
             "rng_seed": self.rng_seed,
             "evaluators": list(self.evaluators),
             "baseline": BASELINE,
+            "against": self.against,
         }
 
 
@@ -367,19 +371,56 @@ class BenchReport:
     cpu: dict[str, Any]
     memory_id: str
     peak_rss_mib: float
+    reference: hashcat.HashcatFigures | None = None  # --against hashcat
 
     def to_dict(self) -> dict[str, Any]:
         k = self.config.zero_bits
         conf = self.config.to_dict()
         conf["memory_id"] = self.memory_id
         conf["records"] = record_notes(self.config.passes)
-        return {
+        out: dict[str, Any] = {
             "baseline": self.baseline.to_dict(None, k),
             "evaluators": {n: r.to_dict(self.baseline, k) for n, r in self.evaluators.items()},
             "config": conf,
             "cpu": self.cpu,
             "peak_rss_mib": self.peak_rss_mib,
         }
+        if self.reference is not None:
+            out["against"] = self.against_hashcat(self.reference)
+        return out
+
+    def against_hashcat(self, hc: hashcat.HashcatFigures) -> dict[str, Any]:
+        """hashcat's figures and, per evaluator and record, hasherd's compressions/s
+        (nominal and performed) with their ratios to hashcat's."""
+        per: dict[str, Any] = {}
+        for name, rep in self.evaluators.items():
+            per[name] = {rec: _versus(name, fig, hc) for rec, fig in rep.records.items()}
+        return {"hashcat": hc.to_dict(), "evaluators": per}
+
+
+def _versus(name: str, fig: Figures, hc: hashcat.HashcatFigures) -> dict[str, float]:
+    nominal = fig.compressions_per_s
+    performed = fig.candidates_per_s * performed_compressions(name, fig.dsha_per_candidate)
+    return {
+        "compressions_per_s": nominal,
+        "performed_compressions_per_s": performed,
+        "ratio": nominal / hc.compressions_per_s,
+        "performed_ratio": performed / hc.compressions_per_s,
+    }
+
+
+def performed_compressions(name: str, dsha_per_candidate: float) -> float:
+    """Compressions a candidate really costs: SHA-256 rounds executed / 64.
+
+    Nominally a double SHA-256 of a header is 3 compressions. The numba kernel computes
+    the pass-invariant rounds once per candidate (``PREP_ROUNDS``) and runs
+    ``PASS_ROUNDS`` per pass (docs/kernel.md, "The numba evaluator"); the others run
+    every round."""
+    if not name.startswith("numba"):
+        return 3 * dsha_per_candidate
+    from hasherd.kernel import _lanes
+
+    return (dsha_per_candidate * _lanes.PASS_ROUNDS + _lanes.PREP_ROUNDS) / 64
 
 
 def record_notes(passes: int) -> dict[str, str]:
@@ -417,6 +458,8 @@ def _prepare(
 def run(cfg: BenchConfig) -> BenchReport:
     """Run the whole benchmark (about 2 x seconds x (evaluators + 1), plus warm-ups)."""
     cfg.validate()
+    if cfg.against == hashcat.NAME:
+        hashcat.find_binary()  # fail before minutes of measuring, not after
     cpu = cpu_info()  # configures numba's code generation before anything compiles
     wl = make_workload(cfg)
     evs, startup, cases = _prepare(cfg, wl)
@@ -435,4 +478,9 @@ def run(cfg: BenchConfig) -> BenchReport:
     cpu["steal_percent"] = steal_percent(ticks, cpu_ticks())  # high: 2-thread figures suffer
     baseline = reports.pop(BASELINE)
     wanted = {n: reports.get(n, baseline) for n in _unique(cfg.evaluators)}
-    return BenchReport(cfg, baseline, wanted, cpu, wl.memory.memory_id, peak_rss_mib())
+    rss = peak_rss_mib()
+    hc = None
+    if cfg.against == hashcat.NAME:
+        LOGGER.info("bench: running %s", " ".join((hashcat.NAME, *hashcat.ARGS)))
+        hc = hashcat.run()
+    return BenchReport(cfg, baseline, wanted, cpu, wl.memory.memory_id, rss, hc)
