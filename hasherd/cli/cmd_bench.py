@@ -158,6 +158,7 @@ def format_against(against: dict[str, Any]) -> list[str]:
             lines.append(
                 f"  {name} {label}: {_si(fig['compressions_per_s'])} compr/s nominal"
                 f" = {fig['ratio']:.2f}x hashcat; performed"
-                f" {_si(fig['performed_compressions_per_s'])} = {fig['performed_ratio']:.2f}x"
+                f" {_si(fig['performed_compressions_per_s'])} = {fig['performed_ratio']:.2f}x;"
+                f" per CPU-second {_si(fig['compressions_per_cpu_s'])}"
             )
     return lines

@@ -110,5 +110,6 @@ def test_report_against_hashcat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         assert fig["ratio"] == pytest.approx(nominal / hc["compressions_per_s"])
         # The kernel hoists pass-invariant rounds: it performs less than the nominal work.
         assert 0 < fig["performed_compressions_per_s"] < nominal
+        assert fig["compressions_per_cpu_s"] > 0
     text = "\n".join(format_against(rep["against"]))
     assert "x hashcat" in text and "numba:1 miss" in text
