@@ -270,6 +270,25 @@ def jitter_lanes(
             xor_lane(buf, j, x)
 
 
+@njit(cache=True, nogil=True)
+def fill_header(slots, seeds, hdr):  # pragma: no cover - compiled
+    """Header words (kernel.md, "The header") of every seed with one record's slots:
+    ``hdr[i]`` gets seed i's bytes 0..3, the 12 slots, then seed bytes 4..31, as
+    big-endian words (numpy's strided copies took a tenth of a 256-candidate call)."""
+    for i in range(seeds.shape[0]):
+        for w in range(8):
+            b = 4 * w
+            x = (
+                (np.uint32(seeds[i, b]) << _U24)
+                | (np.uint32(seeds[i, b + 1]) << _U16)
+                | (np.uint32(seeds[i, b + 2]) << _U8)
+                | np.uint32(seeds[i, b + 3])
+            )
+            hdr[i, 0 if w == 0 else 12 + w] = x
+        for r in range(12):
+            hdr[i, 1 + r] = slots[r]
+
+
 @njit(cache=True, nogil=True, inline="always")
 def apply_words(h, j):  # pragma: no cover - compiled
     """apply(H, j) on a header held as 20 big-endian words."""

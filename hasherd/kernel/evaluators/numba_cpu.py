@@ -128,7 +128,8 @@ class NumbaEvaluator(Evaluator):
         offsets = np.concatenate([[0], np.cumsum(sizes)]) if len(reqs) > 1 else (0, sizes[0])
         n = int(offsets[-1])
         if len(reqs) == 1:
-            hdr = header_words(reqs[0].slots, reqs[0].seeds)
+            hdr = np.empty((n, 20), dtype=np.uint32)
+            kn.fill_header(reqs[0].slots, reqs[0].seeds, hdr)
         else:
             hdr = header_words(
                 np.repeat(np.stack([r.slots for r in reqs]), sizes, axis=0),
@@ -280,7 +281,7 @@ def _record_arrays(records: list[tuple[int, int, bool, int, np.ndarray]]) -> tup
         np.array(cols[1], dtype=np.uint32),
         np.array(cols[2], dtype=np.bool_),
         np.array(cols[3], dtype=np.uint32),
-        np.stack(cols[4]),
+        records[0][4][None, :] if len(records) == 1 else np.stack(cols[4]),
     )
 
 
