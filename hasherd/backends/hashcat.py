@@ -48,6 +48,7 @@ class HashcatFigures:
     devices: tuple[str, ...]
     version: str | None
     command: tuple[str, ...]
+    runs_hashes_per_s: tuple[float, ...] = ()  # each run's figure, when several were taken
 
     @property
     def compressions_per_s(self) -> float:
@@ -60,6 +61,7 @@ class HashcatFigures:
             "devices": list(self.devices),
             "mode": MODE,
             "hashes_per_s": self.hashes_per_s,
+            "runs_hashes_per_s": list(self.runs_hashes_per_s or (self.hashes_per_s,)),
             "compressions_per_hash": COMPRESSIONS_PER_HASH,
             "compressions_per_s": self.compressions_per_s,
         }
@@ -111,3 +113,17 @@ def run(binary: str = NAME, timeout: float = TIMEOUT_S) -> HashcatFigures:
             NAME, f"exit status {proc.returncode} from {' '.join(command)}: {' / '.join(tail)}"
         )
     return parse_output(proc.stdout, tuple(command))
+
+
+def bracket(runs: list[HashcatFigures]) -> HashcatFigures:
+    """One figure from runs taken before and after hasherd's measurements: their mean.
+
+    On a shared machine the other load changes within seconds; hashcat measured on both
+    sides of hasherd's rounds sees what they saw, on average, rather than one moment."""
+    if not runs:
+        raise EvaluatorError(NAME, "no benchmark run to report")
+    speeds = tuple(r.hashes_per_s for r in runs)
+    first = runs[0]
+    return HashcatFigures(
+        sum(speeds) / len(speeds), first.devices, first.version, first.command, speeds
+    )

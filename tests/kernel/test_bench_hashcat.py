@@ -102,6 +102,7 @@ def test_report_against_hashcat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     rep = bench.run(cfg).to_dict()
     hc = rep["against"]["hashcat"]
     assert hc["compressions_per_s"] == pytest.approx(2 * 30355.4e3)
+    assert hc["runs_hashes_per_s"] == pytest.approx([30355.4e3, 30355.4e3])  # before, after
     mine = rep["against"]["evaluators"]["numba:1"]
     for rec, fig in mine.items():
         ev = rep["evaluators"]["numba:1"]
@@ -113,3 +114,14 @@ def test_report_against_hashcat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         assert fig["compressions_per_cpu_s"] > 0
     text = "\n".join(format_against(rep["against"]))
     assert "x hashcat" in text and "numba:1 miss" in text
+
+
+def test_bracket_is_the_mean_of_the_runs() -> None:
+    runs = [
+        hashcat.parse_output(f"Speed.#1.........: {v} MH/s (1ms)", ("hashcat",)) for v in (10, 30)
+    ]
+    both = hashcat.bracket(runs)
+    assert both.hashes_per_s == pytest.approx(20e6)
+    assert both.to_dict()["runs_hashes_per_s"] == pytest.approx([10e6, 30e6])
+    with pytest.raises(EvaluatorError, match="no benchmark run"):
+        hashcat.bracket([])
