@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SECONDS ?= 3
 
-.PHONY: bench bench-rig deps system-deps build run test test-coverage test-bench format lint typecheck pre-commit lanes clean install uninstall systemd-check
+.PHONY: bench bench-hashcat bench-deps bench-rig deps system-deps build run test test-coverage test-bench format lint typecheck pre-commit lanes clean install uninstall systemd-check
 
 deps: $(STAMP)
 
@@ -21,6 +21,10 @@ $(STAMP): pyproject.toml
 # Debian tools the tests call (promtool, systemd-analyze, bpftool); a no-op once present.
 system-deps:
 	bash tools/install-system-deps.sh
+
+# optional: hashcat and a CPU OpenCL runtime, the reference of `make bench-hashcat`
+bench-deps:
+	bash tools/install-system-deps.sh --bench
 
 build: deps
 	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir dist .
@@ -40,6 +44,11 @@ test-coverage: deps system-deps
 
 bench: deps
 	$(BIN)/hasherd bench --seconds $(SECONDS)
+
+# the kernel against hashcat -m 21400 on the same CPU, at the trainer's and a large batch
+bench-hashcat: deps bench-deps
+	$(BIN)/hasherd bench --seconds $(SECONDS) --evaluator numba --against hashcat
+	$(BIN)/hasherd bench --seconds $(SECONDS) --evaluator numba --population 4096 --against hashcat
 
 # the same job on numba alone and on numba plus a slow emulated chip chain (about a minute)
 bench-rig: deps

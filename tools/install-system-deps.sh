@@ -6,6 +6,11 @@
 #   systemd-analyze <- systemd      (tests/systemd: unit verification, sysusers, tmpfiles)
 #   bpftool         <- bpftool      (BPF map flashing)
 #
+# With --bench it installs instead the optional benchmark reference, which no test needs
+# (`make bench-deps`; `hasherd bench --against hashcat` runs it):
+#   hashcat         <- hashcat, pocl-opencl-icd, ocl-icd-libopencl1 (hashcat's CPU device:
+#                      PoCL, and the OpenCL loader that --no-install-recommends leaves out)
+#
 # Idempotent: when every tool is already on PATH it does not touch apt at all, and it
 # installs only the packages whose tool is missing. Runs as root (CI); otherwise it goes
 # through sudo when there is one, and else prints what to install and exits 1.
@@ -22,21 +27,26 @@ declare -A PACKAGE_OF=(
     [systemd-analyze]=systemd
     [bpftool]=bpftool
 )
+TOOLS=(promtool prometheus systemd-analyze bpftool)
+if [[ "${1:-}" == "--bench" ]]; then
+    PACKAGE_OF=([hashcat]="hashcat pocl-opencl-icd ocl-icd-libopencl1")
+    TOOLS=(hashcat)
+fi
 POLICY=/usr/sbin/policy-rc.d
 
 missing_packages() {
     local tool
-    for tool in promtool prometheus systemd-analyze bpftool; do
+    for tool in "${TOOLS[@]}"; do
         # bpftool lives in /usr/sbin, which a non-root PATH may lack.
         if ! command -v "$tool" >/dev/null 2>&1 && [[ ! -x "/usr/sbin/$tool" ]]; then
-            echo "${PACKAGE_OF[$tool]}"
+            printf '%s\n' ${PACKAGE_OF[$tool]}
         fi
     done
 }
 
 mapfile -t packages < <(missing_packages | sort -u)
 if ((${#packages[@]} == 0)); then
-    echo "install-system-deps: promtool, prometheus, systemd-analyze and bpftool are present; nothing to do"
+    echo "install-system-deps: ${TOOLS[*]} present; nothing to do"
     exit 0
 fi
 
@@ -71,10 +81,10 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${packages[@]}"
 
-for tool in promtool prometheus systemd-analyze bpftool; do
+for tool in "${TOOLS[@]}"; do
     if ! command -v "$tool" >/dev/null 2>&1 && [[ ! -x "/usr/sbin/$tool" ]]; then
         echo "install-system-deps: $tool is still missing after installing ${PACKAGE_OF[$tool]}" >&2
         exit 1
     fi
 done
-echo "install-system-deps: done ($(promtool --version 2>&1 | head -n 1))"
+echo "install-system-deps: done (${TOOLS[*]})"

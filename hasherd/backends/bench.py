@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from hasherd.backends import create
+from hasherd.backends import create, hashcat
 from hasherd.errors import InputError
 from hasherd.kernel import spec
 from hasherd.kernel.evaluators import MAX_BATCH, Evaluator
@@ -66,6 +66,7 @@ class BenchConfig:
     passes: int = spec.DEFAULT_PASSES
     rounds: int = 3
     rng_seed: int = 1
+    against: str | None = None  # "hashcat": run its benchmark in the same run
 
     def validate(self) -> None:
         if not isinstance(self.seconds, (int, float)) or not math.isfinite(self.seconds):
@@ -79,6 +80,8 @@ class BenchConfig:
         spec.check_passes(self.passes)
         if not self.evaluators:
             raise InputError("evaluators", "name at least one evaluator")
+        if self.against not in (None, hashcat.NAME):
+            raise InputError("against", f"unknown reference {self.against!r}; known: hashcat")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -92,6 +95,7 @@ class BenchConfig:
             "rng_seed": self.rng_seed,
             "evaluators": list(self.evaluators),
             "baseline": BASELINE,
+            "against": self.against,
         }
 
 
@@ -161,6 +165,9 @@ class Figures:
     population: int
     calls: int
     round_candidates_per_s: tuple[float, ...]
+    # Compressions per second of this process's CPU time (all its threads): the kernel's
+    # speed per busy core, which other work on a shared machine does not dilute.
+    compressions_per_cpu_s: float = 0.0
 
     def to_dict(self, baseline: Figures | None, zero_bits: int) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -178,6 +185,7 @@ class Figures:
             population=self.population,
             calls=self.calls,
             round_candidates_per_s=list(self.round_candidates_per_s),
+            compressions_per_cpu_s=self.compressions_per_cpu_s,
         )
         return out
 
@@ -188,6 +196,7 @@ class _Round:
     dsha: int = 0
     compressions: int = 0
     elapsed: float = 0.0
+    cpu: float = 0.0  # process CPU seconds over the round
 
     @property
     def rate(self) -> float:
@@ -218,7 +227,7 @@ class _Case:
 
     def run_round(self, wl: Workload, cfg: BenchConfig, budget: float) -> None:
         rnd = _Round()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         while True:
             dsha, blocks = self.call(wl, cfg)
             rnd.candidates += self.population
@@ -227,6 +236,7 @@ class _Case:
             rnd.elapsed = time.perf_counter() - t0
             if rnd.elapsed >= budget:
                 break
+        rnd.cpu = time.process_time() - c0
         self.rounds.append(rnd)
 
     def figures(self) -> Figures:
@@ -242,6 +252,7 @@ class _Case:
             population=self.population,
             calls=sum(r.candidates for r in self.rounds) // self.population,
             round_candidates_per_s=tuple(r.rate for r in self.rounds),
+            compressions_per_cpu_s=mid.compressions / mid.cpu if mid.cpu > 0 else 0.0,
         )
 
 
@@ -367,19 +378,57 @@ class BenchReport:
     cpu: dict[str, Any]
     memory_id: str
     peak_rss_mib: float
+    reference: hashcat.HashcatFigures | None = None  # --against hashcat
 
     def to_dict(self) -> dict[str, Any]:
         k = self.config.zero_bits
         conf = self.config.to_dict()
         conf["memory_id"] = self.memory_id
         conf["records"] = record_notes(self.config.passes)
-        return {
+        out: dict[str, Any] = {
             "baseline": self.baseline.to_dict(None, k),
             "evaluators": {n: r.to_dict(self.baseline, k) for n, r in self.evaluators.items()},
             "config": conf,
             "cpu": self.cpu,
             "peak_rss_mib": self.peak_rss_mib,
         }
+        if self.reference is not None:
+            out["against"] = self.against_hashcat(self.reference)
+        return out
+
+    def against_hashcat(self, hc: hashcat.HashcatFigures) -> dict[str, Any]:
+        """hashcat's figures and, per evaluator and record, hasherd's compressions/s
+        (nominal and performed) with their ratios to hashcat's."""
+        per: dict[str, Any] = {}
+        for name, rep in self.evaluators.items():
+            per[name] = {rec: _versus(name, fig, hc) for rec, fig in rep.records.items()}
+        return {"hashcat": hc.to_dict(), "evaluators": per}
+
+
+def _versus(name: str, fig: Figures, hc: hashcat.HashcatFigures) -> dict[str, float]:
+    nominal = fig.compressions_per_s
+    performed = fig.candidates_per_s * performed_compressions(name, fig.dsha_per_candidate)
+    return {
+        "compressions_per_s": nominal,
+        "compressions_per_cpu_s": fig.compressions_per_cpu_s,
+        "performed_compressions_per_s": performed,
+        "ratio": nominal / hc.compressions_per_s,
+        "performed_ratio": performed / hc.compressions_per_s,
+    }
+
+
+def performed_compressions(name: str, dsha_per_candidate: float) -> float:
+    """Compressions a candidate really costs: SHA-256 rounds executed / 64.
+
+    Nominally a double SHA-256 of a header is 3 compressions. The numba kernel computes
+    the pass-invariant rounds once per candidate (``PREP_ROUNDS``) and runs
+    ``PASS_ROUNDS`` per pass (docs/kernel.md, "The numba evaluator"); the others run
+    every round."""
+    if not name.startswith("numba"):
+        return 3 * dsha_per_candidate
+    from hasherd.kernel import _lanes
+
+    return (dsha_per_candidate * _lanes.PASS_ROUNDS + _lanes.PREP_ROUNDS) / 64
 
 
 def record_notes(passes: int) -> dict[str, str]:
@@ -414,12 +463,20 @@ def _prepare(
     return evs, startup, cases
 
 
+def _run_hashcat() -> hashcat.HashcatFigures:
+    LOGGER.info("bench: running %s", " ".join((hashcat.NAME, *hashcat.ARGS)))
+    return hashcat.run()
+
+
 def run(cfg: BenchConfig) -> BenchReport:
     """Run the whole benchmark (about 2 x seconds x (evaluators + 1), plus warm-ups)."""
     cfg.validate()
+    if cfg.against == hashcat.NAME:
+        hashcat.find_binary()  # fail before minutes of measuring, not after
     cpu = cpu_info()  # configures numba's code generation before anything compiles
     wl = make_workload(cfg)
     evs, startup, cases = _prepare(cfg, wl)
+    hashcat_runs = [_run_hashcat()] if cfg.against == hashcat.NAME else []
     budget = cfg.seconds / cfg.rounds
     ticks = cpu_ticks()
     for r in range(cfg.rounds):
@@ -435,4 +492,8 @@ def run(cfg: BenchConfig) -> BenchReport:
     cpu["steal_percent"] = steal_percent(ticks, cpu_ticks())  # high: 2-thread figures suffer
     baseline = reports.pop(BASELINE)
     wanted = {n: reports.get(n, baseline) for n in _unique(cfg.evaluators)}
-    return BenchReport(cfg, baseline, wanted, cpu, wl.memory.memory_id, peak_rss_mib())
+    rss = peak_rss_mib()
+    hc = None
+    if hashcat_runs:
+        hc = hashcat.bracket([*hashcat_runs, _run_hashcat()])
+    return BenchReport(cfg, baseline, wanted, cpu, wl.memory.memory_id, rss, hc)

@@ -16,7 +16,13 @@ EPILOG = """\
 Each figure is the median round of a round-robin run (docs/perf.md, section 3).
 Rates count the work each evaluator reports doing: a 'miss' record hashes all 22
 double SHA-256 per candidate at k = 0; a 'zone-1 hit' record lets the numba evaluator
-skip passes 0..7. Large --zero-bits take long: each pass scans about 2^k nonces."""
+skip passes 0..7. Large --zero-bits take long: each pass scans about 2^k nonces.
+
+--against hashcat also runs `hashcat -b -m 21400 -D 1` (sha256(sha256_bin($pass)) on
+the CPU devices, 2 compressions per hash) before and after the measurements (the mean
+of the two is its figure) and prints hasherd's
+compressions/s next to hashcat's, with the ratio: nominal (3 per double SHA-256) and
+performed (SHA-256 rounds the kernel really runs / 64)."""
 
 
 def register(sub: Any) -> None:
@@ -41,6 +47,11 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--memory-frames", type=int, default=1000, help="jitter memory size (default 1000)"
     )
+    p.add_argument(
+        "--against",
+        choices=("hashcat",),
+        help="also run hashcat's benchmark (mode 21400, CPU) and print the ratio",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(handler=_run)
 
@@ -52,6 +63,7 @@ def _run(args: argparse.Namespace) -> int:
         zero_bits=args.zero_bits,
         evaluators=tuple(args.evaluator or bench.DEFAULT_EVALUATORS),
         memory_frames=args.memory_frames,
+        against=args.against,
     )
     report = bench.run(cfg).to_dict()
     if args.json:
@@ -120,6 +132,8 @@ def format_table(report: dict[str, Any]) -> str:
         "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)).rstrip(),
     ]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    if "against" in report:
+        lines += ["", *format_against(report["against"])]
     lines += ["", f"peak RSS: {report['peak_rss_mib']:.1f} MiB"]
     steal = cpu.get("steal_percent")
     if steal is not None:
@@ -128,3 +142,25 @@ def format_table(report: dict[str, Any]) -> str:
             lines.append("warning: the hypervisor ran other guests on these CPUs; multi-thread")
             lines.append("figures (and all ratios) are unreliable, run again when it is quieter")
     return "\n".join(lines)
+
+
+def format_against(against: dict[str, Any]) -> list[str]:
+    """hashcat's figure and each evaluator's compressions/s against it."""
+    hc = against["hashcat"]
+    lines = [
+        f"hashcat {hc['version'] or '(version unknown)'}: {hc['command']}",
+        f"  device: {'; '.join(hc['devices']) or '(not reported)'}",
+        f"  {_si(hc['hashes_per_s'])}H/s x {hc['compressions_per_hash']} compressions per hash"
+        f" = {_si(hc['compressions_per_s'])} compressions/s (mean of the runs before and"
+        f" after: {', '.join(_si(x) + 'H/s' for x in hc['runs_hashes_per_s'])})",
+    ]
+    for name, recs in against["evaluators"].items():
+        for rec, fig in recs.items():
+            label = "miss" if rec == "miss" else "zone-1 hit"
+            lines.append(
+                f"  {name} {label}: {_si(fig['compressions_per_s'])} compr/s nominal"
+                f" = {fig['ratio']:.2f}x hashcat; performed"
+                f" {_si(fig['performed_compressions_per_s'])} = {fig['performed_ratio']:.2f}x;"
+                f" per CPU-second {_si(fig['compressions_per_cpu_s'])}"
+            )
+    return lines

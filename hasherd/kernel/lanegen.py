@@ -103,7 +103,11 @@ ROW_HDR = 0  # 20 rows: the header as big-endian words
 ROW_MID9 = 20  # 8 rows: block-1 state after rounds 0..8 (pass-invariant: words 0..8 never change)
 ROW_KW2 = 28  # 64 rows: K[t] + W[t] of block 2 (pass-invariant: words 16..19 never change)
 ROW_OUT = 92  # 8 rows: the pass's digest words
-ROWS = 100
+ROW_INV1 = 100  # block 1's pass-invariant schedule parts and K+W (see ``invariant_terms``)
+
+# Block-1 words that never change across passes: slots 8..11 (words 9..12) take the
+# jitter, everything else is the record's slots or the seed.
+VARIANT1 = frozenset(range(9, 13))
 
 # Block 2 and block 3 padding (80-byte and 32-byte messages).
 PAD80 = {4: 0x80000000, 15: 640}
@@ -119,6 +123,7 @@ class Emitter:
         self.indent = indent
         self.lines: list[str] = []
         self.count = 0
+        self.rounds = 0  # compression rounds emitted: the work the kernel really does
 
     def line(self, text: str) -> None:
         self.lines.append(self.indent + text)
@@ -198,6 +203,7 @@ class Emitter:
     def round(self, st: list[Value], *kw: Value) -> list[Value]:
         """One compression round; the ``kw`` terms add up to K[t] + W[t]."""
         a, b, c, d, e, f, g, h = st
+        self.rounds += 1
         t1 = self.add(h, self.big_sigma1(e), self.ch(e, f, g), *kw)
         t2 = self.add(self.big_sigma0(a), self.maj(a, b, c))
         return [self.add(t1, t2), a, b, c, self.add(d, t1), e, f, g]
@@ -229,28 +235,87 @@ def _lane_function(name: str, args: str, doc: str, body: Emitter, pre: str = "")
     return "\n".join(head + body.lines) + "\n"
 
 
-def gen_prep() -> str:
-    """Per candidate, once per call: block-1 state after round 8, and block 2's K+W."""
+def _schedule_terms(t: int) -> list[tuple[str, int]]:
+    """The four summands of W[t] (t >= 16) as (function, source word index)."""
+    return [("s1", t - 2), ("w", t - 7), ("s0", t - 15), ("w", t - 16)]
+
+
+def _invariant(i: int) -> bool:
+    return i < 16 and i not in VARIANT1
+
+
+def invariant_terms() -> dict[int, int]:
+    """Block-1 rounds whose pass-invariant work prep computes once per candidate, each
+    with its buffer row (from ``ROW_INV1``).
+
+    For 16 <= t < 64 that is the sum of W[t]'s summands that depend only on invariant
+    words, where there are at least two or one is a sigma (a lone word is a plain load
+    either way); for 13 <= t < 16, where W[t] itself is invariant, it is K[t] + W[t]."""
+    ts = [t for t in range(13, 16)]
+    for t in range(16, 64):
+        inv = [(f, i) for f, i in _schedule_terms(t) if _invariant(i)]
+        if len(inv) >= 2 or any(f != "w" for f, _ in inv):
+            ts.append(t)
+    return {t: ROW_INV1 + n for n, t in enumerate(ts)}
+
+
+INV1 = invariant_terms()
+ROWS = ROW_INV1 + len(INV1)
+
+
+def _term(em: Emitter, w: list[Value], f: str, i: int) -> Value:
+    if f == "s0":
+        return em.small_sigma0(w[i])
+    if f == "s1":
+        return em.small_sigma1(w[i])
+    return w[i]
+
+
+def gen_prep() -> tuple[str, int]:
+    """Per candidate, once per call: block-1 state after round 8, block 1's invariant
+    schedule parts, and block 2's K+W."""
     em = Emitter(" " * 8)
-    w: list[Value] = [em.let(_row(ROW_HDR + i)) for i in range(9)]
+    w: list[Value] = [em.let(_row(ROW_HDR + i)) if _invariant(i) else "" for i in range(16)]
     st = em.compress(list(IV), w, 0, 9)
     for i, v in enumerate(st):
         em.line(f"{_row(ROW_MID9 + i)} = {em.lit(v)}")
+    for t, row in INV1.items():
+        if t < 16:
+            part = em.add(K[t], w[t])
+        else:
+            part = em.add(*(_term(em, w, f, i) for f, i in _schedule_terms(t) if _invariant(i)))
+        em.line(f"{_row(row)} = {em.lit(part)}")
     w2: list[Value] = [em.let(_row(ROW_HDR + 16 + i)) for i in range(4)]
     w2 += [PAD80.get(i, 0) for i in range(4, 16)]
     for t in range(64):
         if t >= 16:
             em.schedule(w2, t)
         em.line(f"{_row(ROW_KW2 + t)} = {em.lit(em.add(K[t], w2[t]))}")
-    return _lane_function("prep", "buf", gen_prep.__doc__ or "", em)
+    return _lane_function("prep", "buf", gen_prep.__doc__ or "", em), em.rounds
 
 
-def gen_pass() -> str:
+def _block1(em: Emitter) -> list[Value]:
+    """Block 1, rounds 9..63, from the state after round 8, with the invariant parts of
+    its schedule and K+W read from the rows prep wrote."""
+    w: list[Value] = [em.let(_row(ROW_HDR + i)) if i in VARIANT1 else "" for i in range(16)]
+    st: list[Value] = [em.let(_row(ROW_MID9 + i)) for i in range(8)]
+    for t in range(9, 64):
+        if t >= 16:
+            terms = [_term(em, w, f, i) for f, i in _schedule_terms(t) if not _invariant(i)]
+            if t in INV1:
+                terms.append(em.let(_row(INV1[t])))
+            else:
+                terms += [em.let(_row(ROW_HDR + i)) for f, i in _schedule_terms(t) if _invariant(i)]
+            w.append(em.add(*terms))
+        kw: tuple[Value, ...] = (em.let(_row(INV1[t])),) if t < 16 and t in INV1 else (K[t], w[t])
+        st = em.round(st, *kw)
+    return st
+
+
+def gen_pass() -> tuple[str, int]:
     """One k = 0 pass for every lane: dsha256 of the header, digest words to ROW_OUT."""
     em = Emitter(" " * 8)
-    w: list[Value] = [em.let(_row(ROW_HDR + i)) for i in range(16)]
-    st: list[Value] = [em.let(_row(ROW_MID9 + i)) for i in range(8)]
-    st = em.compress(st, w, 9, 64)
+    st = _block1(em)
     mid = [em.add(IV[i], st[i]) for i in range(8)]
     st2 = list(mid)
     for t in range(64):
@@ -260,7 +325,7 @@ def gen_pass() -> str:
     st3 = em.compress(list(IV), w3)
     for i in range(8):
         em.line(f"{_row(ROW_OUT + i)} = {em.lit(em.add(IV[i], st3[i]))}")
-    return _lane_function("pass_k0", "buf", gen_pass.__doc__ or "", em)
+    return _lane_function("pass_k0", "buf", gen_pass.__doc__ or "", em), em.rounds
 
 
 def gen_scan() -> str:
@@ -296,7 +361,8 @@ HEADER = '''"""Straight-line SHA-256 lane kernels. GENERATED by hasherd.kernel.l
 
 Regenerate with ``python -m hasherd.kernel.lanegen``. Lanes: {lanes}. Buffer rows:
 header words at {hdr}, block-1 state after round 8 at {mid9}, block-2 K+W at {kw2},
-digest at {out}; {rows} rows in all.
+digest at {out}, block 1's invariant schedule parts at {inv1}; {rows} rows in all.
+Rounds run: {prep_rounds} once per candidate (prep), {pass_rounds} per pass (of 192).
 """
 # ruff: noqa
 # mypy: ignore-errors
@@ -311,15 +377,28 @@ ROW_HDR = {hdr}
 ROW_MID9 = {mid9}
 ROW_KW2 = {kw2}
 ROW_OUT = {out}
+ROW_INV1 = {inv1}
+PREP_ROUNDS = {prep_rounds}
+PASS_ROUNDS = {pass_rounds}
 
 '''
 
 
 def generate() -> str:
+    prep, prep_rounds = gen_prep()
+    pass_k0, pass_rounds = gen_pass()
     head = HEADER.format(
-        lanes=LANES, hdr=ROW_HDR, mid9=ROW_MID9, kw2=ROW_KW2, out=ROW_OUT, rows=ROWS
+        lanes=LANES,
+        hdr=ROW_HDR,
+        mid9=ROW_MID9,
+        kw2=ROW_KW2,
+        out=ROW_OUT,
+        inv1=ROW_INV1,
+        rows=ROWS,
+        prep_rounds=prep_rounds,
+        pass_rounds=pass_rounds,
     )
-    return head + "\n\n".join([gen_prep(), gen_pass(), gen_scan()])
+    return head + "\n\n".join([prep, pass_k0, gen_scan()])
 
 
 TARGET = Path(__file__).with_name("_lanes.py")

@@ -129,15 +129,15 @@ def nearest(lo, hi, keys, pos, key):  # pragma: no cover - compiled
         base = base + half if np.int64(keys[base + half - 1]) < k else base
         n -= half
     a = base + 1 if np.int64(keys[base]) < k else base
-    if a == lo:
-        return lo
-    if a == hi:
-        return hi - 1
-    below = k - keys[a - 1]
-    above = keys[a] - k
-    if below < above or (below == above and pos[a - 1] < pos[a]):
-        return a - 1
-    return a
+    # The nearest is a - 1 or a, clamped into the range (both the same index at its
+    # ends). Chosen without a branch: which side is nearer is a coin toss for random
+    # keys, and a mispredicted branch per lane cost more than the comparisons.
+    i0 = max(a - 1, lo)
+    i1 = min(a, hi - 1)
+    d0 = abs(k - np.int64(keys[i0]))
+    d1 = abs(np.int64(keys[i1]) - k)
+    take0 = (d0 < d1) | ((d0 == d1) & (pos[i0] < pos[i1]))
+    return i0 if take0 else i1
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -176,14 +176,71 @@ def xor_lane(buf, j, x):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, inline="always")
+def search_steps(z2_range):  # pragma: no cover - compiled
+    """Halvings that bring the largest zone-2 group of a record down to one key."""
+    m = 1
+    for q in range(16):
+        m = max(m, z2_range[16 + q] - z2_range[q])
+    steps = 0
+    while m > 1:
+        m -= m >> 1
+        steps += 1
+    return steps
+
+
+@njit(cache=True, nogil=True, inline="always")
+def zone2_lanes(buf, jit, found, z2_range, z2_keys, z2_vals, z2_pos, search):
+    """Zone 2's jitter for every lane: the nearest key of the lane's group.
+
+    All lanes search in lock-step, ``search[2L]`` steps (``search_steps``) of a
+    branch-free lower bound (``search[:L]`` the bases, ``search[L:2L]`` the counts), so
+    no lane's group size or key costs a mispredicted branch; a lane whose group is empty
+    searches index 0 for nothing and misses."""
+    key_row = ROW_OUT * L
+    s10_row = (ROW_HDR + W_SLOT10) * L
+    empty = z2_keys.shape[0] == 0
+    for j in range(L):
+        q = (buf[s10_row + j] >> np.uint32(12)) & np.uint32(0xF)
+        lo, hi = z2_range[q], z2_range[16 + q]
+        ok = (lo < hi) and not empty
+        search[j] = lo if ok else 0
+        search[L + j] = hi - lo if ok else 1
+    for _ in range(search[2 * L]):
+        for j in range(L):
+            k = np.int64(buf[key_row + j])
+            base, n = search[j], search[L + j]
+            half = n >> 1
+            search[j] = base + half if np.int64(z2_keys[base + half]) < k else base
+            search[L + j] = n - half
+    for j in range(L):
+        key = buf[key_row + j]
+        q = (buf[s10_row + j] >> np.uint32(12)) & np.uint32(0xF)
+        lo, hi = z2_range[q], z2_range[16 + q]
+        if lo < hi and not empty:
+            k = np.int64(key)
+            base = search[j]
+            a = base + 1 if np.int64(z2_keys[base]) < k else base
+            i0 = max(a - 1, lo)
+            i1 = min(a, hi - 1)
+            d0 = abs(k - np.int64(z2_keys[i0]))
+            d1 = abs(np.int64(z2_keys[i1]) - k)
+            take0 = (d0 < d1) | ((d0 == d1) & (z2_pos[i0] < z2_pos[i1]))
+            jit[j] = z2_vals[i0 if take0 else i1]
+            found[j] = 1
+        else:
+            jit[j] = miss(key)
+            found[j] = 0
+
+
+@njit(cache=True, nogil=True, inline="always")
 def jitter_lanes(
-    p, buf, jit, found, z1_hit, z1_val, z2_range, z2_keys, z2_vals, z2_pos, s3
+    p, buf, jit, found, z1_hit, z1_val, z2_range, z2_keys, z2_vals, z2_pos, s3, search
 ):  # pragma: no cover - compiled
     """Pass p's jitter for every lane, applied to the lane's header.
 
     ``z2_range[q]`` / ``z2_range[16 + q]`` bound the zone-2 group of this record for
     slot 10's top nibble q (slot 4, the rest of the group, is the record's). Zones 1 and 3
-    are branch-free per lane, so LLVM vectorises their loops.
+    are branch-free per lane, so LLVM vectorises their loops; zone 2 is ``zone2_lanes``.
     """
     key_row = ROW_OUT * L
     if p <= 7:
@@ -199,17 +256,7 @@ def jitter_lanes(
                 found[j] = 0
                 xor_lane(buf, j, x)
     elif p <= 14:
-        s10_row = (ROW_HDR + W_SLOT10) * L
-        for j in range(L):
-            key = buf[key_row + j]
-            q = (buf[s10_row + j] >> np.uint32(12)) & np.uint32(0xF)
-            lo, hi = z2_range[q], z2_range[16 + q]
-            if lo < hi:
-                jit[j] = z2_vals[nearest(lo, hi, z2_keys, z2_pos, key)]
-                found[j] = 1
-            else:
-                jit[j] = miss(key)
-                found[j] = 0
+        zone2_lanes(buf, jit, found, z2_range, z2_keys, z2_vals, z2_pos, search)
         for j in range(L):
             xor_lane(buf, j, jit[j])
     else:
@@ -221,6 +268,25 @@ def jitter_lanes(
             jit[j] = x
             found[j] = close
             xor_lane(buf, j, x)
+
+
+@njit(cache=True, nogil=True)
+def fill_header(slots, seeds, hdr):  # pragma: no cover - compiled
+    """Header words (kernel.md, "The header") of every seed with one record's slots:
+    ``hdr[i]`` gets seed i's bytes 0..3, the 12 slots, then seed bytes 4..31, as
+    big-endian words (numpy's strided copies took a tenth of a 256-candidate call)."""
+    for i in range(seeds.shape[0]):
+        for w in range(8):
+            b = 4 * w
+            x = (
+                (np.uint32(seeds[i, b]) << _U24)
+                | (np.uint32(seeds[i, b + 1]) << _U16)
+                | (np.uint32(seeds[i, b + 2]) << _U8)
+                | np.uint32(seeds[i, b + 3])
+            )
+            hdr[i, 0 if w == 0 else 12 + w] = x
+        for r in range(12):
+            hdr[i, 1 + r] = slots[r]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -262,6 +328,7 @@ def run_k0(
         buf = np.empty(ROWS * L, dtype=np.uint32)
         jit = np.empty(L, dtype=np.uint32)
         found = np.empty(L, dtype=np.uint8)
+        search = np.empty(2 * L + 1, dtype=np.int64)
         base = chunk_start[c]
         m = chunk_len[c]
         rec = chunk_rec[c]
@@ -274,13 +341,16 @@ def run_k0(
                 xor_lane(buf, j, start_jitter)
         s3 = buf[(ROW_HDR + W_SLOT3) * L]  # slot 3 is the record's, the same in every lane
         z1_hit, z1_val, z2_range = rec_z1_hit[rec], rec_z1_val[rec], rec_z2_range[rec]
+        search[2 * L] = search_steps(z2_range)
         prep(buf)
         for p in range(rec_start_pass[rec], passes):
             pass_k0(buf)
             if p == passes - 1:
                 for j in range(m):
                     out_last_key[base + j] = buf[ROW_OUT * L + j]
-            jitter_lanes(p, buf, jit, found, z1_hit, z1_val, z2_range, z2_keys, z2_vals, z2_pos, s3)
+            jitter_lanes(
+                p, buf, jit, found, z1_hit, z1_val, z2_range, z2_keys, z2_vals, z2_pos, s3, search
+            )
             if trace:
                 for j in range(m):
                     tr_keys[base + j, p] = buf[ROW_OUT * L + j]
