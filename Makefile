@@ -45,8 +45,11 @@ test-coverage: deps system-deps
 bench: deps
 	$(BIN)/hasherd bench --seconds $(SECONDS)
 
-# the kernel against hashcat -m 21400 on the same CPU, at the trainer's and a large batch
+# the kernel against hashcat -m 21400 on the same CPU: in the trainer's call shape (its
+# 64 records in 2 groups: 32 records x 256 per evaluate_many), one record of 256, and a
+# large batch of one record (4096)
 bench-hashcat: deps bench-deps
+	$(BIN)/hasherd bench --seconds $(SECONDS) --evaluator numba --population 256 --records 32 --against hashcat
 	$(BIN)/hasherd bench --seconds $(SECONDS) --evaluator numba --against hashcat
 	$(BIN)/hasherd bench --seconds $(SECONDS) --evaluator numba --population 4096 --against hashcat
 

@@ -9,6 +9,13 @@ a few domain codes, every other slot uniform), and two records:
 * ``zone1_hit``: a frame of the memory itself, as training sees for records drawn from
   the memory; evaluators that take the zone-1 shortcut skip passes 0..7 of it.
 
+Shape. With ``records_per_call`` R = 1 (the default) each call is one ``evaluate`` of one
+record's N candidates. The trainer sends several records per call instead (its batch in
+``dispatch.lanes`` groups, through ``evaluate_many``: scheduler/trainer.py), so with R > 1
+each call is one ``evaluate_many`` of R distinct records of the kind, N candidates each:
+R ``miss`` records (each a slot 0 in no frame) or R ``zone1_hit`` frames (distinct while
+the memory has R frames). The first record of each kind is the R = 1 record.
+
 Method (docs/perf.md, section 3). Each evaluator is warmed up (JIT compile or cache load,
 timed) and primed with untimed calls. Then ``rounds`` rounds run; in each round every
 (evaluator, record) case, round-robin, calls ``evaluate`` for ``seconds / rounds`` seconds
@@ -39,6 +46,7 @@ from hasherd.backends import create, hashcat
 from hasherd.errors import InputError
 from hasherd.kernel import spec
 from hasherd.kernel.evaluators import MAX_BATCH, Evaluator
+from hasherd.kernel.evaluators.base import make_request
 from hasherd.kernel.memory import JitterMemory
 
 LOGGER = logging.getLogger(__name__)
@@ -49,6 +57,8 @@ RECORDS = ("miss", "zone1_hit")
 WORD_CLASSES = 16  # slot 4 low byte: 0..15
 DOMAINS = (0x1, 0x2, 0x3, 0x4, 0x5)  # slot 10 bits 12..15
 MAX_MEMORY_FRAMES = 1_000_000
+MAX_RECORDS_PER_CALL = 4096  # as daemon.batch: the trainer's whole batch in one group
+MAX_CANDIDATES_PER_CALL = 1 << 20  # records x population: bounds the results' memory
 SEED_POOL_ROWS = 1 << 14
 NUMBA_KERNELS_MODULE = "hasherd.kernel.numba_kernels"
 NUMBA_DRIVERS = ("run_k0", "run_scan")
@@ -67,6 +77,7 @@ class BenchConfig:
     rounds: int = 3
     rng_seed: int = 1
     against: str | None = None  # "hashcat": run its benchmark in the same run
+    records_per_call: int = 1  # R > 1: one evaluate_many of R records, as the trainer calls
 
     def validate(self) -> None:
         if not isinstance(self.seconds, (int, float)) or not math.isfinite(self.seconds):
@@ -74,6 +85,13 @@ class BenchConfig:
         if self.seconds <= 0:
             raise InputError("seconds", f"must be > 0, got {self.seconds}")
         _check_int("population", self.population, 1, MAX_BATCH)
+        _check_int("records_per_call", self.records_per_call, 1, MAX_RECORDS_PER_CALL)
+        if self.records_per_call * self.population > MAX_CANDIDATES_PER_CALL:
+            raise InputError(
+                "records_per_call",
+                f"{self.records_per_call} records x population {self.population} is more than"
+                f" {MAX_CANDIDATES_PER_CALL} candidates per call",
+            )
         _check_int("zero_bits", self.zero_bits, 0, spec.MAX_ZERO_BITS)
         _check_int("memory_frames", self.memory_frames, 1, MAX_MEMORY_FRAMES)
         _check_int("rounds", self.rounds, 1, 99)
@@ -89,6 +107,8 @@ class BenchConfig:
             "rounds": self.rounds,
             "round_s": self.seconds / self.rounds,
             "population": self.population,
+            "records_per_call": self.records_per_call,
+            "shape": shape(self.records_per_call, self.population),
             "zero_bits": self.zero_bits,
             "passes": self.passes,
             "memory_frames": self.memory_frames,
@@ -97,6 +117,11 @@ class BenchConfig:
             "baseline": BASELINE,
             "against": self.against,
         }
+
+
+def shape(records: int, population: int) -> str:
+    """A call's shape as people say it: "32 records x 256" (or "1 record x 256")."""
+    return f"{records} record{'s' if records != 1 else ''} x {population}"
 
 
 def _check_int(name: str, value: Any, lo: int, hi: int) -> None:
@@ -113,6 +138,7 @@ def _check_int(name: str, value: Any, lo: int, hi: int) -> None:
 class Workload:
     memory: JitterMemory
     records: dict[str, np.ndarray]  # record name -> (12,) uint32 slots
+    batches: dict[str, np.ndarray]  # record name -> (R, 12): one call's records, row 0 above
     seed_pool: np.ndarray  # (rows, 32) uint8
 
 
@@ -140,14 +166,43 @@ def make_records(memory: JitterMemory, rng: np.random.Generator) -> dict[str, np
     return {"miss": miss, "zone1_hit": hit}
 
 
+def make_batches(
+    memory: JitterMemory, first: dict[str, np.ndarray], count: int, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """``count`` distinct records of each kind, ``first``'s record leading: further
+    ``miss`` records drawn like it, further frames without repeats while there are enough."""
+    frames = memory.frames
+    misses, hits = [first["miss"]], [first["zone1_hit"]]
+    taken = set(frames[:, 0].tolist()) | {int(first["miss"][0])}
+    while len(misses) < count:
+        rec = frames[int(rng.integers(0, len(memory)))].copy()
+        rec[0] = int(rng.integers(0, 1 << 32))
+        if int(rec[0]) in taken:
+            continue
+        taken.add(int(rec[0]))
+        rec[1:4] = rng.integers(0, 1 << 32, size=3, dtype=np.uint32)
+        misses.append(rec)
+    others = np.flatnonzero(~(frames == first["zone1_hit"]).all(axis=1))
+    if len(others) == 0:
+        others = np.arange(len(memory))  # a one-frame memory: its frame, repeated
+    more = count - 1
+    idx = rng.choice(others, size=more, replace=more > len(others))
+    hits += [frames[int(i)].copy() for i in idx]
+    return {"miss": np.stack(misses), "zone1_hit": np.stack(hits)}
+
+
 def make_workload(cfg: BenchConfig) -> Workload:
     rng = np.random.default_rng(cfg.rng_seed)
     memory = make_memory(cfg.memory_frames, rng)
     records = make_records(memory, rng)
+    if cfg.records_per_call > 1:  # drawn before the pool only then: R = 1 stays as it was
+        batches = make_batches(memory, records, cfg.records_per_call, rng)
+    else:
+        batches = {name: rec[np.newaxis, :] for name, rec in records.items()}
     rows = max(SEED_POOL_ROWS, 4 * cfg.population)
     pool = rng.integers(0, 256, size=(rows, spec.SEED_BYTES), dtype=np.uint8)
     memory.record_view(int(records["miss"][0]), int(records["miss"][4]))  # build indices now
-    return Workload(memory, records, pool)
+    return Workload(memory, records, batches, pool)
 
 
 # -- one (evaluator, record) case ------------------------------------------------------------
@@ -168,6 +223,7 @@ class Figures:
     # Compressions per second of this process's CPU time (all its threads): the kernel's
     # speed per busy core, which other work on a shared machine does not dilute.
     compressions_per_cpu_s: float = 0.0
+    records_per_call: int = 1
 
     def to_dict(self, baseline: Figures | None, zero_bits: int) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -183,6 +239,8 @@ class Figures:
             dsha_per_candidate=self.dsha_per_candidate,
             compressions_per_candidate=self.compressions_per_candidate,
             population=self.population,
+            records_per_call=self.records_per_call,
+            candidates_per_call=self.population * self.records_per_call,
             calls=self.calls,
             round_candidates_per_s=list(self.round_candidates_per_s),
             compressions_per_cpu_s=self.compressions_per_cpu_s,
@@ -206,7 +264,7 @@ class _Round:
 @dataclass
 class _Case:
     evaluator: Evaluator
-    slots: np.ndarray
+    slots: np.ndarray  # (R, 12): the records of one call
     population: int
     cursor: int = 0
     rounds: list[_Round] = field(default_factory=list)
@@ -219,18 +277,32 @@ class _Case:
         self.cursor += self.population + 7
         return batch
 
+    @property
+    def per_call(self) -> int:
+        """Candidates one call evaluates."""
+        return self.population * len(self.slots)
+
     def call(self, wl: Workload, cfg: BenchConfig) -> tuple[int, int]:
-        res = self.evaluator.evaluate(
-            self.slots, self.next_seeds(wl.seed_pool), wl.memory, cfg.passes, cfg.zero_bits
-        )
-        return res.dsha, res.compressions
+        """One call: ``evaluate`` for one record, else ``evaluate_many`` (the trainer's
+        path), each record with the next window of seeds."""
+        if len(self.slots) == 1:
+            res = self.evaluator.evaluate(
+                self.slots[0], self.next_seeds(wl.seed_pool), wl.memory, cfg.passes, cfg.zero_bits
+            )
+            return res.dsha, res.compressions
+        reqs = [
+            make_request(s, self.next_seeds(wl.seed_pool), wl.memory, cfg.passes, cfg.zero_bits)
+            for s in self.slots
+        ]
+        results = self.evaluator.evaluate_many(reqs)
+        return sum(r.dsha for r in results), sum(r.compressions for r in results)
 
     def run_round(self, wl: Workload, cfg: BenchConfig, budget: float) -> None:
         rnd = _Round()
         t0, c0 = time.perf_counter(), time.process_time()
         while True:
             dsha, blocks = self.call(wl, cfg)
-            rnd.candidates += self.population
+            rnd.candidates += self.per_call
             rnd.dsha += dsha
             rnd.compressions += blocks
             rnd.elapsed = time.perf_counter() - t0
@@ -250,9 +322,10 @@ class _Case:
             dsha_per_candidate=sum(r.dsha for r in self.rounds) / cands,
             compressions_per_candidate=sum(r.compressions for r in self.rounds) / cands,
             population=self.population,
-            calls=sum(r.candidates for r in self.rounds) // self.population,
+            calls=cands // self.per_call,
             round_candidates_per_s=tuple(r.rate for r in self.rounds),
             compressions_per_cpu_s=mid.compressions / mid.cpu if mid.cpu > 0 else 0.0,
+            records_per_call=len(self.slots),
         )
 
 
@@ -313,9 +386,11 @@ def warm_up(ev: Evaluator) -> tuple[float, str]:
 
 
 def _baseline_population(case: _Case, wl: Workload, cfg: BenchConfig) -> int:
-    """Population for which one baseline call takes about a tenth of a round."""
+    """Population for which one baseline call of one record takes about a tenth of a
+    round (the per-candidate rate it is compared by does not depend on the shape)."""
     full = case.population
     case.population = 1
+    case.slots = case.slots[:1]
     t0 = time.perf_counter()
     case.call(wl, cfg)
     per_candidate = max(time.perf_counter() - t0, 1e-9)
@@ -402,7 +477,13 @@ class BenchReport:
         per: dict[str, Any] = {}
         for name, rep in self.evaluators.items():
             per[name] = {rec: _versus(name, fig, hc) for rec, fig in rep.records.items()}
-        return {"hashcat": hc.to_dict(), "evaluators": per}
+        cfg = self.config
+        return {
+            "hashcat": hc.to_dict(),
+            "records_per_call": cfg.records_per_call,
+            "shape": shape(cfg.records_per_call, cfg.population),
+            "evaluators": per,
+        }
 
 
 def _versus(name: str, fig: Figures, hc: hashcat.HashcatFigures) -> dict[str, float]:
@@ -457,7 +538,7 @@ def _prepare(
         startup[n] = warm_up(ev)
         LOGGER.info("bench: %s warmed up in %.2f s (%s)", n, *startup[n])
         for rec in RECORDS:
-            case = _Case(ev, wl.records[rec], cfg.population)
+            case = _Case(ev, wl.batches[rec], cfg.population)
             _prime(case, wl, cfg, adapt=(n == BASELINE))
             cases[(n, rec)] = case
     return evs, startup, cases

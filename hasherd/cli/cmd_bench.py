@@ -18,6 +18,10 @@ Rates count the work each evaluator reports doing: a 'miss' record hashes all 22
 double SHA-256 per candidate at k = 0; a 'zone-1 hit' record lets the numba evaluator
 skip passes 0..7. Large --zero-bits take long: each pass scans about 2^k nonces.
 
+--records R makes each call one evaluate_many of R distinct records of the kind,
+--population candidates each: the shape the trainer uses (its batch of 64 records in
+2 groups: --records 32 --population 256 for `hasherd train --population 256`).
+
 --against hashcat also runs `hashcat -b -m 21400 -D 1` (sha256(sha256_bin($pass)) on
 the CPU devices, 2 compressions per hash) before and after the measurements (the mean
 of the two is its figure) and prints hasherd's
@@ -36,6 +40,14 @@ def register(sub: Any) -> None:
     p.add_argument("--seconds", type=float, default=3.0, help="per measurement (default 3)")
     p.add_argument(
         "--population", type=int, default=256, help="candidates per call, 1..4096 (default 256)"
+    )
+    p.add_argument(
+        "--records",
+        type=int,
+        default=1,
+        metavar="R",
+        help="records per call, each of --population candidates, through evaluate_many as"
+        " the trainer calls (default 1: one evaluate of one record)",
     )
     p.add_argument("--zero-bits", type=int, default=0, help="k, 0..32 (default 0)")
     p.add_argument(
@@ -60,6 +72,7 @@ def _run(args: argparse.Namespace) -> int:
     cfg = bench.BenchConfig(
         seconds=args.seconds,
         population=args.population,
+        records_per_call=args.records,
         zero_bits=args.zero_bits,
         evaluators=tuple(args.evaluator or bench.DEFAULT_EVALUATORS),
         memory_frames=args.memory_frames,
@@ -118,7 +131,7 @@ def format_table(report: dict[str, Any]) -> str:
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     lines = [
         f"hasherd bench: {conf['rounds']} rounds of {conf['round_s']:.2f} s per measurement, "
-        f"round-robin, median round; population {conf['population']}, "
+        f"round-robin, median round; {_shape(conf)}, "
         f"zero_bits {conf['zero_bits']}, passes {conf['passes']}",
         f"memory: {conf['memory_frames']} generated frames (id {conf['memory_id'][:12]})",
         f"cpu: {cpu.get('cpu_name')}, {cpu['cpu_count']} cores, "
@@ -126,7 +139,8 @@ def format_table(report: dict[str, Any]) -> str:
         f"load average at start: {cpu['load_avg_1m_at_start']:.2f}",
         f"record 'miss': {conf['records']['miss']}",
         f"record 'zone-1 hit': {conf['records']['zone1_hit']}",
-        f"baseline population: {report['baseline']['population']} "
+        f"baseline population: {report['baseline']['population']}"
+        f"{' of one record' if conf.get('records_per_call', 1) > 1 else ''} "
         "(cut so one call is about a tenth of a round)",
         "",
         "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)).rstrip(),
@@ -144,6 +158,13 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _shape(conf: dict[str, Any]) -> str:
+    """Today's "population N" for one record per call, else the call's shape."""
+    if conf.get("records_per_call", 1) == 1:
+        return f"population {conf['population']}"
+    return f"{conf['shape']} candidates per call (evaluate_many)"
+
+
 def format_against(against: dict[str, Any]) -> list[str]:
     """hashcat's figure and each evaluator's compressions/s against it."""
     hc = against["hashcat"]
@@ -154,9 +175,11 @@ def format_against(against: dict[str, Any]) -> list[str]:
         f" = {_si(hc['compressions_per_s'])} compressions/s (mean of the runs before and"
         f" after: {', '.join(_si(x) + 'H/s' for x in hc['runs_hashes_per_s'])})",
     ]
+    many = against.get("records_per_call", 1) > 1
     for name, recs in against["evaluators"].items():
         for rec, fig in recs.items():
             label = "miss" if rec == "miss" else "zone-1 hit"
+            label += f" ({against['shape']})" if many else ""
             lines.append(
                 f"  {name} {label}: {_si(fig['compressions_per_s'])} compr/s nominal"
                 f" = {fig['ratio']:.2f}x hashcat; performed"
