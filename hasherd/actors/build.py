@@ -74,12 +74,12 @@ def build_actors(cfg: Config) -> list[EvaluatorActor]:
     for chip in cfg.devices.chips:
         if chip.name in names:
             raise ConfigError("devices.chips", f"actor name {chip.name!r} is taken", cfg.source)
+        names.add(chip.name)
         if not chip.node:
             actors.append(chip_actor(chip))
     for actor in remote:
-        if actor.name in names:
+        if actor.zero_bits is None and actor.name in names:  # a node's simulator
             raise ConfigError("cluster.nodes", f"actor name {actor.name!r} is taken", cfg.source)
-        names.add(actor.name)
     return actors + remote
 
 

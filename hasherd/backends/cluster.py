@@ -24,13 +24,13 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
 
-from hasherd.config import ChipDeviceConfig, ClusterConfig
+from hasherd.config import ChipDeviceConfig, ClusterConfig, Config
 from hasherd.errors import ConfigError, EvaluatorError
 from hasherd.kernel.evaluators.base import EvalRequest, EvalResult
 from hasherd.kernel.memory import JitterMemory
@@ -40,6 +40,7 @@ T = TypeVar("T")
 RESOURCE = "hasherd_node:"  # + the node's name: the custom resource that places an actor
 SLIVER = 0.001  # of that resource per actor: any number of actors fit on their node
 MEMORY_REFS_KEPT = 16  # jitter memories whose object-store reference the head keeps
+NODES_SECONDS = 10.0  # ``nodes.list`` waits this long for the cluster's answer
 CLOSE_SECONDS = 5.0  # a node actor that does not close its device within this is killed
 
 
@@ -160,6 +161,42 @@ class RayCluster:
             )
         return out
 
+    async def list_nodes(self) -> list[dict[str, Any]]:
+        """``nodes``, off the event loop, within ``NODES_SECONDS`` (an unreachable head
+        of the cluster must not hang the control method)."""
+        with anyio.fail_after(NODES_SECONDS):
+            return await anyio.to_thread.run_sync(self.nodes, abandon_on_cancel=True)
+
+
+def node_rows(
+    actors: Sequence[dict[str, Any]],
+    cluster: Sequence[dict[str, Any]] | None,
+    configured: Sequence[str] = (),
+) -> list[dict[str, Any]]:
+    """One row per node (``hasherctl nodes``): ``local`` (the daemon's process), each
+    node of ``configured`` (``cluster.nodes``) and each node the cluster knows, with the
+    actors that run there and how many of them work. ``alive`` is the cluster's word
+    (None for ``local``, or when the cluster did not answer)."""
+    rows: dict[str, dict[str, Any]] = {}
+
+    def row(name: str) -> dict[str, Any]:
+        blank = {"alive": None, "address": "", "cpus": None, "gpus": None}
+        return rows.setdefault(name, {"name": name, **blank, "actors": [], "working": 0})
+
+    for name in configured:
+        row(name)
+    for n in cluster or ():
+        found = rows.get(n["name"])
+        if found is not None and found["alive"] and not n["alive"]:
+            continue  # a dead earlier incarnation of a node that is back
+        r = row(n["name"])
+        r.update({k: n[k] for k in ("alive", "address", "cpus", "gpus")})
+    for a in actors:
+        r = row(str(a.get("node", "local")))
+        r["actors"].append(a["name"])
+        r["working"] += a["state"] in ("READY", "BUSY")
+    return sorted(rows.values(), key=lambda r: (r["name"] != "local", r["name"]))
+
 
 class RayBackend:
     """One evaluator on a Ray node (see the module docstring): a simulator ``spec``
@@ -255,3 +292,13 @@ def _short(exc: BaseException) -> str:
     """The first line of a Ray error (its full text carries the remote traceback)."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def cluster_nodes(
+    cfg: Config,
+) -> tuple[Callable[[], Awaitable[list[dict[str, Any]]]] | None, tuple[str, ...]]:
+    """What ``nodes.list`` asks: the cluster's nodes (None without ``cluster.address``)
+    and the configured ones."""
+    if not cfg.cluster.address:
+        return None, cfg.cluster.nodes
+    return RayCluster(cfg.cluster).list_nodes, cfg.cluster.nodes
