@@ -29,10 +29,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_daemon import HASHERD, run_daemon_job, write_data  # noqa: E402
+from bench_daemon import HASHERD, run_daemon_job, write_data
 
-from hasherd.backends.cluster import node_resource  # noqa: E402
-from hasherd.control.client import ControlClient, ControlError  # noqa: E402
+from hasherd.backends.cluster import node_resource
+from hasherd.control.client import ControlClient, ControlError
 
 NODE = "bench-node"
 

@@ -41,7 +41,7 @@ from hasherd.scheduler.trainer import Trainer
 from hasherd.storage import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_daemon import write_data  # noqa: E402
+from bench_daemon import write_data
 
 T = TypeVar("T")
 RESULT_BYTES = 4 + 4 + 4 + 32 + 4  # a candidate's result: output, nonce, roll, digest, key
