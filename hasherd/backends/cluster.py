@@ -22,6 +22,7 @@ first used, and its absence is a ``ConfigError`` naming ``cluster.address``.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
@@ -30,6 +31,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.to_thread
 
+from hasherd.backends.cluster_wire import pack_requests, unpack_results
 from hasherd.config import ChipDeviceConfig, ClusterConfig, Config
 from hasherd.errors import ConfigError, EvaluatorError
 from hasherd.kernel.evaluators.base import EvalRequest, EvalResult
@@ -42,6 +44,10 @@ SLIVER = 0.001  # of that resource per actor: any number of actors fit on their 
 MEMORY_REFS_KEPT = 16  # jitter memories whose object-store reference the head keeps
 NODES_SECONDS = 10.0  # ``nodes.list`` waits this long for the cluster's answer
 CLOSE_SECONDS = 5.0  # a node actor that does not close its device within this is killed
+# Calls and answers up to this size travel inline, worker to worker: past Ray's default
+# (100 KiB) each would go through the object store, a put and a get that cost more than
+# the batch's kernel on a small machine (docs/scale-out.md, "The remote path's overhead").
+INLINE = {"RAY_max_direct_call_object_size": str(16 << 20)}
 
 
 def node_resource(node: str) -> str:
@@ -81,6 +87,8 @@ class RayCluster:
             if self._connected:
                 return
             ray = _ray()
+            for key, value in INLINE.items():  # read by the driver's core worker at init
+                os.environ.setdefault(key, value)
             if not ray.is_initialized():
                 ray.init(
                     address=self.cfg.address,
@@ -107,6 +115,7 @@ class RayCluster:
             resources={node_resource(node): SLIVER},
             max_restarts=0,
             max_concurrency=4,  # a batch, an abort and a stats read at once
+            runtime_env={"env_vars": INLINE},
         ).remote(*args)
 
     @staticmethod
@@ -129,14 +138,11 @@ class RayCluster:
             self._refs.move_to_end(key)
             return ref
 
-    def pack(self, reqs: Sequence[EvalRequest]) -> tuple[list[tuple[Any, ...]], dict[str, Any]]:
-        """The requests without their memories, and each memory's reference by id."""
+    def pack(self, reqs: Sequence[EvalRequest]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The requests without their memories (``cluster_wire``), and each memory's
+        reference by id."""
         refs = {r.memory.memory_id: self.memory_ref(r.memory) for r in reqs}
-        packed = [
-            (r.slots, r.seeds, r.memory.memory_id, r.passes, r.zero_bits, r.trace, r.nonce_space)
-            for r in reqs
-        ]
-        return packed, refs
+        return pack_requests(reqs), refs
 
     # -- nodes ----------------------------------------------------------------------------
 
@@ -254,7 +260,7 @@ class RayBackend:
             raise EvaluatorError(self.name, "not started")
         packed, refs = self.cluster.pack(reqs)
         try:
-            results: list[EvalResult] = await handle.evaluate.remote(packed, refs)
+            results = unpack_results(await handle.evaluate.remote(packed, refs))
             if self.chip is not None:
                 self._device = await handle.device_stats.remote()
         except Exception as exc:  # the node died, or the evaluator raised there

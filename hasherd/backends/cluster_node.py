@@ -9,9 +9,10 @@
 * a chip chain (a ``[[devices.chips]]`` table) driven by ``ChipBackend`` on the worker's
   event loop, its serial port being this node's.
 
-Requests arrive without their jitter memory: each names it by ``memory_id`` and the call
-carries a Ray object reference per memory, put in the object store once by the head. A
-node fetches a memory once and keeps the last few, indices built, for every later batch.
+Requests arrive packed (``cluster_wire``) and without their jitter memory: each names it
+by ``memory_id`` and the call carries a Ray object reference per memory, put in the
+object store once by the head. A node fetches a memory once and keeps the last few,
+indices built, for every later batch.
 """
 
 from __future__ import annotations
@@ -21,23 +22,17 @@ import concurrent.futures
 import os
 import socket
 from collections import OrderedDict
-from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from hasherd.backends.asic import ChipBackend, chip_backend
+from hasherd.backends.cluster_wire import memory_ids, pack_results, unpack_requests
 from hasherd.backends.registry import create
 from hasherd.config import ChipDeviceConfig
 from hasherd.errors import EvaluatorError
-from hasherd.kernel.evaluators.base import EvalRequest, EvalResult, Evaluator
+from hasherd.kernel.evaluators.base import EvalRequest, Evaluator
 from hasherd.kernel.memory import JitterMemory
 
 MEMORIES_KEPT = 4  # memories a node actor keeps built (one per running job, about)
-
-# One request without its memory: slots, seeds, memory_id, passes, zero_bits, trace,
-# nonce_space (``hasherd.backends.cluster.pack``).
-Packed = tuple[np.ndarray, np.ndarray, str, int, int, bool, int]
 
 
 class NodeEvaluator:
@@ -91,30 +86,30 @@ class NodeEvaluator:
             raise EvaluatorError(self.node, "not started")
         return self._evaluator
 
-    async def evaluate(
-        self, packed: Sequence[Packed], memories: dict[str, Any]
-    ) -> list[EvalResult]:
-        """The requests, their memories fetched from the object store when not kept."""
-        reqs = [await self._unpack(p, memories) for p in packed]
+    async def evaluate(self, packed: dict[str, Any], memories: dict[str, Any]) -> Any:
+        """The batch (``cluster_wire.pack_requests``), its memories fetched from the
+        object store when not kept; the results packed the same way."""
+        found = {m: await self._fetch(m, memories) for m in dict.fromkeys(memory_ids(packed))}
+        reqs = unpack_requests(packed, found.__getitem__)
         if self._chain is not None:
-            return await self._chain.evaluate_many(reqs)
+            return pack_results(await self._chain.evaluate_many(reqs))
         evaluator = self._started()
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, _evaluate, evaluator, reqs)
 
-    async def _unpack(self, p: Packed, memories: dict[str, Any]) -> EvalRequest:
-        slots, seeds, memory_id, passes, zero_bits, trace, nonce_space = p
+    async def _fetch(self, memory_id: str, memories: dict[str, Any]) -> JitterMemory:
+        """``memory_id``'s memory, fetched from the object store once and kept."""
         memory = self._memories.get(memory_id)
-        if memory is None:
-            ref = memories.get(memory_id)
-            if ref is None:
-                raise EvaluatorError(self.node, f"memory {memory_id[:12]} was not sent")
-            memory = JitterMemory(await ref)
-            self._memories[memory_id] = memory
-            while len(self._memories) > MEMORIES_KEPT:
-                self._memories.popitem(last=False)
-        self._memories.move_to_end(memory_id)
-        return EvalRequest(slots, seeds, memory, passes, zero_bits, trace, nonce_space)
+        if memory is not None:
+            self._memories.move_to_end(memory_id)
+            return memory
+        ref = memories.get(memory_id)
+        if ref is None:
+            raise EvaluatorError(self.node, f"memory {memory_id[:12]} was not sent")
+        memory = self._memories[memory_id] = JitterMemory(await ref)
+        while len(self._memories) > MEMORIES_KEPT:
+            self._memories.popitem(last=False)
+        return memory
 
     async def abort(self) -> None:
         """Make the running batch return soon (the numba kernel's abort flag)."""
@@ -137,7 +132,8 @@ class NodeEvaluator:
             pool.shutdown(wait=False)
 
 
-def _evaluate(evaluator: Evaluator, reqs: list[EvalRequest]) -> list[EvalResult]:
-    """On the evaluator's thread: a batch given after an abort runs normally."""
+def _evaluate(evaluator: Evaluator, reqs: list[EvalRequest]) -> Any:
+    """On the evaluator's thread, packed for the way back: a batch given after an abort
+    runs normally."""
     evaluator.clear_abort()
-    return evaluator.evaluate_many(reqs)
+    return pack_results(evaluator.evaluate_many(reqs))
