@@ -1,6 +1,7 @@
 """The remote path's overhead: one job on a local actor against the same job on a Ray node.
 
-    .venv/bin/python tools/bench_cluster.py [--threads T] [--generations N] [--rounds R] [--json]
+    .venv/bin/python tools/bench_cluster.py [--threads T] [--batch B] [--generations N]
+                                            [--rounds R] [--json]
 
 Two daemons (``hasherd run``, real processes) on the same generated data (128 records at
 D = 32, so no record wins and every generation is full, as ``tools/bench_daemon.py``):
@@ -9,7 +10,9 @@ pointing at a Ray cluster started here (``ray.cluster_utils``: a head with no CP
 worker node, ``bench-node``, with a numba actor of T threads). Each gets the same job
 through its control socket, timed from ``jobs.submit`` to the job's end; the rounds
 alternate so a shared machine's noise hits both alike, and the medians are compared:
-``ray / local`` is the throughput the remote path keeps.
+``ray / local`` is the throughput the remote path keeps. ``--batch`` is ``daemon.batch``
+(the records in flight, split between the actor's two mailbox slots): each call's
+fixed cost weighs less on larger groups.
 """
 
 from __future__ import annotations
@@ -37,8 +40,9 @@ from hasherd.control.client import ControlClient, ControlError
 NODE = "bench-node"
 
 
-def config(d: Path, name: str, generations: int, threads: int, cluster: str) -> Path:
+def config(d: Path, name: str, args: argparse.Namespace, cluster: str) -> Path:
     """A daemon's config: its own socket and database; its one actor local or remote."""
+    threads = args.threads
     devices = f"cpu_actors = 1\n[simulator]\nmax_concurrency = {threads}"
     if cluster:
         devices = (
@@ -49,6 +53,7 @@ def config(d: Path, name: str, generations: int, threads: int, cluster: str) -> 
     path.write_text(f"""
 [daemon]
 database = "{d / f"{name}.db"}"
+batch = {args.batch}
 [control]
 socket = "{d / f"{name}.sock"}"
 [metrics]
@@ -59,7 +64,7 @@ enabled = false
 epochs = 1
 difficulty_bits = 32
 population_size = 256
-max_generations = {generations}
+max_generations = {args.generations}
 validation_split = 0.0
 [devices]
 {devices}
@@ -98,6 +103,7 @@ def start_daemon(stack: ExitStack, d: Path, cfg: Path, name: str) -> ControlClie
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--threads", type=int, default=1, help="numba threads of each actor")
+    ap.add_argument("--batch", type=int, default=64, help="daemon.batch: records in flight")
     ap.add_argument("--generations", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", action="store_true")
@@ -115,8 +121,8 @@ def main() -> int:
         cluster.add_node(num_cpus=args.threads, resources={node_resource(NODE): 1})
         cluster.wait_for_nodes()
         data = write_data(d, 128)
-        cfg_local = config(d, "local", args.generations, args.threads, "")
-        cfg_ray = config(d, "ray", args.generations, args.threads, cluster.address)
+        cfg_local = config(d, "local", args, "")
+        cfg_ray = config(d, "ray", args, cluster.address)
         on_local = start_daemon(stack, d, cfg_local, "local")
         on_ray = start_daemon(stack, d, cfg_ray, "ray")
         for r in range(args.rounds):
@@ -124,6 +130,7 @@ def main() -> int:
             remote.append(run_daemon_job(on_ray, data, 100 + r))
     out: dict[str, Any] = {
         "threads": args.threads,
+        "batch": args.batch,
         "local_candidates_per_s": statistics.median(local),
         "ray_candidates_per_s": statistics.median(remote),
         "local_runs": local,

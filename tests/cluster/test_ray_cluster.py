@@ -25,7 +25,7 @@ from hasherd import config as config_mod
 from hasherd.actors.base import ActorState
 from hasherd.actors.build import build_actors, build_pool
 from hasherd.actors.pool import ActorPool
-from hasherd.backends.cluster import node_resource
+from hasherd.backends.cluster import RayCluster, node_resource, node_rows
 from hasherd.config import Config
 from hasherd.data import Dataset, load_dataset
 from hasherd.emulate import ChainEmulator
@@ -138,6 +138,18 @@ async def _farmed(db: Path, ds: Dataset, cfg: Config, pool: ActorPool, on_step: 
         lease.close()
         tg.cancel_scope.cancel()
     return summary.status
+
+
+def test_the_nodes_as_the_cluster_reports_them(farm: Farm) -> None:
+    """``nodes.list``'s source: each worker named by its ``hasherd_node:`` resource, alive,
+    with its CPUs; the head by its host name."""
+    cfg = _config(farm)
+    seen = anyio.run(RayCluster(cfg.cluster).list_nodes)
+    alive = {n["name"]: n for n in seen if n["alive"]}
+    assert {"rig-a", "rig-b"} <= set(alive) and len(alive) == 3
+    assert alive["rig-a"]["cpus"] == 1.0 and alive["rig-a"]["address"]
+    rows = node_rows([], seen, cfg.cluster.nodes)
+    assert [r["name"] for r in rows if r["name"] in NODES] == list(NODES)
 
 
 def test_a_job_across_two_nodes_equals_the_single_machine_run(farm: Farm, tmp_path: Path) -> None:
