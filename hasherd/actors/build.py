@@ -90,8 +90,9 @@ def remote_actors(cfg: Config) -> list[EvaluatorActor]:
     whose table names a ``node``. None without ``cluster.address``."""
     if not cfg.cluster.address:
         return []
-    from hasherd.backends.cluster import RayBackend, RayCluster
+    from hasherd.backends.cluster import RayBackend, RayCluster, check_ray
 
+    check_ray()
     cluster, cl = RayCluster(cfg.cluster), cfg.cluster
     threads = cl.cpu_threads
     kind = cpu_actor_spec(cfg, 1).partition(":")[0]

@@ -22,6 +22,7 @@ first used, and its absence is a ``ConfigError`` naming ``cluster.address``.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import threading
 from collections import OrderedDict
@@ -53,6 +54,13 @@ INLINE = {"RAY_max_direct_call_object_size": str(16 << 20)}
 def node_resource(node: str) -> str:
     """The custom resource a node named ``node`` advertises (``ray start --resources``)."""
     return f"{RESOURCE}{node}"
+
+
+def check_ray() -> None:
+    """``ConfigError`` naming ``cluster.address`` when ray is not installed: the daemon
+    refuses to start rather than retry actors that can never start."""
+    if importlib.util.find_spec("ray") is None:
+        raise ConfigError("cluster.address", "needs the ray package: pip install 'hasherd[ray]'")
 
 
 def _ray() -> Any:

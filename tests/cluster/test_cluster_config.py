@@ -4,6 +4,7 @@ before an actor starts), and the rows of ``hasherctl nodes``."""
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 import pytest
@@ -84,6 +85,19 @@ def test_bad_values_name_the_key(
     with pytest.raises(ConfigError) as err:
         _cfg(cluster, chips)
     assert err.value.key == key and problem in err.value.problem
+
+
+def test_a_cluster_without_ray_installed_is_refused_at_build(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a)
+    )
+    with pytest.raises(ConfigError) as err:
+        build_actors(_cfg({"address": "h:1", "nodes": ["rig"]}))
+    assert err.value.key == "cluster.address" and "hasherd[ray]" in err.value.problem
+    build_actors(config_mod.Config())  # no cluster: ray is not needed
 
 
 def test_an_actor_name_taken_twice_is_refused() -> None:
