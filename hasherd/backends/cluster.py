@@ -208,7 +208,7 @@ def node_rows(
     for a in actors:
         r = row(str(a.get("node", "local")))
         r["actors"].append(a["name"])
-        r["working"] += a["state"] in ("READY", "BUSY")
+        r["working"] += str(a["state"]).lower() in ("ready", "busy")
     return sorted(rows.values(), key=lambda r: (r["name"] != "local", r["name"]))
 
 

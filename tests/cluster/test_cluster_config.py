@@ -111,9 +111,9 @@ def test_an_actor_name_taken_twice_is_refused() -> None:
 
 def test_node_rows_merge_the_actors_the_config_and_the_cluster() -> None:
     actors = [
-        {"name": "numba0", "node": "local", "state": "BUSY"},
-        {"name": "rig-01-numba0", "node": "rig-01", "state": "READY"},
-        {"name": "rig-02-numba0", "node": "rig-02", "state": "FAILED"},
+        {"name": "numba0", "node": "local", "state": "busy"},
+        {"name": "rig-01-numba0", "node": "rig-01", "state": "ready"},
+        {"name": "rig-02-numba0", "node": "rig-02", "state": "failed"},
     ]
     seen = [
         {"name": "head", "alive": True, "address": "10.0.0.1", "cpus": 4.0, "gpus": 0.0},
