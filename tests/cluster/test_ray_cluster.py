@@ -3,7 +3,8 @@ evaluator and two worker nodes, ``rig-a`` and ``rig-b``, each its own raylet wit
 resources): a job trained across the two nodes gives the weights of the single-machine
 run with the same seed, also when a node is killed in the middle of it (its actors fail,
 their pieces go to the other node, and they come back once a node of that name rejoins);
-a chip chain on a labelled node serves its batches from that node.
+a chip chain on a labelled node serves its batches from that node; a restarted head takes
+over a live node actor; the nodes are reported by the names their resources give.
 
 One cluster serves the module: starting a node costs seconds on a small machine.
 """
@@ -14,6 +15,7 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ from hasherd import config as config_mod
 from hasherd.actors.base import ActorState
 from hasherd.actors.build import build_actors, build_pool
 from hasherd.actors.pool import ActorPool
-from hasherd.backends.cluster import RayCluster, node_resource, node_rows
+from hasherd.backends.cluster import RayBackend, RayCluster, node_resource, node_rows
 from hasherd.config import Config
 from hasherd.data import Dataset, load_dataset
 from hasherd.emulate import ChainEmulator
@@ -150,6 +152,28 @@ def test_the_nodes_as_the_cluster_reports_them(farm: Farm) -> None:
     assert alive["rig-a"]["cpus"] == 1.0 and alive["rig-a"]["address"]
     rows = node_rows([], seen, cfg.cluster.nodes)
     assert [r["name"] for r in rows if r["name"] in NODES] == list(NODES)
+
+
+def test_a_restarted_head_takes_over_the_live_node_actor(farm: Farm) -> None:
+    """A head that crashed left its detached actors running: the next head's start of
+    the same actor finds the live one on its node (the same process, its evaluator
+    already open) and serves with it; a clean close kills it."""
+    cfg = _config(farm)
+
+    def backend() -> RayBackend:
+        return RayBackend(RayCluster(cfg.cluster), "rig-a-takeover", "rig-a", spec="reference")
+
+    async def main() -> None:
+        crashed, next_head = backend(), backend()
+        await crashed.start()  # never closed: its head "crashed"
+        await next_head.start()
+        assert next_head.info["pid"] == crashed.info["pid"]
+        reqs = _chip_requests()[:1]
+        got = await next_head.evaluate_many([replace(reqs[0], zero_bits=0)])
+        assert len(got) == 1 and len(got[0]) == 2
+        await next_head.close()
+
+    anyio.run(main)
 
 
 def test_a_job_across_two_nodes_equals_the_single_machine_run(farm: Farm, tmp_path: Path) -> None:
