@@ -1,7 +1,7 @@
 """The remote path's overhead: one job on a local actor against the same job on a Ray node.
 
-    .venv/bin/python tools/bench_cluster.py [--threads T] [--batch B] [--generations N]
-                                            [--rounds R] [--json]
+    .venv/bin/python tools/bench_cluster.py [--threads T] [--per-node A] [--batch B]
+                                            [--generations N] [--rounds R] [--json]
 
 Two daemons (``hasherd run``, real processes) on the same generated data (128 records at
 D = 32, so no record wins and every generation is full, as ``tools/bench_daemon.py``):
@@ -12,7 +12,9 @@ through its control socket, timed from ``jobs.submit`` to the job's end; the rou
 alternate so a shared machine's noise hits both alike, and the medians are compared:
 ``ray / local`` is the throughput the remote path keeps. ``--batch`` is ``daemon.batch``
 (the records in flight, split between the actor's two mailbox slots): each call's
-fixed cost weighs less on larger groups.
+fixed cost weighs less on larger groups. ``--per-node A`` splits the node's T threads
+between A actors (``cluster.cpu_actors_per_node``), so that one computes while another's
+batch is on the wire; the local daemon keeps one actor of T threads.
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ def config(d: Path, name: str, args: argparse.Namespace, cluster: str) -> Path:
     if cluster:
         devices = (
             f'cpu_actors = 0\n[cluster]\naddress = "{cluster}"\nnamespace = "bench"\n'
-            f'nodes = ["{NODE}"]\ncpu_threads = {threads}\nstart_timeout = "300s"'
+            f'nodes = ["{NODE}"]\ncpu_threads = {threads // args.per_node}\n'
+            f'cpu_actors_per_node = {args.per_node}\nstart_timeout = "300s"'
         )
     path = d / f"{name}.toml"
     path.write_text(f"""
@@ -103,11 +106,14 @@ def start_daemon(stack: ExitStack, d: Path, cfg: Path, name: str) -> ControlClie
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--threads", type=int, default=1, help="numba threads of each actor")
+    ap.add_argument("--per-node", type=int, default=1, help="actors sharing the node's threads")
     ap.add_argument("--batch", type=int, default=64, help="daemon.batch: records in flight")
     ap.add_argument("--generations", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if not 1 <= args.per_node <= args.threads:
+        ap.error("--per-node must be in 1..--threads")
     from ray.cluster_utils import Cluster
 
     local: list[float] = []
@@ -131,6 +137,7 @@ def main() -> int:
     out: dict[str, Any] = {
         "threads": args.threads,
         "batch": args.batch,
+        "per_node": args.per_node,
         "local_candidates_per_s": statistics.median(local),
         "ray_candidates_per_s": statistics.median(remote),
         "local_runs": local,
