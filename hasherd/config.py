@@ -328,6 +328,7 @@ class ChipDeviceConfig:
     sweep_time: float = 0.5  # seconds a job's sweep may take
     quiet: float = 0.05  # after the sweep, this much silence ends the job
     timeout: float = 600.0  # seconds one evaluation batch may take on the chain
+    node: str = ""  # a [cluster] node the chain is plugged into; "" = the daemon's machine
 
     def check(self) -> list[Problem]:
         """The table's ranges, with its driver's checks (``devices.registry``: what the
@@ -357,6 +358,7 @@ class ChipDeviceConfig:
                 (self.sweep_time > 0, "sweep_time", "must be > 0"),
                 (self.quiet > 0, "quiet", "must be > 0"),
                 (self.timeout > 0, "timeout", "must be > 0"),
+                (_NAME.fullmatch(self.node) is not None, "node", _NODE_NAME),
             ),
         ]
 
@@ -386,6 +388,41 @@ class DevicesConfig:
         )
 
 
+_NODE_NAME = "must be letters, digits, '_', '.' or '-' (at most 64)"
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """``[cluster]``: the daemon as a Ray driver, its actors on the nodes of a Ray cluster
+    (docs/scale-out.md). Empty ``address`` = no cluster: every actor in this process."""
+
+    address: str = ""  # a Ray cluster: "host:port" of its head (GCS), "auto", or "" = off
+    namespace: str = "hasherd"  # the Ray namespace of the daemon's named actors
+    nodes: tuple[str, ...] = ()  # worker nodes by name (ray start --resources hasherd_node:NAME)
+    cpu_actors_per_node: int = 1  # CPU simulator actors on each of `nodes`
+    cpu_threads: int = 0  # kernel threads of each of them; 0 = the node's cores / actors
+    gpu_actors_per_node: int = 0  # CUDA actors on each of `nodes`, one Ray GPU each
+    start_timeout: float = 60.0  # seconds a remote actor may take to be placed and start
+
+    def check(self) -> list[Problem]:
+        bad = [n for n in self.nodes if not n or _NAME.fullmatch(n) is None]
+        dup = [n for i, n in enumerate(self.nodes) if n in self.nodes[:i]]
+        return _failed(
+            (not bad, "nodes", f"{bad[0] if bad else ''!r}: {_NODE_NAME}"),
+            (not dup, "nodes", f"{dup[0] if dup else ''!r} is named twice"),
+            (_NAME.fullmatch(self.namespace) is not None, "namespace", _NODE_NAME),
+            (0 <= self.cpu_actors_per_node <= 64, "cpu_actors_per_node", "must be in 0..64"),
+            (0 <= self.cpu_threads <= 1024, "cpu_threads", "must be in 0..1024"),
+            (0 <= self.gpu_actors_per_node <= 16, "gpu_actors_per_node", "must be in 0..16"),
+            (self.start_timeout > 0, "start_timeout", "must be > 0"),
+            (
+                not self.nodes or bool(self.address),
+                "nodes",
+                "needs cluster.address (the Ray cluster the nodes belong to)",
+            ),
+        )
+
+
 @dataclass(frozen=True)
 class Config:
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
@@ -399,6 +436,7 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     jitter: JitterConfig = field(default_factory=JitterConfig)
     devices: DevicesConfig = field(default_factory=DevicesConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     source: str = "<defaults>"
 
     def to_dict(self) -> dict[str, Any]:
@@ -420,7 +458,7 @@ class Config:
 def _plain(value: Any) -> Any:
     """JSON-able: a tuple of tables (``devices.chips``) as a list of dicts."""
     if isinstance(value, tuple):
-        return [asdict(v) for v in value]
+        return [v if isinstance(v, str) else asdict(v) for v in value]
     return value
 
 
@@ -436,6 +474,7 @@ _SECTIONS: dict[str, type] = {
     "metrics": MetricsConfig,
     "jitter": JitterConfig,
     "devices": DevicesConfig,
+    "cluster": ClusterConfig,
 }
 _DURATIONS = {
     "simulator.timeout",
@@ -449,6 +488,7 @@ _DURATIONS = {
     "devices.chips[].sweep_time",
     "devices.chips[].quiet",
     "devices.chips[].timeout",
+    "cluster.start_timeout",
 }
 
 
@@ -490,6 +530,9 @@ def _section(cls: type, raw: Any, name: str, source: str) -> Any:
         if cls is DevicesConfig and key == "chips":
             values[key] = _chips(value, source)
             continue
+        if cls is ClusterConfig and key == "nodes":
+            values[key] = _names(value, f"{name}.{key}", source)
+            continue
         try:
             values[key] = _typed(value, f.default, f"{name}.{key}", str(f.type))
         except ConfigError as exc:
@@ -516,6 +559,25 @@ def _chips(raw: Any, source: str) -> tuple[ChipDeviceConfig, ...]:
     return tuple(out)
 
 
+def _names(raw: Any, key: str, source: str) -> tuple[str, ...]:
+    """A list of strings (``cluster.nodes``)."""
+    if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
+        raise ConfigError(key, f"expected a list of names, got {raw!r}", source)
+    return tuple(raw)
+
+
+def _placed(cfg: Config) -> None:
+    """Every ``node`` of a chip table is one of ``cluster.nodes``."""
+    for i, chip in enumerate(cfg.devices.chips):
+        if chip.node and chip.node not in cfg.cluster.nodes:
+            known = ", ".join(cfg.cluster.nodes) or "none"
+            raise ConfigError(
+                f"devices.chips[{i}].node",
+                f"{chip.node!r} is not one of cluster.nodes ({known})",
+                cfg.source,
+            )
+
+
 def from_mapping(raw: Any, source: str = "<config>") -> Config:
     """A Config from parsed JSON/TOML; missing sections and keys take their defaults."""
     if not isinstance(raw, dict):
@@ -525,7 +587,9 @@ def from_mapping(raw: Any, source: str = "<config>") -> Config:
         if name not in _SECTIONS:
             raise ConfigError(name, f"unknown section (known: {', '.join(_SECTIONS)})", source)
         sections[name] = _section(_SECTIONS[name], value, name, source)
-    return Config(**sections, source=source)
+    cfg = Config(**sections, source=source)
+    _placed(cfg)
+    return cfg
 
 
 def load(path: str | Path | None) -> Config:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from hasherd.actors.backend import Backend
 from hasherd.actors.evaluator import EvaluatorActor
@@ -17,6 +18,9 @@ from hasherd.backends.choice import cpu_actor_spec
 from hasherd.config import ChipDeviceConfig, Config
 from hasherd.errors import ConfigError
 from hasherd.kernel.evaluators.base import Evaluator
+
+if TYPE_CHECKING:
+    from hasherd.backends.cluster import RayCluster
 
 # First estimates, pessimistic (docs/perf.md measures several times these): double
 # SHA-256 a second per numba thread, for the reference evaluator, and per GPU.
@@ -45,7 +49,8 @@ def build_actors(cfg: Config) -> list[EvaluatorActor]:
     ``simulator.device_type`` says so) and ``devices.gpu_actors`` CUDA evaluators, one per
     GPU from ``simulator.gpu_device`` on."""
     n_cpu, n_gpu = cfg.devices.cpu_actors, cfg.devices.gpu_actors
-    if n_cpu + n_gpu + len(cfg.devices.chips) < 1:
+    remote = remote_actors(cfg)
+    if n_cpu + n_gpu + len(cfg.devices.chips) + len(remote) < 1:
         raise ConfigError("devices.cpu_actors", "at least one evaluator actor is needed")
     timeout, mailbox = cfg.simulator.timeout, cfg.devices.mailbox
     cpu_name = cpu_actor_spec(cfg, cpu_threads(cfg))
@@ -69,8 +74,76 @@ def build_actors(cfg: Config) -> list[EvaluatorActor]:
     for chip in cfg.devices.chips:
         if chip.name in names:
             raise ConfigError("devices.chips", f"actor name {chip.name!r} is taken", cfg.source)
-        actors.append(chip_actor(chip))
+        names.add(chip.name)
+        if not chip.node:
+            actors.append(chip_actor(chip))
+    for actor in remote:
+        if actor.zero_bits is None and actor.name in names:  # a node's simulator
+            raise ConfigError("cluster.nodes", f"actor name {actor.name!r} is taken", cfg.source)
+    return actors + remote
+
+
+def remote_actors(cfg: Config) -> list[EvaluatorActor]:
+    """The actors on ``cluster.nodes`` (docs/scale-out.md): on each node
+    ``cluster.cpu_actors_per_node`` simulators (``<node>-numba<i>``) and
+    ``cluster.gpu_actors_per_node`` CUDA actors (``<node>-cuda<i>``), and each chip chain
+    whose table names a ``node``. None without ``cluster.address``."""
+    if not cfg.cluster.address:
+        return []
+    from hasherd.backends.cluster import RayBackend, RayCluster, check_ray
+
+    check_ray()
+    cluster, cl = RayCluster(cfg.cluster), cfg.cluster
+    threads = cl.cpu_threads
+    kind = cpu_actor_spec(cfg, 1).partition(":")[0]
+    spec = f"numba:{threads}" if kind == "numba" else kind
+    rate = NUMBA_THREAD_HASHES * max(1, threads) if kind == "numba" else REFERENCE_HASHES
+
+    def sim(node: str, name: str, kind: str, spec: str, gpus: float, rate: float) -> EvaluatorActor:
+        def make() -> Backend:
+            share = cl.cpu_actors_per_node
+            return RayBackend(cluster, name, node, spec=spec, gpus=gpus, share=share)
+
+        return EvaluatorActor(
+            name,
+            kind,
+            backend=make,
+            timeout=cfg.simulator.timeout,
+            mailbox=cfg.devices.mailbox,
+            max_zero_bits=cfg.devices.simulator_max_zero_bits,
+            cost=CostModel(hashes_per_second=rate),
+            node=node,
+        )
+
+    actors = []
+    for node in cl.nodes:
+        for i in range(cl.cpu_actors_per_node):
+            actors.append(sim(node, f"{node}-{kind}{i}", kind, spec, 0, rate))
+        for i in range(cl.gpu_actors_per_node):
+            actors.append(sim(node, f"{node}-cuda{i}", "cuda", "cuda:0", 1, GPU_HASHES))
+    for chip in cfg.devices.chips:
+        if chip.node:
+            actors.append(_remote_chip(cluster, chip))
     return actors
+
+
+def _remote_chip(cluster: RayCluster, chip: ChipDeviceConfig) -> EvaluatorActor:
+    """A chip chain on its node: the same actor as ``chip_actor``, its backend there."""
+    from hasherd.backends.cluster import RayBackend
+
+    def make() -> Backend:
+        return RayBackend(cluster, chip.name, chip.node, chip=chip)
+
+    return EvaluatorActor(
+        chip.name,
+        chip.driver,
+        backend=make,
+        timeout=chip.timeout,
+        mailbox=1,
+        zero_bits=chip.zero_bits,
+        cost=CostModel(job_seconds=chip.sweep_time + chip.quiet),
+        node=chip.node,
+    )
 
 
 def chip_actor(chip: ChipDeviceConfig) -> EvaluatorActor:

@@ -53,8 +53,10 @@ class EvaluatorActor:
         zero_bits: int | None = None,
         max_zero_bits: int = 32,
         cost: CostModel = DEFAULT_COST,
+        node: str = "",
     ) -> None:
         self.name = name
+        self.node = node  # the cluster node it runs on; "" = the daemon's own process
         self.zero_bits = zero_bits  # the only zero bits it serves (a chip); None = any
         self.max_zero_bits = max_zero_bits  # and none above this (a simulator's limit)
         self.kind = kind
@@ -252,6 +254,7 @@ class EvaluatorActor:
         return {
             "name": self.name,
             "kind": self.kind,
+            "node": self.node or "local",
             "state": str(self.state),
             "mailbox": len(self.queued),
             "mailbox_capacity": self.capacity,

@@ -406,6 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_jobs(sub)
     _add_weights(sub)
     _add_actors(sub)
+    nodes = call_and_show("nodes.list", views.nodes_view)
+    _reader(sub, "nodes", "the machines the actors run on, and which run where", nodes)
     ctl_flash.register(sub, _reader, call_and_show)
     ctl_validate.register(sub, _reader)
     monitor = sub.add_parser("monitor", help="a live view of jobs, actors and rates")

@@ -261,8 +261,42 @@ def actors_table(actors: Iterable[Mapping[str, Any]], title: str | None = None) 
 
 
 def actors_view(result: Mapping[str, Any]) -> list[Section]:
+    """``actors list``: the actors table with where each runs (NODE, after STATE;
+    ``local`` from a daemon that predates clusters)."""
     actors = result["actors"]
-    return [actors_table(actors)] if actors else [Line("no actors")]
+    if not actors:
+        return [Line("no actors")]
+    headers = (*ACTOR_HEADERS[:3], "NODE", *ACTOR_HEADERS[3:])
+    rows = [[*r[:3], str(a.get("node", "local")), *r[3:]] for a in actors for r in [actor_row(a)]]
+    return [Table(headers, rows)]
+
+
+NODE_HEADERS = ("NODE", "ALIVE", "ADDRESS", "CPUS", "GPUS", "WORKING", "ACTORS")
+
+
+def nodes_view(result: Mapping[str, Any]) -> list[Section]:
+    """``nodes``: one row per node; ALIVE is the cluster's word (``-``: not asked or
+    no answer), WORKING counts its actors that are READY or BUSY."""
+
+    def number(v: Any) -> str:
+        return "-" if v is None else f"{v:g}"
+
+    rows = [
+        [
+            n["name"],
+            "-" if n["alive"] is None else ("yes" if n["alive"] else "NO"),
+            n["address"] or "-",
+            number(n["cpus"]),
+            number(n["gpus"]),
+            f"{n['working']}/{len(n['actors'])}",
+            ",".join(n["actors"]) or "-",
+        ]
+        for n in result["nodes"]
+    ]
+    sections: list[Section] = [Table(NODE_HEADERS, rows)]
+    if result.get("cluster_error"):
+        sections.append(Line(f"cluster: {result['cluster_error']}"))
+    return sections
 
 
 def actor_restarted_view(result: Mapping[str, Any]) -> list[Section]:

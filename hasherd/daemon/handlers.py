@@ -20,6 +20,7 @@ import anyio.to_thread
 from hasherd import __version__
 from hasherd.actors.pool import ActorPool
 from hasherd.control import access
+from hasherd.backends.cluster import node_rows
 from hasherd.control.params import (
     MAX_NAME,
     JobRef,
@@ -193,6 +194,29 @@ def register_actors(server: Registry, pool: ActorPool) -> None:
 
     server.register("actors.list", typed(NoParams, list_actors))
     server.register("actors.restart", typed(RestartActor, restart))
+
+
+NodeLister = Callable[[], Awaitable[list[dict[str, Any]]]]
+
+
+def register_nodes(
+    server: Registry, pool: ActorPool, cluster: NodeLister | None, configured: tuple[str, ...]
+) -> None:
+    """``nodes.list``: the daemon's own process and the cluster's nodes, with the actors
+    on each (``cluster`` None: no ``[cluster]``). A cluster that does not answer leaves
+    ``alive`` unknown and says why in ``cluster_error``, rather than failing."""
+
+    async def list_nodes(_: NoParams) -> Reply:
+        found, error = None, ""
+        if cluster is not None:
+            try:
+                found = await cluster()
+            except Exception as exc:  # the head of the cluster unreachable, ray missing
+                error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        rows = node_rows(pool.snapshot(), found, configured)
+        return {"nodes": rows, **({"cluster_error": error} if error else {})}
+
+    server.register("nodes.list", typed(NoParams, list_nodes))
 
 
 def register_reload(

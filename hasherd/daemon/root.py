@@ -33,6 +33,7 @@ import anyio.abc
 from hasherd import __version__
 from hasherd import config as config_mod
 from hasherd.actors.build import build_pool
+from hasherd.backends.cluster import cluster_nodes
 from hasherd.config import Config
 from hasherd.control.client import default_socket_path
 from hasherd.control.server import ControlServer
@@ -189,6 +190,7 @@ class Daemon:
         handlers.register_jobs(server, store, sched)
         handlers.register_weights(server, store)
         handlers.register_actors(server, self.pool)
+        handlers.register_nodes(server, self.pool, *cluster_nodes(self.config))
         handlers.register_reload(server, self.reload, self.count_error)
         deploy_handlers.register(server, store, self._config, self.deploy_metrics)
 

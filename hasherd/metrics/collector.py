@@ -124,6 +124,11 @@ ACTOR_STATE = _gauge(
 ACTOR_ERRORS = _counter(
     "hasherd_actor_errors_total", "Actor failures by error class.", ("actor", "kind")
 )
+# Where each actor runs, as a label to join on (the per-actor families keep their labels):
+# "local" (the daemon's process) or a [cluster] node.
+ACTOR_NODE = _gauge(
+    "hasherd_actor_node", "1, labelled with the node the actor runs on.", ("actor", "node")
+)
 
 JOB_SPECS = (
     _counter(
@@ -317,6 +322,7 @@ SPECS: tuple[Spec, ...] = (
     *ACTOR_SPECS,
     ACTOR_STATE,
     ACTOR_ERRORS,
+    ACTOR_NODE,
     POOL_DUPLICATES,
     *JOB_SPECS,
     JOB_STATUS,
@@ -377,6 +383,7 @@ class HasherCollector(Collector):
         name = str(snap["name"])
         self._add_fields(families, ACTOR_SPECS, (name, str(snap["kind"])), snap)
         _enum(families[ACTOR_STATE.name], [name], str(snap["state"]), ACTOR_STATES)
+        families[ACTOR_NODE.name].add_metric([name, str(snap.get("node", "local"))], 1.0)
         for kind, count in sorted(snap["errors"].items()):
             families[ACTOR_ERRORS.name].add_metric([name, kind], float(count))
         device = snap.get("device")

@@ -118,6 +118,29 @@ CUDA_ACTOR = {
     "last_error": "launch timed out",
     "errors": {"timeout": 2, "device": 1},
 }
+NODES = {
+    "nodes": [
+        {
+            "name": "local",
+            "alive": None,
+            "address": "",
+            "cpus": None,
+            "gpus": None,
+            "actors": ["numba-0"],
+            "working": 1,
+        },
+        {
+            "name": "rig-07",
+            "alive": False,
+            "address": "10.0.0.7",
+            "cpus": 8.0,
+            "gpus": 1.0,
+            "actors": ["rig-07-numba0", "chain7"],
+            "working": 0,
+        },
+    ],
+    "cluster_error": "GetTimeoutError: the head did not answer",
+}
 STATUS = {
     "version": "0.1.0",
     "pid": 4242,
@@ -196,6 +219,7 @@ class StandInDaemon:
             "weights.list": self._weights,
             "actors.list": {"actors": [NUMBA_ACTOR, CUDA_ACTOR]},
             "actors.restart": lambda p: {"actor": {**CUDA_ACTOR, "state": "READY", "restarts": 3}},
+            "nodes.list": NODES,
             "reload": {
                 "reloaded": ["logging.level", "training.epochs"],
                 "restart_needed": ["control.socket"],
@@ -766,12 +790,28 @@ def test_export_formats_match_hasherd_export() -> None:
 def test_actors_list_and_restart(capsys: pytest.CaptureFixture[str], daemon: StandInDaemon) -> None:
     status, out, _ = ctl_run(capsys, daemon, "actors", "list")
     assert status == 0
-    assert fields_of(out)[1:] == [NUMBA_ROW, CUDA_ROW]
+    assert fields_of(out)[0][:4] == ["NAME", "KIND", "STATE", "NODE"]
+    # the NODE column after STATE: "local" for an actor whose daemon does not say
+    assert fields_of(out)[1:] == [[*r[:3], "local", *r[3:]] for r in (NUMBA_ROW, CUDA_ROW)]
     status, out, _ = ctl_run(capsys, daemon, "actors", "list", "--json")
     assert json.loads(out) == {"actors": [NUMBA_ACTOR, CUDA_ACTOR]}
     status, out, _ = ctl_run(capsys, daemon, "actors", "restart", "cuda-0")
     assert (status, out) == (0, "actor cuda-0 restarted: READY, 3 restarts\n")
     assert daemon.params("actors.restart") == [{"name": "cuda-0"}]
+
+
+def test_nodes(capsys: pytest.CaptureFixture[str], daemon: StandInDaemon) -> None:
+    status, out, _ = ctl_run(capsys, daemon, "nodes")
+    assert status == 0
+    assert fields_of(out) == [
+        ["NODE", "ALIVE", "ADDRESS", "CPUS", "GPUS", "WORKING", "ACTORS"],
+        ["local", "-", "-", "-", "-", "1/1", "numba-0"],
+        ["rig-07", "NO", "10.0.0.7", "8", "1", "0/2", "rig-07-numba0,chain7"],
+        ["cluster: GetTimeoutError: the head did not answer"],
+    ]
+    assert daemon.params("nodes.list") == [{}]
+    status, out, _ = ctl_run(capsys, daemon, "nodes", "--json")
+    assert json.loads(out) == NODES
 
 
 def test_reload(capsys: pytest.CaptureFixture[str], daemon: StandInDaemon) -> None:

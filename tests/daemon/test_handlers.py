@@ -75,6 +75,7 @@ async def methods(tmp_path: Path) -> AsyncIterator[Methods]:
         handlers.register_jobs(found, store, sched)
         handlers.register_weights(found, store)
         handlers.register_actors(found, pool)
+        handlers.register_nodes(found, pool, None, ())
         handlers.register_reload(
             found, lambda: {"reloaded": [], "restart_needed": []}, lambda kind: None
         )
@@ -290,3 +291,20 @@ async def test_the_status_line_summarises_every_running_job(tmp_path: Path) -> N
         assert [j["id"] for j in got["active_jobs"]] == [1, 2]
         assert got["active_job"] == got["active_jobs"][0]
         assert got["active_job"]["progress"]["records_won"] == 4
+
+
+@pytest.mark.anyio
+async def test_nodes_list_without_a_cluster_is_the_daemons_own_process(methods: Methods) -> None:
+    assert await methods.call("nodes.list") == {
+        "nodes": [
+            {
+                "name": "local",
+                "alive": None,
+                "address": "",
+                "cpus": None,
+                "gpus": None,
+                "actors": ["ref0"],
+                "working": 0,  # the pool is not running here: the actor is stopped
+            }
+        ]
+    }

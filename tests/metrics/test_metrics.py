@@ -382,3 +382,11 @@ def test_deploy_metrics_come_from_the_source(source: Source) -> None:
     assert "hasherd_deploy_rollbacks_total 1.0" in text
     assert "hasherd_deploy_live_layer 2.0" in text
     assert "\nhasherd_deploy_live_weights " not in text  # NaN: not known yet, no sample
+
+
+def test_each_actor_names_its_node(metrics: Metrics, source: Source) -> None:
+    """``hasherd_actor_node``: 1 per actor with its node, ``local`` when the snapshot
+    names none (an actor of the daemon's own process)."""
+    samples = scrape(metrics)
+    expected = {(a["name"], str(a.get("node", "local"))): 1.0 for a in source.actors}
+    assert values(samples, "hasherd_actor_node") == expected
