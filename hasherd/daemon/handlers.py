@@ -19,8 +19,8 @@ import anyio.to_thread
 
 from hasherd import __version__
 from hasherd.actors.pool import ActorPool
-from hasherd.control import access
 from hasherd.backends.cluster import node_rows
+from hasherd.control import access
 from hasherd.control.params import (
     MAX_NAME,
     JobRef,
