@@ -9,7 +9,25 @@ from collections.abc import Iterator
 
 
 class HasherError(Exception):
-    """Root of every error hasherd raises on purpose."""
+    """Root of every error hasherd raises on purpose.
+
+    Errors pickle with their message and fields, whatever their constructor takes: an
+    evaluator on another machine (a Ray node) raises them across a process boundary, and
+    the default pickling calls ``cls(*args)`` with the one formatted message.
+    """
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_restore, (type(self), self.args, self.__dict__))
+
+
+def _restore(
+    cls: type[HasherError], args: tuple[object, ...], state: dict[str, object]
+) -> HasherError:
+    """An error rebuilt from its message and fields, without its constructor."""
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
 
 
 class InputError(HasherError, ValueError):
