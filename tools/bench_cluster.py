@@ -15,6 +15,12 @@ alternate so a shared machine's noise hits both alike, and the medians are compa
 fixed cost weighs less on larger groups. ``--per-node A`` splits the node's T threads
 between A actors (``cluster.cpu_actors_per_node``), so that one computes while another's
 batch is on the wire; the local daemon keeps one actor of T threads.
+
+On a shared machine other work takes cores from both sides, so each run also counts the
+CPU seconds its side used (from ``/proc``: the local daemon's process tree; the Ray
+daemon's tree plus every Ray process of the cluster), and the candidates per CPU-second
+compare what each path costs; the machine's load average before and after says how far
+to trust the wall-clock figures.
 """
 
 from __future__ import annotations
@@ -75,7 +81,72 @@ validation_split = 0.0
     return path
 
 
-def start_daemon(stack: ExitStack, d: Path, cfg: Path, name: str) -> ControlClient:
+def cpu_seconds(roots: set[int], skip: set[int]) -> dict[str, float]:
+    """User and system CPU seconds of the processes in the trees under ``roots`` (the
+    roots included), leaving out the trees under ``skip``, by process name."""
+    parent: dict[int, int] = {}
+    used: dict[int, float] = {}
+    names: dict[int, str] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        head, tail = stat.rsplit(")", 1)
+        fields = tail.split()
+        pid = int(entry.name)
+        names[pid] = head.split("(", 1)[1]
+        parent[pid] = int(fields[1])
+        used[pid] = (int(fields[11]) + int(fields[12])) / tick
+
+    def inside(pid: int) -> bool:
+        while pid > 1:
+            if pid in skip:
+                return False
+            if pid in roots:
+                return True
+            pid = parent.get(pid, 0)
+        return False
+
+    out: dict[str, float] = {}
+    for pid, t in used.items():
+        if inside(pid):
+            out[names[pid]] = out.get(names[pid], 0.0) + t
+    return out
+
+
+def timed_job(
+    client: ControlClient,
+    data: Path,
+    seed: int,
+    side: tuple[set[int], set[int]],
+    spent: dict[str, float],
+) -> tuple[float, float]:
+    """One job's candidates/s, and its candidates per CPU-second of ``side``'s process
+    trees (``cpu_seconds``); the CPU seconds by process name are added to ``spent``."""
+    cpu0, t0 = cpu_seconds(*side), time.monotonic()
+    rate = run_daemon_job(client, data, seed)
+    after, wall = cpu_seconds(*side), time.monotonic() - t0
+    used = {k: v - cpu0.get(k, 0.0) for k, v in after.items()}
+    for k, v in used.items():
+        spent[k] = spent.get(k, 0.0) + v
+    cpu = sum(used.values())
+    return rate, rate * wall / cpu if cpu > 0 else 0.0
+
+
+def idle_cpu(side: tuple[set[int], set[int]], seconds: float = 3.0) -> dict[str, float]:
+    """CPU seconds a second that ``side``'s processes use with no job running: what
+    the path costs whatever it computes."""
+    before = cpu_seconds(*side)
+    time.sleep(seconds)
+    after = cpu_seconds(*side)
+    return {k: (v - before.get(k, 0.0)) / seconds for k, v in after.items()}
+
+
+def start_daemon(stack: ExitStack, d: Path, cfg: Path, name: str) -> tuple[ControlClient, int]:
     """``hasherd run`` until healthy (its actor started and its kernels loaded)."""
     log = stack.enter_context(open(d / f"{name}.log", "w"))  # noqa: SIM115
     daemon = subprocess.Popen(
@@ -95,7 +166,7 @@ def start_daemon(stack: ExitStack, d: Path, cfg: Path, name: str) -> ControlClie
     while True:
         try:
             if client.call("health")["healthy"]:
-                return client
+                return client, daemon.pid
         except (OSError, ControlError):  # not up yet
             pass
         if daemon.poll() is not None or time.monotonic() > deadline:
@@ -118,6 +189,9 @@ def main() -> int:
 
     local: list[float] = []
     remote: list[float] = []
+    per_cpu: dict[str, list[float]] = {"local": [], "ray": []}
+    spent: dict[str, dict[str, float]] = {"local": {}, "ray": {}}
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="hd-") as tmp, ExitStack() as stack:
         d = Path(tmp)
         cluster = Cluster(
@@ -129,11 +203,18 @@ def main() -> int:
         data = write_data(d, 128)
         cfg_local = config(d, "local", args, "")
         cfg_ray = config(d, "ray", args, cluster.address)
-        on_local = start_daemon(stack, d, cfg_local, "local")
-        on_ray = start_daemon(stack, d, cfg_ray, "ray")
+        on_local, local_pid = start_daemon(stack, d, cfg_local, "local")
+        on_ray, _ = start_daemon(stack, d, cfg_ray, "ray")
+        local_side: tuple[set[int], set[int]] = ({local_pid}, set())
+        ray_side = ({os.getpid()}, {local_pid})  # the Ray cluster's processes are ours
+        idle = {"local": idle_cpu(local_side), "ray": idle_cpu(ray_side)}
         for r in range(args.rounds):
-            local.append(run_daemon_job(on_local, data, 100 + r))
-            remote.append(run_daemon_job(on_ray, data, 100 + r))
+            rate, cpu_rate = timed_job(on_local, data, 100 + r, local_side, spent["local"])
+            local.append(rate)
+            per_cpu["local"].append(cpu_rate)
+            rate, cpu_rate = timed_job(on_ray, data, 100 + r, ray_side, spent["ray"])
+            remote.append(rate)
+            per_cpu["ray"].append(cpu_rate)
     out: dict[str, Any] = {
         "threads": args.threads,
         "batch": args.batch,
@@ -142,8 +223,17 @@ def main() -> int:
         "ray_candidates_per_s": statistics.median(remote),
         "local_runs": local,
         "ray_runs": remote,
+        "local_candidates_per_cpu_s": statistics.median(per_cpu["local"]),
+        "ray_candidates_per_cpu_s": statistics.median(per_cpu["ray"]),
+        "local_runs_per_cpu_s": per_cpu["local"],
+        "ray_runs_per_cpu_s": per_cpu["ray"],
+        "cpu_seconds_by_process": spent,
+        "idle_cpu_by_process": idle,
+        "load_average": [load_before, os.getloadavg()],  # 1, 5, 15 min: before, after
     }
     out["ray_over_local"] = out["ray_candidates_per_s"] / out["local_candidates_per_s"]
+    cpu_ratio = out["ray_candidates_per_cpu_s"] / out["local_candidates_per_cpu_s"]
+    out["ray_over_local_per_cpu_s"] = cpu_ratio
     if args.json:
         print(json.dumps(out, indent=2))
     else:
@@ -151,6 +241,20 @@ def main() -> int:
             runs_text = ", ".join(f"{x:,.0f}" for x in runs)
             print(f"{name:5} actor: {statistics.median(runs):,.0f} cand/s (runs: {runs_text})")
         print(f"ray / local: {out['ray_over_local']:.2f}")
+        for name in ("local", "ray"):
+            runs_text = ", ".join(f"{x:,.0f}" for x in per_cpu[name])
+            median = statistics.median(per_cpu[name])
+            print(f"{name:5} per CPU-second: {median:,.0f} cand (runs: {runs_text})")
+        print(f"ray / local per CPU-second: {cpu_ratio:.2f}")
+        for name in ("local", "ray"):
+            top = sorted(spent[name].items(), key=lambda kv: -kv[1])[:6]
+            print(f"{name:5} CPU s by process: " + ", ".join(f"{k} {v:.1f}" for k, v in top))
+        for name in ("local", "ray"):
+            top = sorted(idle[name].items(), key=lambda kv: -kv[1])[:4]
+            text = ", ".join(f"{k} {v:.3f}" for k, v in top)
+            print(f"{name:5} idle, CPU s per s by process: {text}")
+        loads = " -> ".join(", ".join(f"{x:.2f}" for x in la) for la in out["load_average"])
+        print(f"load average (1, 5, 15 min), before -> after: {loads}")
     return 0
 
 
