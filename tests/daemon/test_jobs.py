@@ -156,7 +156,7 @@ name = "chain0"
 path = "{chain.path}"
 zero_bits = {CHIP_ZERO_BITS}
 nonces_per_chip = {CHIP_SWEEP}
-sweep_time = "50ms"
+sweep_time = "100ms"
 quiet = "40ms"
 """,
         )

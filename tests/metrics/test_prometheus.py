@@ -102,7 +102,7 @@ path = "{chip_path}"
 zero_bits = 4
 chips = 2
 nonces_per_chip = 1024
-sweep_time = "50ms"
+sweep_time = "100ms"
 """
 
 
