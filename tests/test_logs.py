@@ -30,16 +30,13 @@ def stream_id(stream: TextIO) -> str:
 
 @pytest.fixture
 def restore_logging() -> Iterator[None]:
-    """Puts back the root logger's handlers and level and ``sys.excepthook``."""
-    root = logging.getLogger()
-    saved = (list(root.handlers), root.level, sys.excepthook)
+    """Puts back ``sys.excepthook`` (the root logger's handlers and levels are put back
+    after every test by ``tests/conftest.py``'s ``own_logging``)."""
+    saved = sys.excepthook
     try:
         yield
     finally:
-        for handler in root.handlers:
-            if handler not in saved[0]:
-                handler.close()
-        root.handlers[:], root.level, sys.excepthook = saved
+        sys.excepthook = saved
 
 
 @pytest.fixture

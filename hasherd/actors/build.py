@@ -134,16 +134,7 @@ def _remote_chip(cluster: RayCluster, chip: ChipDeviceConfig) -> EvaluatorActor:
     def make() -> Backend:
         return RayBackend(cluster, chip.name, chip.node, chip=chip)
 
-    return EvaluatorActor(
-        chip.name,
-        chip.driver,
-        backend=make,
-        timeout=chip.timeout,
-        mailbox=1,
-        zero_bits=chip.zero_bits,
-        cost=CostModel(job_seconds=chip.sweep_time + chip.quiet),
-        node=chip.node,
-    )
+    return _chip_evaluator(chip, make, node=chip.node)
 
 
 def chip_actor(chip: ChipDeviceConfig) -> EvaluatorActor:
@@ -156,6 +147,14 @@ def chip_actor(chip: ChipDeviceConfig) -> EvaluatorActor:
     def make() -> Backend:
         return chip_backend(chip)
 
+    return _chip_evaluator(chip, make)
+
+
+def _chip_evaluator(
+    chip: ChipDeviceConfig, make: Callable[[], Backend], node: str = ""
+) -> EvaluatorActor:
+    """The actor of a chip chain, whatever runs its backend: its zero bits only, one batch
+    at a time, a job's sweep and quiet time per candidate until measured."""
     return EvaluatorActor(
         chip.name,
         chip.driver,
@@ -164,6 +163,7 @@ def chip_actor(chip: ChipDeviceConfig) -> EvaluatorActor:
         mailbox=1,
         zero_bits=chip.zero_bits,
         cost=CostModel(job_seconds=chip.sweep_time + chip.quiet),
+        node=node,
     )
 
 
