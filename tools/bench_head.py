@@ -72,6 +72,10 @@ class FakeRemoteEvaluator:
     async def run_post(self, fn: Callable[[list[EvalResult]], T], results: list[EvalResult]) -> T:
         return await anyio.to_thread.run_sync(fn, results)
 
+    @property
+    def post_apart(self) -> bool:
+        return True  # on a worker thread of the daemon
+
     def supports(self, zero_bits: int) -> bool:
         return True
 

@@ -43,6 +43,13 @@ class Backend(Protocol):
         """``fn(results)`` off the event loop (a job's CPU-heavy post step)."""
         ...
 
+    @property
+    def post_apart(self) -> bool:
+        """Whether ``run_post`` runs apart from the device (a worker thread of the daemon),
+        so that the device can start its next batch while the post step of the last one
+        runs. False where the post step shares the device's own thread."""
+        ...
+
     def supports(self, zero_bits: int) -> bool:
         """Whether it can evaluate requests at ``zero_bits``."""
         ...
@@ -53,6 +60,23 @@ class Backend(Protocol):
 
     async def close(self) -> None:
         """Release the device; never raises, also when cancelled or never started."""
+        ...
+
+
+@runtime_checkable
+class Pipelined(Protocol):
+    """A backend that takes its next batch while one runs (a remote node: the batch
+    waits there, so the device never sits idle for a round trip), and stops one given
+    batch rather than every batch given so far."""
+
+    @property
+    def pipeline_depth(self) -> int:
+        """Batches it may have in flight at once (1: one at a time)."""
+        ...
+
+    def abort_call(self, reqs: list[EvalRequest]) -> None:
+        """Make the batch ``reqs`` (running or still waiting) return soon with an error;
+        the others run on. Never blocks."""
         ...
 
 
@@ -131,6 +155,10 @@ class ThreadBackend:
     async def run_post(self, fn: Callable[[list[EvalResult]], T], results: list[EvalResult]) -> T:
         thread, _ = self._started()
         return await thread.call(fn, results)
+
+    @property
+    def post_apart(self) -> bool:
+        return False  # the post step runs on the evaluator's own thread
 
     def supports(self, zero_bits: int) -> bool:
         """The evaluator's answer once built; until then any (the actor's own bounds

@@ -104,8 +104,8 @@ class Dispatcher:
             for job in [j for j in actor.queued if batch_of(j) is batch]:
                 actor.withdraw(job)
                 owner.charge(-job.expected)
-            if actor.current is not None and batch_of(actor.current) is batch:
-                actor.abort(actor.current)
+            for job in [j for j in actor.running if batch_of(j) is batch]:
+                actor.abort(job)
         self.pump()
 
     def withdraw(self, lease: JobLease) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 import anyio
 
-from hasherd.actors.backend import Abortable, Backend, ThreadBackend
+from hasherd.actors.backend import Abortable, Backend, Pipelined, ThreadBackend
 from hasherd.actors.base import ActorError, ActorState, ActorStats, ActorTimeout, EvalJob
 from hasherd.actors.rates import CostModel, RateBook
 from hasherd.kernel.evaluators.base import EvalRequest, EvalResult, Evaluator
@@ -66,10 +66,11 @@ class EvaluatorActor:
         self.state = ActorState.STOPPED
         self.stats = ActorStats()
         self.queued: list[EvalJob] = []  # the mailbox: jobs given, not yet started
-        self.current: EvalJob | None = None
+        self.running: list[EvalJob] = []  # given to the device, in the order given
         self._backend: Backend | None = None
         self._wake = anyio.Event()  # set when the mailbox or the incarnation changes
-        self._finished = anyio.Event()  # set when the running job ends
+        self._finished = anyio.Event()  # set when no job is running any more
+        self._busy_since = 0.0  # when the device last went from idle to busy
         self.incarnation = 0  # counts starts: a work loop serves one incarnation only
         self._device_past: dict[str, Any] | None = None  # counters of earlier incarnations
         self.rates = RateBook(cost)
@@ -124,7 +125,18 @@ class EvaluatorActor:
 
     @property
     def load(self) -> int:
-        return len(self.queued) + (self.current is not None)
+        return len(self.queued) + len(self.running)
+
+    @property
+    def current(self) -> EvalJob | None:
+        """The job the device computes now (the first given of those running)."""
+        return self.running[0] if self.running else None
+
+    @property
+    def depth(self) -> int:
+        """Jobs its device may hold at once (``Pipelined``); 1 for most."""
+        backend: object = self._backend
+        return max(1, backend.pipeline_depth) if isinstance(backend, Pipelined) else 1
 
     def serves_bits(self, zero_bits: int) -> bool:
         """Whether it serves requests at ``zero_bits``: a chip its own only, a simulator any
@@ -182,7 +194,7 @@ class EvaluatorActor:
 
     async def idle(self) -> None:
         """Return once no job is running (the running one finishes first)."""
-        while self.current is not None:
+        while self.running:
             await self._finished.wait()
 
     async def run_job(self, job: EvalJob) -> list[EvalResult]:
@@ -191,11 +203,15 @@ class EvaluatorActor:
         backend = self._backend
         if backend is None:
             raise ActorError(self.name, "not started")
-        self.current, self._finished = job, anyio.Event()
+        if not self.running:
+            self._finished, self._busy_since = anyio.Event(), time.monotonic()
+        self.running.append(job)
         self.state = ActorState.BUSY
         job.started = time.monotonic()
         try:
-            with anyio.fail_after(self.timeout):
+            # A job given behind others waits for them on the device: its time limit
+            # counts from when it was given, so it has theirs as well.
+            with anyio.fail_after(self.timeout * len(self.running)):
                 results = await backend.evaluate_many(job.reqs)
         except TimeoutError as exc:
             self._abandon(job)
@@ -203,13 +219,22 @@ class EvaluatorActor:
         except Exception as exc:
             raise ActorError(self.name, str(exc)) from exc
         finally:
-            self.current = None
-            self._finished.set()
-            self.stats.busy_seconds += time.monotonic() - job.started
-            if self.state == ActorState.BUSY:
-                self.state = ActorState.READY
+            self._ended(job)
         self._count(job, results)
         return results
+
+    def _ended(self, job: EvalJob) -> None:
+        """``job`` left the device: the next one given starts computing now (its time,
+        rates and lateness count from here), and the busy time closes when none is left."""
+        now = time.monotonic()
+        self.running = [j for j in self.running if j is not job]  # identity: jobs hold arrays
+        for waiting in self.running:
+            waiting.started = max(waiting.started, now)
+        if not self.running:
+            self._finished.set()
+            self.stats.busy_seconds += now - self._busy_since
+            if self.state == ActorState.BUSY:
+                self.state = ActorState.READY
 
     def _count(self, job: EvalJob, results: list[EvalResult]) -> None:
         s = self.stats
@@ -222,15 +247,22 @@ class EvaluatorActor:
     def abort(self, job: EvalJob) -> None:
         """Give up ``job`` if it is the one running: its outcome is dropped, and a backend
         that can (``Abortable``) stops its kernel early; never blocks."""
-        if self.current is job and not job.withdrawn:
+        if any(j is job for j in self.running) and not job.withdrawn:
             self._abandon(job)
 
     def _abandon(self, job: EvalJob) -> None:
         job.withdrawn = True
         self.stats.abandoned += 1
         backend: object = self._backend  # any backend; some can also abort
-        if isinstance(backend, Abortable):
+        if isinstance(backend, Pipelined):
+            backend.abort_call(job.reqs)
+        elif isinstance(backend, Abortable):
             backend.abort()
+
+    @property
+    def post_apart(self) -> bool:
+        """Whether its post steps run apart from its device (``Backend.post_apart``)."""
+        return self._backend is not None and self._backend.post_apart
 
     async def run_post(self, job: EvalJob, results: list[EvalResult]) -> Any:
         """The job's ``post`` step off the event loop, on the backend (an in-process

@@ -38,6 +38,7 @@ import anyio.abc
 
 from hasherd.actors.base import (
     ActorError,
+    ActorState,
     ActorTimeout,
     BatchFailed,
     EvalJob,
@@ -138,7 +139,19 @@ class ActorPool:
         self.dispatch.pump()
 
     async def _work(self, actor: EvaluatorActor, incarnation: int) -> None:
-        """The actor's loop: one job at a time from its mailbox."""
+        """The actor's loops: one job at a time from its mailbox, or as many side by side
+        as its device holds (``EvaluatorActor.depth``: the next batch waits on a remote
+        node while one runs, instead of after a round trip)."""
+        depth = actor.depth
+        if depth == 1:
+            await self._serve(actor, incarnation)
+            return
+        async with anyio.create_task_group() as tg:
+            for _ in range(depth):
+                tg.start_soon(self._serve, actor, incarnation)
+
+    async def _serve(self, actor: EvaluatorActor, incarnation: int) -> None:
+        """One loop of ``_work``: a job from the mailbox, run, its outcome taken."""
         while True:
             job = await actor.next_job(incarnation)
             if job is None:
@@ -150,13 +163,23 @@ class ActorPool:
                 if job.withdrawn and not isinstance(exc, ActorTimeout):
                     self._dropped(job)  # aborted on purpose: not the actor's failure
                     continue
-                await self._failed(actor, job, exc)
+                await self._failed(actor, job, exc, incarnation)
                 return
             finally:
                 self.dispatch.late.discard(actor.name)
             self._spent(actor, job)
-            await self._finished(actor, job, results)
-            self.dispatch.pump()
+            if actor.post_apart and job.post is not None:
+                # The device takes its next batch while this one's post step runs on a
+                # worker thread: a remote node or a chip chain does not wait for it.
+                assert self._tg is not None
+                self._tg.start_soon(self._finish, actor, job, results)
+                self.dispatch.pump()
+            else:
+                await self._finish(actor, job, results)
+
+    async def _finish(self, actor: EvaluatorActor, job: EvalJob, results: list[EvalResult]) -> None:
+        await self._finished(actor, job, results)
+        self.dispatch.pump()
 
     def _schedule_restart(self, actor: EvaluatorActor) -> None:
         """Restart ``actor`` (FAILED: its start or a job failed) after the backoff."""
@@ -285,7 +308,15 @@ class ActorPool:
         piece: Piece = job.piece
         piece.copies -= 1
 
-    async def _failed(self, actor: EvaluatorActor, job: EvalJob, exc: ActorError) -> None:
+    async def _failed(
+        self, actor: EvaluatorActor, job: EvalJob, exc: ActorError, incarnation: int
+    ) -> None:
+        if actor.incarnation != incarnation or actor.state == ActorState.FAILED:
+            # A job given beside the one that failed this incarnation: the actor is
+            # failed and its restart scheduled already; only the job goes elsewhere.
+            self._retry(actor, job, exc)
+            self.dispatch.pump()
+            return
         LOGGER.warning("%s; re-dispatching its work", exc)
         left = await actor.fail(exc)
         for j in left:

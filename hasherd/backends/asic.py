@@ -176,6 +176,10 @@ class ChipBackend:
         with anyio.move_on_after(CLOSE_SECONDS, shield=True), contextlib.suppress(Exception):
             await chain.close()
 
+    @property
+    def post_apart(self) -> bool:
+        return True  # on a worker thread of the daemon
+
     async def run_post(self, fn: Callable[[list[EvalResult]], T], results: list[EvalResult]) -> T:
         """``fn(results)`` on a worker thread: the event loop is the chain's."""
         return await anyio.to_thread.run_sync(fn, results)

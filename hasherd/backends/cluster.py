@@ -32,7 +32,12 @@ from typing import Any, TypeVar
 import anyio
 import anyio.to_thread
 
-from hasherd.backends.cluster_wire import pack_requests, unpack_results
+from hasherd.backends.cluster_wire import (
+    MEMORIES_KEPT,
+    missing_of,
+    pack_requests,
+    unpack_results,
+)
 from hasherd.config import ChipDeviceConfig, ClusterConfig, Config
 from hasherd.errors import ConfigError, EvaluatorError
 from hasherd.kernel.evaluators.base import EvalRequest, EvalResult
@@ -122,7 +127,7 @@ class RayCluster:
             num_gpus=gpus,
             resources={node_resource(node): SLIVER},
             max_restarts=0,
-            max_concurrency=4,  # a batch, an abort and a stats read at once
+            max_concurrency=4,  # two batches (pipeline_depth), an abort and a stats read
             runtime_env={"env_vars": INLINE},
         ).remote(*args)
 
@@ -233,6 +238,9 @@ class RayBackend:
         self._handle: Any = None
         self.info: dict[str, Any] = {}  # where it runs: node, host, pid, threads
         self._device: dict[str, Any] | None = None
+        self._kept: OrderedDict[str, None] = OrderedDict()  # memories the node keeps
+        self._given = 0  # batches sent: each one's ticket
+        self._tickets: dict[int, int] = {}  # id() of a batch's request list -> its ticket
 
     @property
     def threads(self) -> int:
@@ -267,23 +275,53 @@ class RayBackend:
         if handle is None:
             raise EvaluatorError(self.name, "not started")
         packed, refs = self.cluster.pack(reqs)
+        self._given += 1
+        ticket = self._tickets[id(reqs)] = self._given
         try:
-            results = unpack_results(await handle.evaluate.remote(packed, refs))
+            answer = await handle.evaluate.remote(packed, self._unkept(refs), ticket)
+            if missing_of(answer) is not None:  # it let one go: once more, with them all
+                answer = await handle.evaluate.remote(packed, refs, ticket)
+            results = unpack_results(answer)
             if self.chip is not None:
                 self._device = await handle.device_stats.remote()
         except Exception as exc:  # the node died, or the evaluator raised there
             raise EvaluatorError(self.name, f"node {self.node}: {_short(exc)}") from exc
+        finally:
+            del self._tickets[id(reqs)]
         return results
 
-    def abort(self) -> None:
-        """Ask the node to stop the running batch (its answer is dropped anyway)."""
-        if self._handle is not None:
+    def _unkept(self, refs: dict[str, Any]) -> dict[str, Any]:
+        """The references of the memories the node does not keep, as far as the head
+        knows: it keeps the last ``MEMORIES_KEPT`` it was sent or used, in call order."""
+        send = {m: ref for m, ref in refs.items() if m not in self._kept}
+        for m in refs:
+            self._kept[m] = None
+            self._kept.move_to_end(m)
+        while len(self._kept) > MEMORIES_KEPT:
+            self._kept.popitem(last=False)
+        return send
+
+    @property
+    def pipeline_depth(self) -> int:
+        """Two batches in flight for a simulator: the next one waits on the node while
+        one runs, so the node does not idle for a round trip between them. A chip chain
+        takes one at a time."""
+        return 1 if self.chip is not None else 2
+
+    def abort_call(self, reqs: list[EvalRequest]) -> None:
+        """Ask the node to stop the batch ``reqs`` (its answer is dropped anyway)."""
+        ticket = self._tickets.get(id(reqs))
+        if self._handle is not None and ticket is not None:
             with contextlib.suppress(Exception):
-                self._handle.abort.remote()
+                self._handle.abort.remote(ticket)
 
     async def run_post(self, fn: Callable[[list[EvalResult]], T], results: list[EvalResult]) -> T:
         """``fn(results)`` on a worker thread of the head: the job's state lives here."""
         return await anyio.to_thread.run_sync(fn, results)
+
+    @property
+    def post_apart(self) -> bool:
+        return True  # on a worker thread of the daemon
 
     def supports(self, zero_bits: int) -> bool:
         return self.chip is None or zero_bits == self.chip.zero_bits

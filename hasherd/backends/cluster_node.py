@@ -5,7 +5,10 @@
 
 * a simulator (``numba:N``, ``reference``, ``cuda:D``) built and run on one thread of its
   own, as the daemon's ``ThreadBackend`` does (a CUDA context and numba's threading layer
-  belong to the thread that made them), so ``abort`` can reach the running batch;
+  belong to the thread that made them), so ``abort`` can reach the running batch. The
+  head sends the next batch while one runs (``RayBackend.pipeline_depth``): it waits for
+  that thread here. Each batch carries a ticket, so that ``abort`` stops the batch it
+  names, running or waiting, and no other;
 * a chip chain (a ``[[devices.chips]]`` table) driven by ``ChipBackend`` on the worker's
   event loop, its serial port being this node's.
 
@@ -21,18 +24,23 @@ import asyncio
 import concurrent.futures
 import os
 import socket
+import threading
 from collections import OrderedDict
 from typing import Any
 
 from hasherd.backends.asic import ChipBackend, chip_backend
-from hasherd.backends.cluster_wire import memory_ids, pack_results, unpack_requests
+from hasherd.backends.cluster_wire import (
+    MEMORIES_KEPT,
+    memory_ids,
+    missing,
+    pack_results,
+    unpack_requests,
+)
 from hasherd.backends.registry import create
 from hasherd.config import ChipDeviceConfig
 from hasherd.errors import EvaluatorError
 from hasherd.kernel.evaluators.base import EvalRequest, Evaluator
 from hasherd.kernel.memory import JitterMemory
-
-MEMORIES_KEPT = 4  # memories a node actor keeps built (one per running job, about)
 
 
 class NodeEvaluator:
@@ -48,6 +56,10 @@ class NodeEvaluator:
         self._evaluator: Evaluator | None = None
         self._chain: ChipBackend | None = None
         self._memories: OrderedDict[str, JitterMemory] = OrderedDict()
+        self._lock = threading.Lock()  # the tickets, between the loop and the thread
+        self._running = 0  # the ticket of the batch on the thread (0: none)
+        self._started_upto = 0  # the highest ticket that has started
+        self._cancelled: set[int] = set()  # tickets aborted before they started
 
     async def start(self) -> dict[str, Any]:
         """Open the evaluator (again: a no-op); where it runs (node, host, process) and
@@ -86,16 +98,39 @@ class NodeEvaluator:
             raise EvaluatorError(self.node, "not started")
         return self._evaluator
 
-    async def evaluate(self, packed: dict[str, Any], memories: dict[str, Any]) -> Any:
+    async def evaluate(
+        self, packed: dict[str, Any], memories: dict[str, Any], ticket: int = 0
+    ) -> Any:
         """The batch (``cluster_wire.pack_requests``), its memories fetched from the
-        object store when not kept; the results packed the same way."""
-        found = {m: await self._fetch(m, memories) for m in dict.fromkeys(memory_ids(packed))}
+        object store when not kept; the results packed the same way. ``ticket`` names
+        it for ``abort`` (0: none)."""
+        ids = list(dict.fromkeys(memory_ids(packed)))
+        gone = [m for m in ids if m not in self._memories and m not in memories]
+        if gone:
+            return missing(gone)
+        found = {m: await self._fetch(m, memories) for m in ids}
         reqs = unpack_requests(packed, found.__getitem__)
         if self._chain is not None:
             return pack_results(await self._chain.evaluate_many(reqs))
         evaluator = self._started()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, _evaluate, evaluator, reqs)
+        return await loop.run_in_executor(self._pool, self._evaluate, evaluator, reqs, ticket)
+
+    def _evaluate(self, evaluator: Evaluator, reqs: list[EvalRequest], ticket: int) -> Any:
+        """On the evaluator's thread, packed for the way back; a batch aborted before it
+        started does not run."""
+        with self._lock:
+            if ticket in self._cancelled:
+                self._cancelled.discard(ticket)
+                raise EvaluatorError(evaluator.name, "aborted")
+            self._running = ticket
+            self._started_upto = max(self._started_upto, ticket)
+            evaluator.clear_abort()
+        try:
+            return pack_results(evaluator.evaluate_many(reqs))
+        finally:
+            with self._lock:
+                self._running = 0
 
     async def _fetch(self, memory_id: str, memories: dict[str, Any]) -> JitterMemory:
         """``memory_id``'s memory, fetched from the object store once and kept."""
@@ -103,18 +138,21 @@ class NodeEvaluator:
         if memory is not None:
             self._memories.move_to_end(memory_id)
             return memory
-        ref = memories.get(memory_id)
-        if ref is None:
-            raise EvaluatorError(self.node, f"memory {memory_id[:12]} was not sent")
-        memory = self._memories[memory_id] = JitterMemory(await ref)
+        memory = self._memories[memory_id] = JitterMemory(await memories[memory_id])
         while len(self._memories) > MEMORIES_KEPT:
             self._memories.popitem(last=False)
         return memory
 
-    async def abort(self) -> None:
-        """Make the running batch return soon (the numba kernel's abort flag)."""
-        if self._evaluator is not None:
-            self._evaluator.abort()
+    async def abort(self, ticket: int = 0) -> None:
+        """Make the batch ``ticket`` return soon (the numba kernel's abort flag), or not
+        run at all when it has not started; 0: the running batch, whichever it is."""
+        with self._lock:
+            if self._evaluator is None:
+                return
+            if ticket == 0 or ticket == self._running:
+                self._evaluator.abort()
+            elif ticket > self._started_upto:
+                self._cancelled.add(ticket)
 
     async def device_stats(self) -> dict[str, Any] | None:
         return self._chain.device_stats() if self._chain is not None else None
@@ -130,10 +168,3 @@ class NodeEvaluator:
             evaluator.abort()
             pool.submit(evaluator.close)
             pool.shutdown(wait=False)
-
-
-def _evaluate(evaluator: Evaluator, reqs: list[EvalRequest]) -> Any:
-    """On the evaluator's thread, packed for the way back: a batch given after an abort
-    runs normally."""
-    evaluator.clear_abort()
-    return pack_results(evaluator.evaluate_many(reqs))

@@ -19,6 +19,24 @@ from hasherd.kernel.evaluators.base import EvalRequest, EvalResult
 from hasherd.kernel.memory import JitterMemory
 
 FIELDS = ("output", "golden_nonce", "ntime_roll", "final_digest", "last_key")
+# Memories a node actor keeps built (one per running job, about). The head sends a
+# memory's object reference only to a node actor that does not keep it, as far as it
+# knows; a node that let one go answers ``missing`` and the head sends the call again
+# with the references. A reference inside a call costs Ray a borrow and its release per
+# call, more CPU than the rest of the call on the head.
+MEMORIES_KEPT = 4
+
+
+def missing(memory_ids: list[str]) -> dict[str, Any]:
+    """A node's answer to a call that names memories it no longer keeps, sent without."""
+    return {"missing": memory_ids}
+
+
+def missing_of(answer: Any) -> list[str] | None:
+    """The memories a node asked for, or None for an answer with results."""
+    if isinstance(answer, dict) and "missing" in answer:
+        return list(answer["missing"])
+    return None
 
 
 def pack_requests(reqs: Sequence[EvalRequest]) -> dict[str, Any]:

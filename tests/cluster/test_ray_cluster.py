@@ -187,6 +187,40 @@ def test_a_job_across_two_nodes_equals_the_single_machine_run(farm: Farm, tmp_pa
     assert _weights(tmp_path / "farm.db") == _local(tmp_path, ds, cfg)
 
 
+def test_a_node_actor_holds_the_next_batch_while_one_runs(farm: Farm, tmp_path: Path) -> None:
+    """One simulator actor on one node and the trainer's two lanes: the second lane's
+    batch is sent while the first runs (two jobs in flight on that actor), and the
+    weights are still those of the single-machine run."""
+    ds = load_dataset(write_frames(tmp_path / "frames.json", 8, 17))
+    cfg = _config(farm)
+    cfg = replace(cfg, cluster=replace(cfg.cluster, nodes=("rig-a",)))
+    pool = build_pool(cfg)
+    (actor,) = pool.actors.values()
+    most = depth = 0
+
+    async def watch() -> None:
+        nonlocal most, depth
+        most, depth = max(most, len(actor.running)), max(depth, actor.depth)
+
+    async def main() -> str:
+        async with anyio.create_task_group() as tg:
+
+            async def sample() -> None:
+                while True:
+                    await watch()
+                    await anyio.sleep(0.001)
+
+            tg.start_soon(sample)
+            status = await _farmed(tmp_path / "farm.db", ds, cfg, pool)
+            tg.cancel_scope.cancel()
+        return status
+
+    assert anyio.run(main) == "finished"
+    assert depth == 2 and most == 2
+    assert actor.stats.failures == 0 and actor.stats.abandoned == 0
+    assert _weights(tmp_path / "farm.db") == _local(tmp_path, ds, cfg)
+
+
 K = 4
 SWEEP = 1024
 
