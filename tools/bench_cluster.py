@@ -179,7 +179,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1, help="numba threads of each actor")
     ap.add_argument("--per-node", type=int, default=1, help="actors sharing the node's threads")
     ap.add_argument("--batch", type=int, default=64, help="daemon.batch: records in flight")
-    ap.add_argument("--generations", type=int, default=20)
+    ap.add_argument("--generations", type=int, default=200, help="per job: about 5 s each")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()

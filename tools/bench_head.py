@@ -76,6 +76,9 @@ class FakeRemoteEvaluator:
     def post_apart(self) -> bool:
         return True  # on a worker thread of the daemon
 
+    async def probe(self) -> None:
+        return None
+
     def supports(self, zero_bits: int) -> bool:
         return True
 

@@ -50,6 +50,12 @@ class Backend(Protocol):
         runs. False where the post step shares the device's own thread."""
         ...
 
+    async def probe(self) -> None:
+        """Raise when the device is gone (a remote node that died or cannot be reached);
+        cheap. The pool asks an idle actor every few seconds, so that it does not show
+        READY until a batch finds it gone; a busy one finds out through its batch."""
+        ...
+
     def supports(self, zero_bits: int) -> bool:
         """Whether it can evaluate requests at ``zero_bits``."""
         ...
@@ -159,6 +165,9 @@ class ThreadBackend:
     @property
     def post_apart(self) -> bool:
         return False  # the post step runs on the evaluator's own thread
+
+    async def probe(self) -> None:
+        return None  # in this process: it cannot be gone while the daemon runs
 
     def supports(self, zero_bits: int) -> bool:
         """The evaluator's answer once built; until then any (the actor's own bounds

@@ -264,6 +264,16 @@ class EvaluatorActor:
         """Whether its post steps run apart from its device (``Backend.post_apart``)."""
         return self._backend is not None and self._backend.post_apart
 
+    async def probe(self) -> None:
+        """``Backend.probe``; ActorError when the device is gone."""
+        backend = self._backend
+        if backend is None:
+            return
+        try:
+            await backend.probe()
+        except Exception as exc:
+            raise ActorError(self.name, str(exc)) from exc
+
     async def run_post(self, job: EvalJob, results: list[EvalResult]) -> Any:
         """The job's ``post`` step off the event loop, on the backend (an in-process
         evaluator's own thread); None without one."""

@@ -58,6 +58,7 @@ MAX_BATCH_SECONDS = 5.0
 STRAGGLER_FACTOR = 4.0
 STRAGGLER_FLOOR = 0.5  # seconds: an expected time below this counts as this much
 TICK = 0.1  # seconds between two looks for stragglers
+PROBE_EVERY = 5.0  # seconds between two probes of an idle actor (``Backend.probe``)
 LANE_SPEED_RATIO = 100.0  # an actor this much slower than the fastest adds no lane
 DEGRADED_AFTER = 3  # failures in a row that make an actor degrade the pool's health
 DEGRADED_FOR = 300.0  # seconds after the last of them that it stays degraded
@@ -77,6 +78,7 @@ class ActorPool:
         straggler_factor: float = STRAGGLER_FACTOR,
         straggler_floor: float = STRAGGLER_FLOOR,
         tick: float = TICK,
+        probe_every: float = PROBE_EVERY,
     ) -> None:
         if not actors:
             raise ValueError("an actor pool needs at least one actor")
@@ -88,6 +90,8 @@ class ActorPool:
         self.straggler_factor = straggler_factor
         self.straggler_floor = straggler_floor
         self.tick = tick
+        self.probe_every = probe_every
+        self._probing: set[str] = set()  # actors with a probe in flight
         self._tg: anyio.abc.TaskGroup | None = None
         self._closing = False
         self.dispatch = Dispatcher(
@@ -318,17 +322,21 @@ class ActorPool:
             self.dispatch.pump()
             return
         LOGGER.warning("%s; re-dispatching its work", exc)
-        left = await actor.fail(exc)
-        for j in left:
+        await self._fail_actor(actor, exc)
+        self._retry(actor, job, exc)
+        self.dispatch.pump()
+
+    async def _fail_actor(self, actor: EvaluatorActor, exc: ActorError) -> None:
+        """``actor`` failed: its unstarted jobs go to the others (a pinned one fails with
+        it), and it restarts after the backoff."""
+        for j in await actor.fail(exc):
             if j.pinned:
                 j.piece.copies -= 1
                 j.piece.batch.owner.charge(-j.expected)
                 j.piece.batch.fail(exc)
             else:
                 self.dispatch.requeue(j)
-        self._retry(actor, job, exc)
         self._schedule_restart(actor)
-        self.dispatch.pump()
 
     def _retry(self, actor: EvaluatorActor, job: EvalJob, exc: ActorError) -> None:
         """The failed piece again, elsewhere if possible: cut in halves after a timeout,
@@ -360,9 +368,34 @@ class ActorPool:
     # -- stragglers -----------------------------------------------------------------------
 
     async def _watch(self) -> None:
+        next_probe = time.monotonic() + self.probe_every
         while True:
             await anyio.sleep(self.tick)
             self.dispatch.stragglers()
+            if time.monotonic() >= next_probe:
+                next_probe = time.monotonic() + self.probe_every
+                self._probe_idle()
+
+    def _probe_idle(self) -> None:
+        """Probe every idle actor (one probe each at a time): an actor whose device is
+        gone (its node died or is cut off) fails now rather than at its next batch."""
+        assert self._tg is not None
+        for actor in self.actors.values():
+            idle = actor.state == ActorState.READY and not actor.running
+            if idle and actor.name not in self._probing:
+                self._probing.add(actor.name)
+                self._tg.start_soon(self._probe, actor, actor.incarnation)
+
+    async def _probe(self, actor: EvaluatorActor, incarnation: int) -> None:
+        try:
+            await actor.probe()
+        except ActorError as exc:
+            if actor.incarnation == incarnation and actor.state != ActorState.FAILED:
+                LOGGER.warning("%s; it is failed until it restarts", exc)
+                await self._fail_actor(actor, exc)
+                self.dispatch.pump()
+        finally:
+            self._probing.discard(actor.name)
 
     # -- reporting ------------------------------------------------------------------------
 

@@ -180,6 +180,9 @@ class ChipBackend:
     def post_apart(self) -> bool:
         return True  # on a worker thread of the daemon
 
+    async def probe(self) -> None:
+        return None  # a chain that went quiet fails its next job (the response watchdog)
+
     async def run_post(self, fn: Callable[[list[EvalResult]], T], results: list[EvalResult]) -> T:
         """``fn(results)`` on a worker thread: the event loop is the chain's."""
         return await anyio.to_thread.run_sync(fn, results)

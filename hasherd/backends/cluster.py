@@ -47,6 +47,7 @@ T = TypeVar("T")
 
 RESOURCE = "hasherd_node:"  # + the node's name: the custom resource that places an actor
 SLIVER = 0.001  # of that resource per actor: any number of actors fit on their node
+PROBE_TIMEOUT = 10.0  # seconds an idle node actor has to answer the pool's probe
 MEMORY_REFS_KEPT = 16  # jitter memories whose object-store reference the head keeps
 NODES_SECONDS = 10.0  # ``nodes.list`` waits this long for the cluster's answer
 CLOSE_SECONDS = 5.0  # a node actor that does not close its device within this is killed
@@ -289,6 +290,22 @@ class RayBackend:
         finally:
             del self._tickets[id(reqs)]
         return results
+
+    async def probe(self) -> None:
+        """The node actor answers within ``PROBE_TIMEOUT`` (``start`` again is a no-op
+        there), or the node is taken for dead or cut off."""
+        handle = self._handle
+        if handle is None:
+            raise EvaluatorError(self.name, "not started")
+        try:
+            with anyio.fail_after(PROBE_TIMEOUT):
+                await handle.start.remote()
+        except TimeoutError:
+            raise EvaluatorError(
+                self.name, f"node {self.node} did not answer within {PROBE_TIMEOUT:g} s"
+            ) from None
+        except Exception as exc:
+            raise EvaluatorError(self.name, f"node {self.node}: {_short(exc)}") from exc
 
     def _unkept(self, refs: dict[str, Any]) -> dict[str, Any]:
         """The references of the memories the node does not keep, as far as the head

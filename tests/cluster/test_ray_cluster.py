@@ -221,6 +221,83 @@ def test_a_node_actor_holds_the_next_batch_while_one_runs(farm: Farm, tmp_path: 
     assert _weights(tmp_path / "farm.db") == _local(tmp_path, ds, cfg)
 
 
+def test_a_cuda_actor_is_placed_on_the_node_with_a_gpu(farm: Farm) -> None:
+    """A node that declares a GPU (numba-cuda's simulator standing in for the device, as
+    in the CUDA evaluator's own tests: no GPU here) gets the CUDA actor, by Ray's GPU
+    resource, and its answers equal the reference's."""
+    node = farm.cluster.add_node(
+        num_cpus=1,
+        num_gpus=1,
+        resources={node_resource("rig-g"): 1},
+        env_vars={"NUMBA_ENABLE_CUDASIM": "1"},
+    )
+    farm.cluster.wait_for_nodes()
+    try:
+        cfg = _config(farm, cpu_actors_per_node=0, gpu_actors_per_node=1)
+        cfg = replace(cfg, cluster=replace(cfg.cluster, nodes=("rig-g",)))
+        pool = build_pool(cfg)
+        rng = np.random.default_rng(4)
+        frames = rng.integers(0, 2**32, size=(8, 12), dtype=np.uint64).astype(np.uint32)
+        mem = JitterMemory(frames)
+        reqs = [
+            make_request(frames[i], rng.integers(0, 256, (4, 32), np.uint8), mem, 3) for i in (0, 1)
+        ]
+
+        async def main() -> list[Any]:
+            async with anyio.create_task_group() as tg:
+                await tg.start(pool.run)
+                with anyio.fail_after(120):
+                    got = await pool.evaluate_on("rig-g-cuda0", reqs)
+                tg.cancel_scope.cancel()
+            return got
+
+        got = anyio.run(main)
+        snap = pool.actors["rig-g-cuda0"].snapshot()
+        assert snap["kind"] == "cuda" and snap["node"] == "rig-g"
+        ref = ReferenceEvaluator()
+        for g, r in zip(got, reqs, strict=True):
+            want = ref.evaluate_request(r)
+            for name in ("output", "final_digest", "last_key"):
+                assert np.array_equal(getattr(g, name), getattr(want, name)), name
+    finally:
+        farm.cluster.remove_node(node)
+
+
+def test_an_idle_actor_whose_node_process_died_fails_without_a_batch(farm: Farm) -> None:
+    """The process of rig-b's node actor is SIGKILLed while the actor has nothing to do:
+    the pool's probe finds it gone (FAILED, its failure counted) with no batch sent, and
+    the restart places a new one on the node, READY again. (A whole node pulled is the
+    test above; its actor is found by its batch, and the probe's call fails alike.)"""
+    pool = ActorPool(
+        build_actors(_config(farm)), backoff_first=0.2, backoff_max=1.0, probe_every=0.3
+    )
+    victim = pool.actors["rig-b-reference0"]
+    outcome: dict[str, Any] = {}
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            await tg.start(pool.run)
+            with anyio.fail_after(60):
+                while victim.state != ActorState.READY:
+                    await anyio.sleep(0.05)
+                pid = victim._backend.info["pid"]  # type: ignore[union-attr]
+                os.kill(pid, signal.SIGKILL)
+                while victim.state == ActorState.READY:
+                    await anyio.sleep(0.02)
+                outcome["state"], outcome["jobs"] = victim.state, victim.stats.jobs
+                outcome["failures"] = victim.stats.failures
+                while victim.state != ActorState.READY:
+                    await anyio.sleep(0.05)
+                outcome["pid"] = victim._backend.info["pid"]  # type: ignore[union-attr]
+                outcome["killed"] = pid
+            tg.cancel_scope.cancel()
+
+    anyio.run(main)
+    assert outcome["state"] in (ActorState.FAILED, ActorState.STARTING)
+    assert outcome["jobs"] == 0 and outcome["failures"] == 1
+    assert victim.stats.restarts == 1 and outcome["pid"] != outcome["killed"]
+
+
 K = 4
 SWEEP = 1024
 
