@@ -11,6 +11,7 @@ One cluster serves the module: starting a node costs seconds on a small machine.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -296,6 +297,49 @@ def test_an_idle_actor_whose_node_process_died_fails_without_a_batch(farm: Farm)
     assert outcome["state"] in (ActorState.FAILED, ActorState.STARTING)
     assert outcome["jobs"] == 0 and outcome["failures"] == 1
     assert victim.stats.restarts == 1 and outcome["pid"] != outcome["killed"]
+
+
+def test_a_node_actor_that_stops_answering_mid_job_loses_nothing(
+    farm: Farm, tmp_path: Path
+) -> None:
+    """A partition as the head sees it: rig-b's node actor is alive but answers nothing
+    (its process SIGSTOPped after its first batch). Its batch is copied to rig-a as a
+    straggler or runs past the actor's timeout and goes there, the actor fails by its
+    timeout, and the job ends with the single-machine run's weights."""
+    ds = load_dataset(write_frames(tmp_path / "frames.json", 8, 17))
+    cfg = _config(farm)
+    cfg = replace(cfg, simulator=replace(cfg.simulator, timeout=3.0))
+    pool = ActorPool(build_actors(cfg), backoff_first=0.2, backoff_max=1.0)
+    victim = pool.actors["rig-b-reference0"]
+    stopped: list[int] = []
+
+    async def cut_off(_: Any = None) -> None:
+        if not stopped and victim.stats.jobs >= 1 and victim._backend is not None:
+            stopped.append(victim._backend.info["pid"])  # type: ignore[attr-defined]
+            os.kill(stopped[0], signal.SIGSTOP)
+
+    async def main() -> str:
+        async with anyio.create_task_group() as tg:
+
+            async def watch() -> None:
+                while True:
+                    await cut_off()
+                    await anyio.sleep(0.01)
+
+            tg.start_soon(watch)
+            status = await _farmed(tmp_path / "farm.db", ds, cfg, pool)
+            tg.cancel_scope.cancel()
+        return status
+
+    try:
+        status = anyio.run(main)
+    finally:
+        for pid in stopped:  # whatever Ray did meanwhile, the process goes
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert stopped and status == "finished"
+    assert victim.stats.errors.get("TimeoutError", 0) >= 1  # found out by its timeout
+    assert _weights(tmp_path / "farm.db") == _local(tmp_path, ds, cfg)
 
 
 K = 4
