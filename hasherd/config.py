@@ -401,13 +401,21 @@ class ClusterConfig:
     nodes: tuple[str, ...] = ()  # worker nodes by name (ray start --resources hasherd_node:NAME)
     cpu_actors_per_node: int = 1  # CPU simulator actors on each of `nodes`
     cpu_threads: int = 0  # kernel threads of each of them; 0 = the node's cores / actors
-    gpu_actors_per_node: int = 0  # CUDA actors on each of `nodes`, one Ray GPU each
+    gpu_actors_per_node: int = 0  # CUDA actors on each of `gpu_nodes`, one Ray GPU each
+    gpu_nodes: tuple[str, ...] = ()  # the nodes with GPUs, of `nodes`; () = all of them
     start_timeout: float = 60.0  # seconds a remote actor may take to be placed and start
 
     def check(self) -> list[Problem]:
         bad = [n for n in self.nodes if not n or _NAME.fullmatch(n) is None]
         dup = [n for i, n in enumerate(self.nodes) if n in self.nodes[:i]]
+        stray = [n for n in self.gpu_nodes if n not in self.nodes]
+        nodes = ", ".join(self.nodes) or "none"
         return _failed(
+            (
+                not stray,
+                "gpu_nodes",
+                f"{stray[0] if stray else ''!r} is not one of cluster.nodes ({nodes})",
+            ),
             (not bad, "nodes", f"{bad[0] if bad else ''!r}: {_NODE_NAME}"),
             (not dup, "nodes", f"{dup[0] if dup else ''!r} is named twice"),
             (_NAME.fullmatch(self.namespace) is not None, "namespace", _NODE_NAME),
@@ -530,7 +538,7 @@ def _section(cls: type, raw: Any, name: str, source: str) -> Any:
         if cls is DevicesConfig and key == "chips":
             values[key] = _chips(value, source)
             continue
-        if cls is ClusterConfig and key == "nodes":
+        if cls is ClusterConfig and key in ("nodes", "gpu_nodes"):
             values[key] = _names(value, f"{name}.{key}", source)
             continue
         try:

@@ -86,7 +86,8 @@ def build_actors(cfg: Config) -> list[EvaluatorActor]:
 def remote_actors(cfg: Config) -> list[EvaluatorActor]:
     """The actors on ``cluster.nodes`` (docs/scale-out.md): on each node
     ``cluster.cpu_actors_per_node`` simulators (``<node>-numba<i>``) and
-    ``cluster.gpu_actors_per_node`` CUDA actors (``<node>-cuda<i>``), and each chip chain
+    ``cluster.gpu_actors_per_node`` CUDA actors (``<node>-cuda<i>``) on each of
+    ``cluster.gpu_nodes`` (all of them when empty), and each chip chain
     whose table names a ``node``. None without ``cluster.address``."""
     if not cfg.cluster.address:
         return []
@@ -116,10 +117,11 @@ def remote_actors(cfg: Config) -> list[EvaluatorActor]:
         )
 
     actors = []
+    gpu_nodes = cl.gpu_nodes or cl.nodes
     for node in cl.nodes:
         for i in range(cl.cpu_actors_per_node):
             actors.append(sim(node, f"{node}-{kind}{i}", kind, spec, 0, rate))
-        for i in range(cl.gpu_actors_per_node):
+        for i in range(cl.gpu_actors_per_node if node in gpu_nodes else 0):
             actors.append(sim(node, f"{node}-cuda{i}", "cuda", "cuda:0", 1, GPU_HASHES))
     for chip in cfg.devices.chips:
         if chip.node:

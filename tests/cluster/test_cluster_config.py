@@ -29,6 +29,21 @@ def test_defaults_mean_no_cluster() -> None:
     assert cfg.to_dict()["cluster"]["nodes"] == []
 
 
+def test_cuda_actors_go_to_the_gpu_nodes_only() -> None:
+    cfg = _cfg(
+        {
+            "address": "h:1",
+            "nodes": ["rig-01", "rig-02", "rig-03"],
+            "cpu_actors_per_node": 0,
+            "gpu_actors_per_node": 2,
+            "gpu_nodes": ["rig-02"],
+        }
+    )
+    assert cfg.cluster.gpu_nodes == ("rig-02",)
+    remote = [(a.name, a.node) for a in build_actors(cfg) if a.node]
+    assert remote == [("rig-02-cuda0", "rig-02"), ("rig-02-cuda1", "rig-02")]
+
+
 def test_the_keys_parse_and_build_remote_actors_per_node() -> None:
     cfg = _cfg(
         {
@@ -69,6 +84,12 @@ def test_the_keys_parse_and_build_remote_actors_per_node() -> None:
         ({"address": "h:1", "cpu_actors_per_node": 65}, None, "cluster.cpu_actors_per_node", ""),
         ({"address": "h:1", "gpu_actors_per_node": -1}, None, "cluster.gpu_actors_per_node", ""),
         ({"address": "h:1", "start_timeout": 0}, None, "cluster.start_timeout", "must be > 0"),
+        (
+            {"address": "h:1", "nodes": ["rig-01"], "gpu_nodes": ["rig-02"]},
+            None,
+            "cluster.gpu_nodes",
+            "'rig-02' is not one of cluster.nodes (rig-01)",
+        ),
         ({"port": 1}, None, "cluster.port", "unknown key"),
         (
             {"address": "h:1", "nodes": ["rig-01"]},
