@@ -212,24 +212,30 @@ def zone2_lanes(buf, jit, found, z2_range, z2_keys, z2_vals, z2_pos, search):
             half = n >> 1
             search[j] = base + half if np.int64(z2_keys[base + half]) < k else base
             search[L + j] = n - half
+    if empty:
+        for j in range(L):
+            jit[j] = miss(buf[key_row + j])
+            found[j] = 0
+        return
+    # Without a branch per lane (whether its group is empty is a coin toss, and a
+    # mispredicted branch a lane cost more than the lookups): a lane with an empty group
+    # reads index 0 for nothing and takes the miss value.
     for j in range(L):
         key = buf[key_row + j]
         q = (buf[s10_row + j] >> np.uint32(12)) & np.uint32(0xF)
         lo, hi = z2_range[q], z2_range[16 + q]
-        if lo < hi and not empty:
-            k = np.int64(key)
-            base = search[j]
-            a = base + 1 if np.int64(z2_keys[base]) < k else base
-            i0 = max(a - 1, lo)
-            i1 = min(a, hi - 1)
-            d0 = abs(k - np.int64(z2_keys[i0]))
-            d1 = abs(np.int64(z2_keys[i1]) - k)
-            take0 = (d0 < d1) | ((d0 == d1) & (z2_pos[i0] < z2_pos[i1]))
-            jit[j] = z2_vals[i0 if take0 else i1]
-            found[j] = 1
-        else:
-            jit[j] = miss(key)
-            found[j] = 0
+        ok = lo < hi
+        k = np.int64(key)
+        base = search[j]
+        a = base + 1 if np.int64(z2_keys[base]) < k else base
+        i0 = max(a - 1, lo) if ok else 0
+        i1 = min(a, hi - 1) if ok else 0
+        d0 = abs(k - np.int64(z2_keys[i0]))
+        d1 = abs(np.int64(z2_keys[i1]) - k)
+        take0 = (d0 < d1) | ((d0 == d1) & (z2_pos[i0] < z2_pos[i1]))
+        hit = z2_vals[i0 if take0 else i1]
+        jit[j] = hit if ok else miss(key)
+        found[j] = ok
 
 
 @njit(cache=True, nogil=True, inline="always")
