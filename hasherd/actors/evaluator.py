@@ -245,8 +245,9 @@ class EvaluatorActor:
         self.rates.record(job.reqs, time.monotonic() - job.started)
 
     def abort(self, job: EvalJob) -> None:
-        """Give up ``job`` if it is the one running: its outcome is dropped, and a backend
-        that can (``Abortable``) stops its kernel early; never blocks."""
+        """Give up ``job`` if it is running (or given to the device and waiting there):
+        its outcome is dropped, and a backend that can (``Pipelined``, ``Abortable``)
+        stops its kernel early; never blocks."""
         if any(j is job for j in self.running) and not job.withdrawn:
             self._abandon(job)
 
