@@ -21,9 +21,14 @@ stored as 1); the caller keeps it at most half full.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
 from numba.cpython.unsafe.numbers import leading_zeros
+from numba.extending import intrinsic
 
 from hasherd.kernel import numba_setup
 
@@ -122,6 +127,37 @@ def seed_hashes(words: np.ndarray) -> np.ndarray:
     for i in range(words.shape[0]):
         out[i] = _row_hash(words, i)
     return out
+
+
+@intrinsic
+def _prefetch(typingctx: Any, arr: Any, idx: Any) -> Any:
+    """Ask for the cache line of ``arr[idx]`` (LLVM's prefetch: a hint, no effect on any
+    value)."""
+    sig = types.void(arr, idx)
+
+    def codegen(context: Any, builder: ir.IRBuilder, signature: Any, args: Any) -> Any:
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        get = cgutils.get_item_pointer
+        ptr = get(context, builder, aryty, ary, [args[1]], wraparound=False)  # type: ignore[no-untyped-call]
+        byte_ptr = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [byte_ptr, i32, i32, i32])
+        insert = cgutils.get_or_insert_function
+        name = "llvm.prefetch." + byte_ptr.intrinsic_name  # p0, or p0i8 on typed pointers
+        fn = insert(builder.module, fnty, name)  # type: ignore[no-untyped-call]
+        # a read, to be kept in every cache level, of data
+        builder.call(fn, [builder.bitcast(ptr, byte_ptr), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(cache=True, nogil=True)
+def _prefetch_slot(table: np.ndarray, h: np.uint64) -> None:
+    """Start fetching the slot where ``_slot`` begins its search for ``h``."""
+    key = h if h != _ZERO else _ONE
+    _prefetch(table, np.int64(mix64(key) & np.uint64(table.shape[0] - 1)))  # type: ignore[call-arg]
 
 
 @njit(cache=True, nogil=True)
@@ -505,8 +541,10 @@ def _breed(
     replaced while a duplicate, ``_unique_seen``), then added, one after the other; but
     done in two passes: every member is drawn first as if none were a duplicate (the
     random stream's position after each is kept), then all are checked and added in
-    order. The table is large and seldom in the cache; the second pass's lookups do not
-    wait for one another, where the one-by-one order waits for each. At the first
+    order. The table is large and seldom in the cache: the first pass asks for each
+    member's slot as soon as its hash is known, so the fetches overlap the drawing, and
+    the second pass's lookups do not wait for one another, where the one-by-one order
+    waits for each (measured: about a tenth of the step's CPU). At the first
     duplicate the stream goes back to where that member's draws ended, and the rest is
     done one by one."""
     n, n_elite = seeds.shape[0], elite.shape[0]
@@ -517,6 +555,7 @@ def _breed(
     for j in range(n_elite, n):
         c = _draw_at(seeds, elite, flips, c, n_fresh, j, next_seeds)
         hashes[j] = _row_hash(next_seeds, j)
+        _prefetch_slot(table, hashes[j])
         after[j] = c
     st[0] = c
     for j in range(n_elite, n):
