@@ -224,14 +224,14 @@ class RecordSearch:
         seeds, results = self.seeds, self.results
         nxt_seeds, nxt_results, nxt_carried = self._spare
         new_hashes = np.empty(m, dtype=np.uint64)
-        best, prefix, reward, mean, winners, inserted = steps.step(
+        best, prefix, reward, mean, winners, inserted, output, last_key, golden = steps.step(
             _words(seeds),
             results,
             self.carried,
-            _u32(res.output),
-            _u32(res.last_key),
-            _u32(res.golden_nonce),
-            _u32(res.ntime_roll),
+            np.ascontiguousarray(res.output, dtype=np.uint32),
+            np.ascontiguousarray(res.last_key, dtype=np.uint32),
+            np.ascontiguousarray(res.golden_nonce, dtype=np.uint32),
+            np.ascontiguousarray(res.ntime_roll, dtype=np.uint32),
             self.table,
             self._pending_seen,
             self.target,
@@ -250,8 +250,7 @@ class RecordSearch:
             new_hashes,
         )
         self.count += inserted
-        r = results[best]
-        member = Member(seeds[best].tobytes(), int(r[0]), int(r[1]), int(r[2]), prefix, reward)
+        member = Member(seeds[best].tobytes(), output, last_key, golden, prefix, reward)
         if len(self._unsaved):
             new_hashes = np.concatenate([self._unsaved, new_hashes])
             self._unsaved = self._unsaved[:0]
@@ -305,11 +304,6 @@ def _words(seeds: np.ndarray) -> np.ndarray:
     """(N, 32) seed bytes as (N, 4) little-endian uint64 words (a view, not a copy)."""
     words: np.ndarray = seeds.view("<u8")
     return words
-
-
-def _u32(a: np.ndarray) -> np.ndarray:
-    out: np.ndarray = np.ascontiguousarray(a, dtype=np.uint32)
-    return out
 
 
 def _pow2(n: int) -> int:

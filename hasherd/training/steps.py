@@ -419,7 +419,7 @@ def step(
     next_results: np.ndarray,
     next_carried: np.ndarray,
     new_hashes: np.ndarray,
-) -> tuple[int, int, float, float, int, int]:
+) -> tuple[int, int, float, float, int, int, int, int, int]:
     """One generation of one record (see the module docstring).
 
     ``seeds`` and ``next_seeds`` are (N, 4) uint64 words (the (N, 32) seed bytes viewed as
@@ -435,7 +435,7 @@ def step(
     evaluated, plus the next population's children.
 
     Returns (best member, its prefix bits, its reward, the mean reward, winners, new
-    seeds in the table)."""
+    seeds in the table, the best member's output, last key and golden nonce)."""
     n = seeds.shape[0]
     m = _take(seeds, results, carried, out_output, out_last_key, out_golden, out_roll, new_hashes)
     inserted = 0 if pending_seen else table_insert(table, new_hashes[:m])
@@ -469,7 +469,8 @@ def step(
     next_carried[n_elite:] = False
     next_results[n_elite:] = 0
     inserted += n - n_elite
-    return best, prefix[best], reward[best], reward.sum() / n, winners, inserted
+    r = results[best]
+    return best, prefix[best], reward[best], reward.sum() / n, winners, inserted, r[0], r[1], r[2]
 
 
 @njit(cache=True, nogil=True)
