@@ -181,6 +181,13 @@ def throughput(ds: Dataset, ev: Evaluator, rounds: int) -> dict[str, Any]:
     t_med, b_med = statistics.median(rates), statistics.median(b[0] for b in bares)
     cpu_train = statistics.median(r["cpu_seconds"] / r["candidates"] for r in runs)
     cpu_bare = statistics.median(b[1] for b in bares)
+    # Thread CPU is counted in clock ticks (10 ms): summed over the runs, it resolves
+    # about a third of what one run's would.
+    total = sum(r["candidates"] for r in runs)
+    by_role: dict[str, float] = {}
+    for r in runs:
+        for role, sec in r["thread_cpu"].items():
+            by_role[role] = by_role.get(role, 0.0) + sec
     return {
         "training_candidates_per_s": t_med,
         "bare_candidates_per_s": b_med,
@@ -190,6 +197,8 @@ def throughput(ds: Dataset, ev: Evaluator, rounds: int) -> dict[str, Any]:
         "training_cpu_us_per_candidate": cpu_train * 1e6,
         "bare_cpu_us_per_candidate": cpu_bare * 1e6,
         "cpu_ratio": cpu_bare / cpu_train,
+        "thread_cpu_ns_per_candidate": {k: 1e9 * v / total for k, v in by_role.items()},
+        "thread_cpu_tick_ns_per_candidate": 1e9 / os.sysconf("SC_CLK_TCK") / total,
         "median_run": runs[median],
     }
 
@@ -372,6 +381,12 @@ def report(out: dict[str, Any]) -> None:
         f"{t['bare_cpu_us_per_candidate']:.3f} us; ratio {t['cpu_ratio']:.2f}"
     )
     report_phases(t["median_run"])
+    per = sorted(t["thread_cpu_ns_per_candidate"].items(), key=lambda kv: -kv[1])
+    print(
+        f"CPU ns per candidate, by thread, over the {len(t['training_runs'])} training runs "
+        f"(one clock tick = {t['thread_cpu_tick_ns_per_candidate']:.1f} ns): "
+        + ", ".join(f"{role} {ns:.0f}" for role, ns in per)
+    )
     print()
     print(
         f"{'D':>3} {'wins':>9} {'GRPO cand/s':>12} {'GRPO tok/h':>11} {'expected':>9} "

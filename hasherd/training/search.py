@@ -115,7 +115,12 @@ class RecordSearch:
         params: SearchParams,
         key: int,
         seen: np.ndarray | None = None,
+        expect: int = 0,
     ) -> None:
+        """``seen``: the hashes already remembered (this epoch's history); ``expect``: about
+        how many more the search will remember, so that its table is sized for them at
+        once instead of being rehashed each time it doubles (only a size: what the
+        search draws does not depend on it)."""
         self.slots = np.asarray(slots, dtype=np.uint32)
         self.token = spec.check_u32(token, "token")
         self.target = np.uint32(spec.target_word(token, params.token_bits))  # token must fit
@@ -128,10 +133,11 @@ class RecordSearch:
         self._unsaved = np.zeros(0, dtype=np.uint64)  # remembered, not yet handed out
         self._local = np.zeros(_pow2(4 * n), dtype=np.uint64)
         self._pending_seen = False  # the members not carried are in the table already
+        self._k = 0  # carried members when they are exactly the first ones, else -1
         if seen is not None and len(seen):
             self._reserve(len(seen))
             self.count += steps.table_insert(self.table, np.asarray(seen, dtype=np.uint64))
-        self._reserve(n)
+        self._reserve(max(n, expect))
         self.seeds = np.zeros((n, spec.SEED_BYTES), dtype=np.uint8)
         self.results = np.zeros((n, RESULT_FIELDS), dtype=np.uint32)
         self.carried = np.zeros(n, dtype=bool)
@@ -186,41 +192,53 @@ class RecordSearch:
     def pending(self) -> np.ndarray:
         """The seeds that still need an evaluation (every member not carried). The carried
         members come first (the elite), so this is usually a view, not a copy."""
-        k = self._n_carried
+        k = self._k
         if k < 0:
             return self.seeds[~self.carried]
         return self.seeds[k:]
 
-    @property
-    def _n_carried(self) -> int:
-        """How many members are carried when they are exactly the first ones, else -1."""
+    def _first_carried(self) -> int:
+        """How many members are carried when they are exactly the first ones, else -1
+        (kept in ``_k``: after a generation the elite are the first members)."""
         k = int(np.count_nonzero(self.carried))
         return k if k == 0 or (bool(self.carried[k - 1]) and not self.carried[k:].any()) else -1
 
-    def absorb(self, res: EvalResult, difficulty: int, token_set: np.ndarray) -> Generation:
-        """Take the evaluation of ``pending()``, score the group, breed the next one."""
+    def absorb(
+        self,
+        res: EvalResult,
+        difficulty: int,
+        token_set: np.ndarray,
+        tokens: np.ndarray | None = None,
+    ) -> Generation:
+        """Take the evaluation of ``pending()``, score the group, breed the next one.
+        ``tokens``: ``token_map(token_set, params.token_bits)``, made once by a caller
+        that absorbs many generations (made here when not given)."""
         p = self.params
-        m = len(self.carried) - int(np.count_nonzero(self.carried))
+        if tokens is None:
+            tokens = steps.token_map(token_set, p.token_bits)
+        k = self._k
+        m = len(self.carried) - (k if k >= 0 else int(np.count_nonzero(self.carried)))
         if len(res) != m:
             raise ValueError(f"expected {m} results, got {len(res)}")
         self._reserve(m + len(self.carried))  # evaluated ones, then the children bred
         seeds, results = self.seeds, self.results
         nxt_seeds, nxt_results, nxt_carried = self._spare
         new_hashes = np.empty(m, dtype=np.uint64)
-        best, prefix, reward, mean, winners, inserted = steps.step(
+        best, prefix, reward, mean, winners, inserted, output, last_key, golden = steps.step(
             _words(seeds),
             results,
             self.carried,
-            _u32(res.output),
-            _u32(res.last_key),
-            _u32(res.golden_nonce),
-            _u32(res.ntime_roll),
+            np.ascontiguousarray(res.output, dtype=np.uint32),
+            np.ascontiguousarray(res.last_key, dtype=np.uint32),
+            np.ascontiguousarray(res.golden_nonce, dtype=np.uint32),
+            np.ascontiguousarray(res.ntime_roll, dtype=np.uint32),
             self.table,
             self._pending_seen,
             self.target,
             p.token_bits,
             difficulty,
             token_set,
+            tokens,
             p.weight_array,
             self.key,
             self.generation,
@@ -232,8 +250,7 @@ class RecordSearch:
             new_hashes,
         )
         self.count += inserted
-        r = results[best]
-        member = Member(seeds[best].tobytes(), int(r[0]), int(r[1]), int(r[2]), prefix, reward)
+        member = Member(seeds[best].tobytes(), output, last_key, golden, prefix, reward)
         if len(self._unsaved):
             new_hashes = np.concatenate([self._unsaved, new_hashes])
             self._unsaved = self._unsaved[:0]
@@ -241,6 +258,7 @@ class RecordSearch:
         self._spare = (seeds, results, self.carried)
         self.seeds, self.results, self.carried = nxt_seeds, nxt_results, nxt_carried
         self._pending_seen = True
+        self._k = p.n_elite
         self.generation += 1
         return gen
 
@@ -277,6 +295,7 @@ class RecordSearch:
         self.carried = np.zeros(n, dtype=bool)
         self.results[rows[:, 0]] = rows[:, 1:]
         self.carried[rows[:, 0]] = True
+        self._k = self._first_carried()
         self._pending_seen = False
         self.generation = int(state["generation"])
 
@@ -287,21 +306,26 @@ def _words(seeds: np.ndarray) -> np.ndarray:
     return words
 
 
-def _u32(a: np.ndarray) -> np.ndarray:
-    out: np.ndarray = np.ascontiguousarray(a, dtype=np.uint32)
-    return out
-
-
 def _pow2(n: int) -> int:
     return max(_MIN_TABLE, 1 << (max(1, n) - 1).bit_length())
 
 
 def absorb_many(
-    searches: list[RecordSearch], results: list[EvalResult], difficulty: int, token_set: np.ndarray
+    searches: list[RecordSearch],
+    results: list[EvalResult],
+    difficulty: int,
+    token_set: np.ndarray,
+    tokens: np.ndarray | None = None,
 ) -> list[Generation]:
     """``absorb`` for several records (each record keeps its own random stream, so its
-    search is the same whichever records share its batch)."""
-    return [s.absorb(r, difficulty, token_set) for s, r in zip(searches, results, strict=True)]
+    search is the same whichever records share its batch); ``tokens`` as for ``absorb``
+    (made once here when not given)."""
+    bits = {s.params.token_bits for s in searches}
+    if tokens is None and len(bits) == 1:
+        tokens = steps.token_map(token_set, bits.pop())
+    return [
+        s.absorb(r, difficulty, token_set, tokens) for s, r in zip(searches, results, strict=True)
+    ]
 
 
 def warm_up() -> None:

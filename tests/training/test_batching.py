@@ -156,6 +156,27 @@ def test_two_pass_breeding_draws_what_one_by_one_draws(spread: float) -> None:
         table = a_table
 
 
+def test_a_table_sized_up_front_draws_what_a_growing_one_draws() -> None:
+    """``expect`` only sizes the seen table: the same seeds, generation after generation,
+    and the same history."""
+    params = SearchParams(population=64)
+    slots = np.arange(12, dtype=np.uint32)
+    a = RecordSearch(slots, 5, params, record_key(3, 4))
+    b = RecordSearch(slots, 5, params, record_key(3, 4), expect=20_000)
+    assert len(b.table) > len(a.table)
+    rng = np.random.default_rng(5)
+    tokens = np.arange(0, 1 << 17, 97, dtype=np.uint32)
+    for _ in range(12):
+        np.testing.assert_array_equal(a.pending(), b.pending())
+        n = len(a.pending())
+        out = rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32)
+        res = EvalResult(out, out, out, np.zeros((n, 32), np.uint8), out ^ np.uint32(3))
+        ga, gb = a.absorb(res, 32, tokens), b.absorb(res, 32, tokens)
+        assert ga.best == gb.best
+        np.testing.assert_array_equal(ga.new_hashes, gb.new_hashes)
+    assert a.seen == b.seen
+
+
 def test_elite_selection_is_the_stable_sort_of_the_group() -> None:
     rng = np.random.default_rng(12)
     for trial in range(300):

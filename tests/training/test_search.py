@@ -178,6 +178,32 @@ def test_compiled_rewards_equal_the_numpy_ones() -> None:
     assert not steps.advantages(np.full(8, 0.25)).any()
 
 
+def test_the_token_bitmap_scores_as_the_sorted_set_does() -> None:
+    """The step reads the token set from a bitmap; the rewards are those of the sorted
+    set's search, tokens too wide for ``token_bits`` never match, and a width past
+    ``TOKEN_MAP_BITS`` gets no map (the step then searches the set)."""
+    rng = np.random.default_rng(12)
+    weights = SearchParams().weight_array
+    for bits in (1, 6, 7, 17):
+        token_set = np.unique(rng.integers(0, 1 << bits, 40)).astype(np.uint32)
+        wide = np.append(token_set, np.uint32(1 << bits)).astype(np.uint32)  # does not fit
+        target = np.uint32(spec.target_word(int(token_set[0]), bits))
+        out = rng.integers(0, 2**32, 700, dtype=np.uint64).astype(np.uint32)
+        low = rng.integers(0, 1 << (32 - bits), 300).astype(np.uint32)
+        out[:300] = (token_set[rng.integers(0, len(token_set), 300)] << np.uint32(32 - bits)) | low
+        keys = rng.integers(0, 2**32, 700, dtype=np.uint64).astype(np.uint32)
+        want = group_rewards(out[None], keys[None], np.array([target]), bits, 8, token_set)
+        reward, prefix = np.empty(700), np.empty(700, dtype=np.int64)
+        tokens = steps.token_map(wide, bits)
+        steps._scores(out, keys, target, bits, 8, wide, tokens, weights, reward, prefix)
+        np.testing.assert_array_equal(reward, want.reward[0])
+        np.testing.assert_array_equal(prefix, want.prefix_bits[0])
+        no_tokens = np.empty(700)
+        steps.rewards(out, keys, target, bits, 8, token_set[:0], weights, no_tokens, prefix)
+        assert (reward > no_tokens).sum() >= 300  # the matches were scored as tokens
+    assert len(steps.token_map(np.arange(4, dtype=np.uint32), steps.TOKEN_MAP_BITS + 1)) == 0
+
+
 def test_a_new_epoch_remembers_only_the_carried_members(numba_eval: Evaluator) -> None:
     """A search restored for a new epoch starts its seen table at its carried members
     (not the earlier epochs' history), and hands their hashes out once, with the next
