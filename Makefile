@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SECONDS ?= 3
 
-.PHONY: bench bench-hashcat bench-deps bench-rig deps system-deps build run test test-coverage test-bench format lint typecheck pre-commit lanes clean install uninstall systemd-check
+.PHONY: bench bench-hashcat bench-kernel bench-deps bench-rig deps system-deps build run test test-coverage test-bench format lint typecheck pre-commit lanes clean install uninstall systemd-check
 
 deps: $(STAMP)
 
@@ -54,6 +54,10 @@ bench-hashcat: deps bench-deps
 	$(BIN)/hasherd bench --seconds $(SECONDS) --evaluator numba --population 4096 --against hashcat
 
 # the same job on numba alone and on numba plus a slow emulated chip chain (about a minute)
+# where the kernel's time goes on one thread: hashing alone, the driver, zone 2, SHA-NI
+bench-kernel: deps
+	$(BIN)/python tools/bench_kernel.py
+
 bench-rig: deps
 	$(BIN)/python tools/bench_rig.py
 
