@@ -172,9 +172,16 @@ quiet = "40ms"
                 daemon.log,
             )
             # a long simulator job first: before, the chip job would queue behind it. At 28
-            # bits its records hardly ever win, so it outlasts the chip job however fast
-            # training runs (at 20 bits a fast machine finished it first); cancelled below.
-            sim = c.call("jobs.submit", data=str(sim_data), name="sim", difficulty_bits=28)
+            # bits its records hardly ever win and a million generations do not run out,
+            # so it outlasts the chip job however fast training runs (at 20 bits, or with
+            # the default generations, a fast machine finished it first); cancelled below.
+            sim = c.call(
+                "jobs.submit",
+                data=str(sim_data),
+                name="sim",
+                difficulty_bits=28,
+                generations=1_000_000,
+            )
             sim_id = sim["job"]["id"]
             wait_for(lambda: _candidates(_job(c, sim_id)) > 0, "the sim job", 120, daemon.log)
             chip = c.call(
