@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from hasherd.storage.rows import Kernel
 from hasherd.storage.sizes import human_bytes
 from hasherd.storage.status import JobStatus
 
@@ -360,6 +361,7 @@ WEIGHT_HEADERS = (
     "TOKEN",
     "CONTEXT",
     "LAYER",
+    "KERNEL",
     "PREFIX",
     "D",
     "FITNESS",
@@ -368,6 +370,14 @@ WEIGHT_HEADERS = (
     "VALIDATION",
     "SEED",
 )
+
+
+def _kernel_label(w: Mapping[str, Any]) -> str:
+    """A weight's kernel in the ``--kernel`` form (``Kernel.label``)."""
+    kernel = Kernel(w["passes"], w["zero_bits"], w["token_bits"], str(w["memory_id"]))
+    return kernel.label
+
+
 _WEIGHT_KEYS = (
     "id",
     "record_id",
@@ -388,6 +398,8 @@ _WEIGHT_KEYS = (
 def weights_view(result: Mapping[str, Any]) -> list[Section]:
     weights, total = result["weights"], result["total"]
     rows = [[cell(w[k]) for k in _WEIGHT_KEYS] for w in weights]
+    for row, w in zip(rows, weights, strict=True):  # the kernel as --kernel takes it
+        row.insert(_WEIGHT_KEYS.index("layer") + 1, _kernel_label(w))
     footer = Line(f"{len(weights)} of {total} weights")
     return [Table(WEIGHT_HEADERS, rows), footer] if rows else [footer]
 
