@@ -538,7 +538,8 @@ def _breed(
     and fresh seeds after the elite in ``next_seeds``, none evaluated before nor twice;
     each is added to ``table``.
 
-    Exactly as if each were drawn (``_draw``), then checked against the table (and
+    Exactly as if each were drawn one by one (the plain draw: a parent by ``_below``, then
+    its flips one ``_flip_bit`` at a time), then checked against the table (and
     replaced while a duplicate, ``_unique_seen``), then added, one after the other; but
     done in two passes: every member is drawn first as if none were a duplicate (the
     random stream's position after each is kept), then all are checked and added in
@@ -571,7 +572,8 @@ def _breed(
 
 @njit(cache=True, nogil=True)
 def _flips(elite: np.ndarray, adv: np.ndarray) -> np.ndarray:
-    """The number of flips of each elite member's children, ``_draw``'s formula."""
+    """The number of flips of each elite member's children: MAX_FLIPS / (|advantage| + 1),
+    within 1..MAX_FLIPS."""
     out = np.empty(elite.shape[0], dtype=np.int64)
     for e in range(elite.shape[0]):
         a = adv[elite[e]]
@@ -589,13 +591,15 @@ def _draw_at(
     j: int,
     next_seeds: np.ndarray,
 ) -> np.uint64:
-    """``_draw`` for the stream whose counter is ``c``; returns the counter after the
-    draws. The same draws in the same order, made cheap. The stream is counter-based, so
-    the draws of flip ``f`` are known without the ones before: every child computes
-    ``MAX_FLIPS`` flips, with no branch on the random draws (a loop whose length is the
-    parent's random pick, and a branch on each flip's random region, mispredict about
-    once a child), and only its first ``flips`` count. The flips are gathered in a mask
-    (a bit drawn twice flips once: the child is the parent XOR the union of its bits)."""
+    """Member ``j`` drawn from the stream whose counter is ``c``; returns the counter after
+    the draws. The same draws in the same order as the plain draw (a parent, then one
+    flip at a time: the reference in tests/training/test_batching.py), made cheap. The
+    stream is counter-based, so the draws of flip ``f`` are known without the ones
+    before: every child computes ``MAX_FLIPS`` flips, with no branch on the random draws
+    (a loop whose length is the parent's random pick, and a branch on each flip's random
+    region, mispredict about once a child), and only its first ``flips`` count. The flips
+    are gathered in a mask (a bit drawn twice flips once: the child is the parent XOR the
+    union of its bits)."""
     n, n_elite = seeds.shape[0], elite.shape[0]
     if j >= n - n_fresh:
         for q in range(4):
@@ -625,37 +629,6 @@ def _draw_at(
     next_seeds[j, 2] = seeds[parent, 2] ^ m2
     next_seeds[j, 3] = seeds[parent, 3] ^ m3
     return c + np.uint64(2) * count * _GOLDEN
-
-
-@njit(cache=True, nogil=True)
-def _draw(
-    seeds: np.ndarray,
-    elite: np.ndarray,
-    adv: np.ndarray,
-    st: np.ndarray,
-    n_fresh: int,
-    drawn: np.ndarray,
-    j: int,
-    next_seeds: np.ndarray,
-) -> None:
-    """Member ``j`` of the next population before its duplicate check: a mutant of an
-    elite parent, or a fresh seed for the last ``n_fresh``."""
-    n, n_elite = seeds.shape[0], elite.shape[0]
-    if j >= n - n_fresh:
-        _random_row(next_seeds, j, st)
-        return
-    parent = elite[_below(st, n_elite)]
-    flips = int(min(max(MAX_FLIPS / (abs(adv[parent]) + 1.0), 1.0), float(MAX_FLIPS)))
-    for q in range(4):
-        next_seeds[j, q] = seeds[parent, q]
-    for f in range(flips):
-        b = _flip_bit(st)
-        again = False  # a bit drawn twice flips once
-        for q in range(f):
-            again |= drawn[q] == b
-        drawn[f] = b
-        if not again:
-            next_seeds[j, b >> 6] ^= _bit_mask(b)
 
 
 @njit(cache=True, nogil=True)

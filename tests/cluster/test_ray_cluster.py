@@ -143,6 +143,27 @@ async def _farmed(db: Path, ds: Dataset, cfg: Config, pool: ActorPool, on_step: 
     return summary.status
 
 
+def _farmed_watching(
+    db: Path, ds: Dataset, cfg: Config, pool: ActorPool, look: Any, every: float
+) -> str:
+    """``_farmed``, with ``look()`` called every ``every`` seconds beside the job."""
+
+    async def main() -> str:
+        async with anyio.create_task_group() as tg:
+
+            async def watch() -> None:
+                while True:
+                    look()
+                    await anyio.sleep(every)
+
+            tg.start_soon(watch)
+            status = await _farmed(db, ds, cfg, pool)
+            tg.cancel_scope.cancel()
+        return status
+
+    return anyio.run(main)
+
+
 def test_the_nodes_as_the_cluster_reports_them(farm: Farm) -> None:
     """``nodes.list``'s source: each worker named by its ``hasherd_node:`` resource, alive,
     with its CPUs; the head by its host name."""
@@ -199,24 +220,11 @@ def test_a_node_actor_holds_the_next_batch_while_one_runs(farm: Farm, tmp_path: 
     (actor,) = pool.actors.values()
     most = depth = 0
 
-    async def watch() -> None:
+    def look() -> None:
         nonlocal most, depth
         most, depth = max(most, len(actor.running)), max(depth, actor.depth)
 
-    async def main() -> str:
-        async with anyio.create_task_group() as tg:
-
-            async def sample() -> None:
-                while True:
-                    await watch()
-                    await anyio.sleep(0.001)
-
-            tg.start_soon(sample)
-            status = await _farmed(tmp_path / "farm.db", ds, cfg, pool)
-            tg.cancel_scope.cancel()
-        return status
-
-    assert anyio.run(main) == "finished"
+    assert _farmed_watching(tmp_path / "farm.db", ds, cfg, pool, look, 0.001) == "finished"
     assert depth == 2 and most == 2
     assert actor.stats.failures == 0 and actor.stats.abandoned == 0
     assert _weights(tmp_path / "farm.db") == _local(tmp_path, ds, cfg)
@@ -313,26 +321,13 @@ def test_a_node_actor_that_stops_answering_mid_job_loses_nothing(
     victim = pool.actors["rig-b-reference0"]
     stopped: list[int] = []
 
-    async def cut_off(_: Any = None) -> None:
+    def cut_off() -> None:
         if not stopped and victim.stats.jobs >= 1 and victim._backend is not None:
             stopped.append(victim._backend.info["pid"])  # type: ignore[attr-defined]
             os.kill(stopped[0], signal.SIGSTOP)
 
-    async def main() -> str:
-        async with anyio.create_task_group() as tg:
-
-            async def watch() -> None:
-                while True:
-                    await cut_off()
-                    await anyio.sleep(0.01)
-
-            tg.start_soon(watch)
-            status = await _farmed(tmp_path / "farm.db", ds, cfg, pool)
-            tg.cancel_scope.cancel()
-        return status
-
     try:
-        status = anyio.run(main)
+        status = _farmed_watching(tmp_path / "farm.db", ds, cfg, pool, cut_off, 0.01)
     finally:
         for pid in stopped:  # whatever Ray did meanwhile, the process goes
             with contextlib.suppress(ProcessLookupError):

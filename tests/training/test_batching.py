@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 import numpy as np
 import pytest
+from numba import njit
 
 from hasherd.config import Config
 from hasherd.data import Dataset, load_dataset
@@ -112,6 +113,39 @@ def test_generations_committed_together_store_what_one_commit_each_stores(
     assert _state(db)[0] == _state(tmp_path / "each.db")[0]
 
 
+@njit(cache=True, nogil=True)
+def _draw(
+    seeds: np.ndarray,
+    elite: np.ndarray,
+    adv: np.ndarray,
+    st: np.ndarray,
+    n_fresh: int,
+    drawn: np.ndarray,
+    j: int,
+    next_seeds: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """The plain draw the step's two passes must equal: member ``j`` of the next
+    population before its duplicate check, a mutant of an elite parent (a parent by
+    ``_below``, then its flips one ``_flip_bit`` at a time, a bit drawn twice flipping
+    once), or a fresh seed for the last ``n_fresh``."""
+    n, n_elite = seeds.shape[0], elite.shape[0]
+    if j >= n - n_fresh:
+        steps._random_row(next_seeds, j, st)
+        return
+    parent = elite[steps._below(st, n_elite)]
+    flips = int(min(max(steps.MAX_FLIPS / (abs(adv[parent]) + 1.0), 1.0), float(steps.MAX_FLIPS)))
+    for q in range(4):
+        next_seeds[j, q] = seeds[parent, q]
+    for f in range(flips):
+        b = steps._flip_bit(st)
+        again = False
+        for q in range(f):
+            again |= drawn[q] == b
+        drawn[f] = b
+        if not again:
+            next_seeds[j, b >> 6] ^= steps._bit_mask(b)
+
+
 def _breed_one_by_one(
     seeds: np.ndarray,
     elite: np.ndarray,
@@ -124,7 +158,7 @@ def _breed_one_by_one(
     """Each member drawn, then made unique against the table and added, in turn."""
     drawn = np.empty(steps.MAX_FLIPS, dtype=np.int64)
     for j in range(len(elite), seeds.shape[0]):
-        steps._draw(seeds, elite, adv, st, n_fresh, drawn, j, out)
+        _draw(seeds, elite, adv, st, n_fresh, drawn, j, out)
         steps._unique_seen(out, j, table, st)
 
 
