@@ -138,6 +138,33 @@ class JitterMemory:
     def z2_pos(self) -> np.ndarray:
         return self._zone2[3]
 
+    @cached_property
+    def z2_cut(self) -> np.ndarray:
+        """Zone 2's answers as cut points, for searches that need no comparison of two
+        neighbours: ``z2_cut[1 + i]`` is the largest key that still takes entry i of its
+        group over entry i + 1 (the midpoint of the two keys, a tie going to the smaller
+        memory position), 0xFFFFFFFF for the last entry of a group. The nearest entry of
+        a group is then simply the first whose cut is >= the key. ``z2_cut[0]`` is a pad
+        (0), so a search may read one entry before a group's first."""
+        start, keys, _, pos = self._zone2
+        k = keys.astype(np.int64)
+        n = len(k)
+        cut = np.full(n + 1, 0xFFFFFFFF, dtype=np.int64)
+        cut[0] = 0
+        if n > 1:
+            last = np.zeros(n, dtype=bool)
+            last[start[1:][start[1:] > start[:-1]] - 1] = True  # the last entry of each group
+            i = np.flatnonzero(~last[:-1])
+            total = k[i] + k[i + 1]
+            # The first key taking entry i + 1: above the midpoint, or on it when i + 1 is
+            # the earlier frame.
+            first_next = np.where(total % 2 == 1, (total + 1) // 2, total // 2)
+            first_next += (total % 2 == 0) & (pos[i] < pos[i + 1])
+            cut[1 + i] = first_next - 1
+        out = cut.astype(np.uint32)
+        out.setflags(write=False)
+        return out
+
     def zone2_ranges(self, slot4: int) -> np.ndarray:
         """For a record's slot 4: ``[lo_0..lo_15, hi_0..hi_15]``, where group q (slot 10's
         top nibble) spans ``z2_keys[lo_q:hi_q]``. Slot 4 never changes within a loop, so

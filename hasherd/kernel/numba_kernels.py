@@ -189,58 +189,46 @@ def search_steps(z2_range):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, inline="always")
-def zone2_lanes(buf, jit, found, z2_range, z2_keys, z2_vals, z2_pos, search):
+def zone2_lanes(buf, jit, found, z2_range, z2_cut, z2_vals, search):
     """Zone 2's jitter for every lane: the nearest key of the lane's group.
 
-    All lanes search in lock-step, ``search[2L]`` steps (``search_steps``) of a
-    branch-free lower bound (``search[:L]`` the bases, ``search[L:2L]`` the counts), so
-    no lane's group size or key costs a mispredicted branch; a lane whose group is empty
-    searches index 0 for nothing and misses."""
+    Searches the group's cut points (``JitterMemory.z2_cut``): the answer is the first
+    entry whose cut is >= the key, so no lane compares two neighbours or their memory
+    positions. All lanes search in lock-step, ``search[2L]`` halvings (``search_steps``)
+    of a branch-free lower bound on 32-bit values (``search[:L]`` the bases,
+    ``search[L:2L]`` the counts), so no lane's group size or key costs a mispredicted
+    branch and each halving is one 16-lane gather; a lane whose group is empty searches
+    entry 0 for nothing and takes the miss value."""
     key_row = ROW_OUT * L
     s10_row = (ROW_HDR + W_SLOT10) * L
-    empty = z2_keys.shape[0] == 0
-    for j in range(L):
-        q = (buf[s10_row + j] >> np.uint32(12)) & np.uint32(0xF)
-        lo, hi = z2_range[q], z2_range[16 + q]
-        ok = (lo < hi) and not empty
-        search[j] = lo if ok else 0
-        search[L + j] = hi - lo if ok else 1
-    for _ in range(search[2 * L]):
-        for j in range(L):
-            k = np.int64(buf[key_row + j])
-            base, n = search[j], search[L + j]
-            half = n >> 1
-            search[j] = base + half if np.int64(z2_keys[base + half]) < k else base
-            search[L + j] = n - half
-    if empty:
+    if z2_vals.shape[0] == 0:
         for j in range(L):
             jit[j] = miss(buf[key_row + j])
             found[j] = 0
         return
-    # Without a branch per lane (whether its group is empty is a coin toss, and a
-    # mispredicted branch a lane cost more than the lookups): a lane with an empty group
-    # reads index 0 for nothing and takes the miss value.
     for j in range(L):
-        key = buf[key_row + j]
         q = (buf[s10_row + j] >> np.uint32(12)) & np.uint32(0xF)
         lo, hi = z2_range[q], z2_range[16 + q]
         ok = lo < hi
-        k = np.int64(key)
-        base = search[j]
-        a = base + 1 if np.int64(z2_keys[base]) < k else base
-        i0 = max(a - 1, lo) if ok else 0
-        i1 = min(a, hi - 1) if ok else 0
-        d0 = abs(k - np.int64(z2_keys[i0]))
-        d1 = abs(np.int64(z2_keys[i1]) - k)
-        take0 = (d0 < d1) | ((d0 == d1) & (z2_pos[i0] < z2_pos[i1]))
-        hit = z2_vals[i0 if take0 else i1]
-        jit[j] = hit if ok else miss(key)
+        search[j] = lo if ok else 0
+        search[L + j] = hi - lo if ok else 1
+    for _ in range(search[2 * L]):
+        for j in range(L):
+            base, n = search[j], search[L + j]
+            half = n >> 1
+            # z2_cut[base + half] is the cut of entry base + half - 1 (z2_cut has a pad)
+            search[j] = base + half * np.int32(z2_cut[base + half] < buf[key_row + j])
+            search[L + j] = n - half
+    for j in range(L):
+        q = (buf[s10_row + j] >> np.uint32(12)) & np.uint32(0xF)
+        ok = z2_range[q] < z2_range[16 + q]
+        jit[j] = z2_vals[search[j]] if ok else miss(buf[key_row + j])
         found[j] = ok
 
 
 @njit(cache=True, nogil=True, inline="always")
 def jitter_lanes(
-    p, buf, jit, found, z1_hit, z1_val, z2_range, z2_keys, z2_vals, z2_pos, s3, search
+    p, buf, jit, found, z1_hit, z1_val, z2_range, z2_cut, z2_vals, s3, search
 ):  # pragma: no cover - compiled
     """Pass p's jitter for every lane, applied to the lane's header.
 
@@ -262,7 +250,7 @@ def jitter_lanes(
                 found[j] = 0
                 xor_lane(buf, j, x)
     elif p <= 14:
-        zone2_lanes(buf, jit, found, z2_range, z2_keys, z2_vals, z2_pos, search)
+        zone2_lanes(buf, jit, found, z2_range, z2_cut, z2_vals, search)
         for j in range(L):
             xor_lane(buf, j, jit[j])
     else:
@@ -276,25 +264,6 @@ def jitter_lanes(
             xor_lane(buf, j, x)
 
 
-@njit(cache=True, nogil=True)
-def fill_header(slots, seeds, hdr):  # pragma: no cover - compiled
-    """Header words (kernel.md, "The header") of every seed with one record's slots:
-    ``hdr[i]`` gets seed i's bytes 0..3, the 12 slots, then seed bytes 4..31, as
-    big-endian words (numpy's strided copies took a tenth of a 256-candidate call)."""
-    for i in range(seeds.shape[0]):
-        for w in range(8):
-            b = 4 * w
-            x = (
-                (np.uint32(seeds[i, b]) << _U24)
-                | (np.uint32(seeds[i, b + 1]) << _U16)
-                | (np.uint32(seeds[i, b + 2]) << _U8)
-                | np.uint32(seeds[i, b + 3])
-            )
-            hdr[i, 0 if w == 0 else 12 + w] = x
-        for r in range(12):
-            hdr[i, 1 + r] = slots[r]
-
-
 @njit(cache=True, nogil=True, inline="always")
 def apply_words(h, j):  # pragma: no cover - compiled
     """apply(H, j) on a header held as 20 big-endian words."""
@@ -302,9 +271,22 @@ def apply_words(h, j):  # pragma: no cover - compiled
         h[W_JITTER + w] = np.uint32(h[W_JITTER + w] ^ rotl32(j, 8 * w))
 
 
+@njit(cache=True, nogil=True, inline="always")
+def seed_word(seeds, i, w):  # pragma: no cover - compiled
+    """Big-endian word w (0..7) of seed i."""
+    b = 4 * w
+    return np.uint32(
+        (np.uint32(seeds[i, b]) << _U24)
+        | (np.uint32(seeds[i, b + 1]) << _U16)
+        | (np.uint32(seeds[i, b + 2]) << _U8)
+        | np.uint32(seeds[i, b + 3])
+    )
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def run_k0(
-    hdr,
+    seeds,
+    rec_slots,
     passes,
     chunk_start,
     chunk_len,
@@ -314,11 +296,12 @@ def run_k0(
     rec_z1_hit,
     rec_z1_val,
     rec_z2_range,
-    z2_keys,
+    z2_cut,
     z2_vals,
-    z2_pos,
     trace,
-    out_digest,
+    out_word,
+    out_nonce,
+    out_bytes,
     out_last_key,
     tr_keys,
     tr_jit,
@@ -329,18 +312,27 @@ def run_k0(
 
     Chunk c holds candidates ``chunk_start[c] .. + chunk_len[c]`` (at most LANES, all of
     record ``chunk_rec[c]``), so one call can carry several records of one memory; the
-    ``rec_*`` arrays hold each record's zone-1 answer, zone-2 groups and shortcut."""
+    ``rec_*`` arrays hold each record's slots, zone-1 answer, zone-2 groups and shortcut.
+    Each chunk builds its headers from the seed bytes and writes its outputs (the output
+    word, the nonce, the final digest's bytes, the last pass's key) itself, so no
+    per-candidate array work is left to the caller."""
     for c in prange(chunk_start.shape[0]):
         buf = np.empty(ROWS * L, dtype=np.uint32)
         jit = np.empty(L, dtype=np.uint32)
         found = np.empty(L, dtype=np.uint8)
-        search = np.empty(2 * L + 1, dtype=np.int64)
+        search = np.empty(2 * L + 1, dtype=np.int32)
         base = chunk_start[c]
         m = chunk_len[c]
         rec = chunk_rec[c]
-        for r in range(20):
+        for j in range(L):
+            i = base + min(j, m - 1)
+            buf[ROW_HDR * L + j] = seed_word(seeds, i, 0)
+            for w in range(1, 8):
+                buf[(ROW_HDR + 12 + w) * L + j] = seed_word(seeds, i, w)
+        for r in range(12):
+            x = rec_slots[rec, r]
             for j in range(L):
-                buf[(ROW_HDR + r) * L + j] = hdr[base + min(j, m - 1), r]
+                buf[(ROW_HDR + 1 + r) * L + j] = x
         start_jitter = rec_start_jitter[rec]
         if start_jitter != 0:
             for j in range(L):
@@ -354,9 +346,7 @@ def run_k0(
             if p == passes - 1:
                 for j in range(m):
                     out_last_key[base + j] = buf[ROW_OUT * L + j]
-            jitter_lanes(
-                p, buf, jit, found, z1_hit, z1_val, z2_range, z2_keys, z2_vals, z2_pos, s3, search
-            )
+            jitter_lanes(p, buf, jit, found, z1_hit, z1_val, z2_range, z2_cut, z2_vals, s3, search)
             if trace:
                 for j in range(m):
                     tr_keys[base + j, p] = buf[ROW_OUT * L + j]
@@ -364,11 +354,18 @@ def run_k0(
                     tr_found[base + j, p] = found[j] != 0
         pass_k0(buf)
         for j in range(m):
+            i = base + j
+            out_word[i] = buf[ROW_OUT * L + j]
+            out_nonce[i] = bswap32(buf[(ROW_HDR + W_NONCE) * L + j])
             for r in range(8):
-                out_digest[base + j, r] = buf[(ROW_OUT + r) * L + j]
+                x = buf[(ROW_OUT + r) * L + j]
+                out_bytes[i, 4 * r] = np.uint8(x >> _U24)
+                out_bytes[i, 4 * r + 1] = np.uint8((x >> _U16) & np.uint32(0xFF))
+                out_bytes[i, 4 * r + 2] = np.uint8((x >> _U8) & np.uint32(0xFF))
+                out_bytes[i, 4 * r + 3] = np.uint8(x & np.uint32(0xFF))
             if trace:
                 for r in range(20):
-                    tr_final[base + j, r] = buf[(ROW_HDR + r) * L + j]
+                    tr_final[i, r] = buf[(ROW_HDR + r) * L + j]
 
 
 @njit(cache=True, nogil=True)

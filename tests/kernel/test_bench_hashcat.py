@@ -112,8 +112,20 @@ def test_report_against_hashcat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         # The kernel hoists pass-invariant rounds: it performs less than the nominal work.
         assert 0 < fig["performed_compressions_per_s"] < nominal
         assert fig["compressions_per_cpu_s"] > 0
+        # As the function counts them: 66 a candidate at P = 21, skipped passes included.
+        function = (ev if rec == "miss" else ev["zone1_hit"])["candidates_per_s"] * 66
+        assert fig["function_compressions_per_candidate"] == 66
+        assert fig["function_compressions_per_s"] == pytest.approx(function)
+        assert fig["function_ratio"] == pytest.approx(function / hc["compressions_per_s"])
+        if rec == "miss":  # every pass hashed: the two counts agree
+            assert fig["function_compressions_per_s"] == pytest.approx(nominal)
+        else:  # passes 0..7 skipped: 14 of 22 double SHA-256 hashed
+            assert fig["dsha_per_candidate"] == 14
+            assert fig["function_compressions_per_s"] == pytest.approx(nominal * 22 / 14)
     text = "\n".join(format_against(rep["against"]))
     assert "x hashcat" in text and "numba:1 miss" in text
+    assert "as the function counts them (66 a candidate)" in text
+    assert "(14.0 double SHA-256 a candidate)" in text and "(22.0 double SHA-256" in text
 
 
 def test_bracket_is_the_mean_of_the_runs() -> None:

@@ -1,10 +1,11 @@
-"""The numba kernel's zone-2 nearest search (branch-free) against a brute-force one."""
+"""The numba kernel's zone-2 nearest searches (branch-free) against a brute-force one."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from hasherd.kernel.evaluators.numba_cpu import kernels
+from hasherd.kernel.memory import JitterMemory
 
 
 def _brute(keys: np.ndarray, pos: np.ndarray, lo: int, hi: int, key: int) -> int:
@@ -49,6 +50,39 @@ def _group_layout(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
     )
 
 
+def _cuts(ranges: np.ndarray, keys: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """``JitterMemory.z2_cut`` for a hand-made layout, from its definition by brute force:
+    entry i's cut is the largest key whose nearest entry is i or before (keys < 64)."""
+    cut = np.full(len(keys) + 1, 0xFFFFFFFF, dtype=np.uint32)
+    cut[0] = 0
+    for q in range(16):
+        lo, hi = int(ranges[q]), int(ranges[16 + q])
+        for i in range(lo, hi - 1):
+            cut[1 + i] = max(x for x in range(80) if _brute(keys, pos, lo, hi, x) <= i)
+    return cut
+
+
+def test_memory_cut_points_give_the_nearest_frame_with_ties() -> None:
+    """``JitterMemory.z2_cut``: the first entry of a group whose cut is >= the key is the
+    nearest frame (the earlier one on a tie), for every key around every group's keys."""
+    rng = np.random.default_rng(5)
+    frames = rng.integers(0, 2**32, (200, 12), dtype=np.uint64).astype(np.uint32)
+    frames[:, 4] &= 0x3  # few groups, many frames each
+    frames[:, 10] &= 0x1FFF
+    frames[:, 1] = (frames[:, 1] % 32) * 2  # equal keys, and even keys with gaps: ties
+    mem = JitterMemory(frames)
+    start, keys, pos, cut = mem.z2_start, mem.z2_keys, mem.z2_pos, mem.z2_cut
+    assert cut[0] == 0 and len(cut) == len(keys) + 1
+    groups = np.flatnonzero(start[1:] > start[:-1])
+    assert len(groups) == 8
+    for g in groups:
+        lo, hi = int(start[g]), int(start[g + 1])
+        assert cut[hi] == 0xFFFFFFFF  # the last entry of a group is never passed
+        for key in range(0, 70):
+            first = next(i for i in range(lo, hi) if cut[1 + i] >= key)
+            assert first == _brute(keys, pos, lo, hi, key), (g, key)
+
+
 def test_every_lane_of_zone2_matches_brute_force_with_empty_groups_and_ties() -> None:
     """``zone2_lanes``: each lane's group (by slot 10's top nibble), nearest key, ties to
     the earlier frame, and the miss value for a lane whose group is empty."""
@@ -66,9 +100,9 @@ def test_every_lane_of_zone2_matches_brute_force_with_empty_groups_and_ties() ->
         buf[kn.ROW_OUT * lanes : (kn.ROW_OUT + 1) * lanes] = probe
         jit = np.zeros(lanes, dtype=np.uint32)
         found = np.zeros(lanes, dtype=np.uint8)
-        search = np.zeros(2 * lanes + 1, dtype=np.int64)
+        search = np.zeros(2 * lanes + 1, dtype=np.int32)
         search[2 * lanes] = kn.search_steps(ranges)
-        kn.zone2_lanes(buf, jit, found, ranges, keys, vals, pos, search)
+        kn.zone2_lanes(buf, jit, found, ranges, _cuts(ranges, keys, pos), vals, search)
         for j in range(lanes):
             lo, hi = int(ranges[nib[j]]), int(ranges[16 + nib[j]])
             if lo == hi:

@@ -119,43 +119,46 @@ class NumbaEvaluator(Evaluator):
     def _run_k0(self, reqs: list[EvalRequest]) -> list[EvalResult]:
         """One k = 0 kernel call (cut in several for a huge batch) for every request.
 
-        Everything around the call is a few array operations per batch, not per record:
-        at the trainer's 256 candidates the kernel takes about 0.2 ms on one core, so
-        tens of microseconds of Python here would be a tenth of the time."""
+        Everything around the call is a few array operations per batch, not per
+        candidate: the kernel builds the headers from the seed bytes and writes every
+        output array itself. At the trainer's 32 records x 256 candidates the kernel takes
+        about 2 ms on two cores, and Python work here is serial, so every 0.1 ms of it
+        would cost about 5 % of the evaluator's rate."""
         kn = kernels()
         mem, p, trace = reqs[0].memory, reqs[0].passes, any(r.trace for r in reqs)
         sizes = [r.n for r in reqs]
-        offsets = np.concatenate([[0], np.cumsum(sizes)]) if len(reqs) > 1 else (0, sizes[0])
-        n = int(offsets[-1])
         if len(reqs) == 1:
-            hdr = np.empty((n, 20), dtype=np.uint32)
-            kn.fill_header(reqs[0].slots, reqs[0].seeds, hdr)
+            offsets: Any = (0, sizes[0])
+            seeds = reqs[0].seeds
         else:
-            hdr = header_words(
-                np.repeat(np.stack([r.slots for r in reqs]), sizes, axis=0),
-                np.concatenate([r.seeds for r in reqs]),
-            )
+            offsets = np.concatenate([[0], np.cumsum(sizes)])
+            seeds = np.concatenate([r.seeds for r in reqs])
+        n = int(offsets[-1])
         records = [self._record(r) for r in reqs]
         chunks = _chunks(sizes, offsets)
         rec = _record_arrays(records)
-        digest = np.empty((n, 8), dtype=np.uint32)
+        slots = np.stack([r.slots for r in reqs]) if len(reqs) > 1 else reqs[0].slots[None, :]
+        word = np.empty(n, dtype=np.uint32)
+        nonce = np.empty(n, dtype=np.uint32)
+        digest = np.empty((n, 32), dtype=np.uint8)
         last_key = np.empty(n, dtype=np.uint32)
         tr = _trace_arrays(n, p, trace)
-        self._call_k0(kn, hdr, p, chunks, rec, mem, trace, digest, last_key, tr)
-        nonce = hdr[:, 19].byteswap()
+        self._call_k0(
+            kn, seeds, slots, p, chunks, rec, mem, trace, (word, nonce, digest, last_key), tr
+        )
         if trace:
             tr[1][:] = nonce[:, None]
+        roll = np.zeros(n, dtype=np.uint32)
         out = []
-        digest_bytes = words_to_bytes(digest)
         for i, r in enumerate(reqs):
             lo, hi = int(offsets[i]), int(offsets[i + 1])
             dsha = r.n * (p - records[i][0] + 1)
             out.append(
                 EvalResult(
-                    digest[lo:hi, 0].copy(),
+                    word[lo:hi],
                     nonce[lo:hi],
-                    np.zeros(r.n, dtype=np.uint32),
-                    digest_bytes[lo:hi],
+                    roll[lo:hi],
+                    digest[lo:hi],
                     last_key[lo:hi],
                     dsha,
                     3 * dsha,
@@ -167,14 +170,14 @@ class NumbaEvaluator(Evaluator):
     def _call_k0(
         self,
         kn: Any,
-        hdr: np.ndarray,
+        seeds: np.ndarray,
+        slots: np.ndarray,
         p: int,
         chunks: tuple[np.ndarray, np.ndarray, np.ndarray],
         rec: tuple[np.ndarray, ...],
         mem: JitterMemory,
         trace: bool,
-        digest: np.ndarray,
-        last_key: np.ndarray,
+        outs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
         tr: tuple[np.ndarray, ...],
     ) -> None:
         """``run_k0`` over the chunks, at most ``K0_CALL_HASHES`` a call, abortable
@@ -189,18 +192,17 @@ class NumbaEvaluator(Evaluator):
                 self.check_abort()
                 hi = lo + per_call
                 kn.run_k0(
-                    hdr,
+                    seeds,
+                    slots,
                     p,
                     chunk_start[lo:hi],
                     chunk_len[lo:hi],
                     chunk_rec[lo:hi],
                     *rec,
-                    mem.z2_keys,
+                    mem.z2_cut,
                     mem.z2_vals,
-                    mem.z2_pos,
                     trace,
-                    digest,
-                    last_key,
+                    *outs,
                     tr[0],
                     tr[2],
                     tr[3],
