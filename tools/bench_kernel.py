@@ -4,9 +4,9 @@
 
 ``hasherd bench`` measures the evaluator as the trainer calls it; this splits it, on one
 thread, into what sets its ceiling (every part runs once per round, round-robin, and the
-medians of the rounds are printed; candidates of 21 passes, 66 compressions each, of
-which the parts perform what they print; "vs lanes alone" compares compressions
-performed per second):
+medians of the rounds are printed; candidates of 21 passes, 66 compressions each
+nominally; a part's compressions are 3 per double SHA-256 it hashes, and "vs lanes
+alone" compares those per second):
 
 * ``lanes, hashing alone``: the generated lane kernel (16 candidates in the lanes of a
   512-bit vector, or 8 of 256) with its pass-invariant work hoisted, 22 passes, the
@@ -20,7 +20,7 @@ performed per second):
 * ``run_k0, training records`` and ``run_k0, training, no zone-2``: the same two for
   ``hasherd bench``'s ``zone1_hit`` records, frames of the memory, as every record of
   ``hasherd train`` is (the memory is the training set): they start at pass 8, so 42
-  compressions are performed per candidate of the nominal 66, and zone 2's lookups are
+  compressions are hashed per candidate of the nominal 66, and zone 2's lookups are
   half of their passes' jitters;
 * ``SHA-NI, 8 interleaved`` (where the CPU has SHA-NI): the three compressions of a pass
   for 8 candidates at once through ``sha256rnds2``/``msg1``/``msg2`` (numba intrinsics
@@ -363,7 +363,7 @@ def main() -> int:
         )
     print(
         "compressions: 66 per candidate nominally (21 passes and the final one, 3 each); the"
-        " training records perform 42 (the zone-1 shortcut); set the first line beside"
+        " training records hash 42 (the zone-1 shortcut); set the first line beside"
         " hashcat's per core (hasherd bench --against hashcat, divided by its cores)"
     )
     return 0
