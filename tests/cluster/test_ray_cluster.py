@@ -252,15 +252,7 @@ def test_a_cuda_actor_is_placed_on_the_node_with_a_gpu(farm: Farm) -> None:
             make_request(frames[i], rng.integers(0, 256, (4, 32), np.uint8), mem, 3) for i in (0, 1)
         ]
 
-        async def main() -> list[Any]:
-            async with anyio.create_task_group() as tg:
-                await tg.start(pool.run)
-                with anyio.fail_after(120):
-                    got = await pool.evaluate_on("rig-g-cuda0", reqs)
-                tg.cancel_scope.cancel()
-            return got
-
-        got = anyio.run(main)
+        got = _evaluate_on(pool, "rig-g-cuda0", reqs, 120)
         snap = pool.actors["rig-g-cuda0"].snapshot()
         assert snap["kind"] == "cuda" and snap["node"] == "rig-g"
         ref = ReferenceEvaluator()
@@ -341,6 +333,20 @@ K = 4
 SWEEP = 1024
 
 
+def _evaluate_on(pool: ActorPool, actor: str, reqs: list[EvalRequest], limit: float) -> Any:
+    """Run the pool and evaluate ``reqs`` on one actor (within ``limit`` seconds)."""
+
+    async def main() -> list[Any]:
+        async with anyio.create_task_group() as tg:
+            await tg.start(pool.run)
+            with anyio.fail_after(limit):
+                got = await pool.evaluate_on(actor, reqs)
+            tg.cancel_scope.cancel()
+        return got
+
+    return anyio.run(main)
+
+
 def _chip_requests() -> list[EvalRequest]:
     rng = np.random.default_rng(11)
     frames = rng.integers(0, 2**32, size=(8, 12), dtype=np.uint64).astype(np.uint32)
@@ -364,15 +370,7 @@ def test_a_chip_chain_on_a_labelled_node_serves_from_there(farm: Farm) -> None:
         pool = build_pool(_config(farm, [table], cpu_actors_per_node=0))
         reqs = _chip_requests()
 
-        async def main() -> list[Any]:
-            async with anyio.create_task_group() as tg:
-                await tg.start(pool.run)
-                with anyio.fail_after(60):
-                    got = await pool.evaluate_on("chain0", reqs)
-                tg.cancel_scope.cancel()
-            return got
-
-        got = anyio.run(main)
+        got = _evaluate_on(pool, "chain0", reqs, 60)
     snap = pool.actors["chain0"].snapshot()
     assert snap["node"] == "rig-a" and snap["device"]["device"]["chips"] == 2
     assert snap["device"]["device"]["jobs"] > 0  # the chain's counters, read on its node
